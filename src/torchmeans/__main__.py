@@ -1,0 +1,5 @@
+"""``python -m torchmeans``: the command line."""
+
+from torchmeans.cli import main
+
+main()

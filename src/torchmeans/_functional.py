@@ -1,0 +1,290 @@
+"""The functional core: ``kmeans(X, n_clusters) -> KMeansResult``; the estimators wrap it."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from torch import Tensor
+
+from torchmeans._init import kmeans_plusplus_centers, random_centers
+from torchmeans._lloyd import IterationStats, Reducer, _no_reduce, lloyd
+from torchmeans._validation import (
+    as_tensor,
+    check_init_array,
+    check_params,
+    check_sample_weight,
+    make_data,
+    make_generator,
+    resolve_device,
+)
+from torchmeans.data import KMeansData
+from torchmeans.ops.assign import assign
+
+__all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
+
+logger = logging.getLogger("torchmeans")
+
+InitFunction = Callable[[KMeansData, int, torch.Generator], Tensor]
+"""An init resolved for the core: returns centers in the data's shifted space."""
+
+
+class KMeansResult(NamedTuple):
+    """Result of :func:`kmeans`.
+
+    Attributes
+    ----------
+    centers : Tensor
+        ``(n_clusters, n_features)`` cluster centers (float32 for half-precision data).
+    labels : Tensor
+        ``(n_samples,)`` int64 index of each sample's cluster, consistent with ``centers``.
+    inertia : float
+        Weighted sum of squared distances of samples to their center.
+    n_iter : int
+        Lloyd iterations run by the best initialization.
+    history : list of IterationStats
+        Per-iteration inertia, center shift, changed labels and relocated clusters
+        of the best initialization.
+    """
+
+    centers: Tensor
+    labels: Tensor
+    inertia: float
+    n_iter: int
+    history: list[IterationStats]
+
+
+def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype,
+                 device: torch.device, callable_input: Any = None) -> InitFunction:
+    """Turn a user ``init`` into a function of ``(data, n_clusters, generator)``.
+
+    A user callable is called as ``init(X, n_clusters, random_state=RandomState)``
+    with ``callable_input`` (the data as the user passed it, not shifted) and
+    must return centers in that same (unshifted) space.
+    """
+    if isinstance(init, str) and init == "k-means++":
+        return lambda data, k, g: kmeans_plusplus_centers(data, k, g)[0]
+    if isinstance(init, str) and init == "random":
+        return lambda data, k, g: random_centers(data, k, g)[0]
+    if callable(init):
+        def call_user_init(data: KMeansData, k: int, generator: torch.Generator) -> Tensor:
+            seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
+            centers = init(callable_input, k, random_state=np.random.RandomState(seed))
+            centers = check_init_array(centers, k, n_features, dtype, device)
+            return centers - data.offset
+        return call_user_init
+    centers = check_init_array(init, n_clusters, n_features, dtype, device)
+    return lambda data, k, g: centers - data.offset
+
+
+def _same_clustering(a: Tensor, b: Tensor, n_clusters: int) -> bool:
+    """Return True if two labelings are equal up to a permutation of the labels."""
+    mapping = torch.full((n_clusters,), -1, dtype=a.dtype, device=a.device)
+    mapping.scatter_(0, a, b)
+    return bool((mapping[a] == b).all())
+
+
+def fit_data(
+    data: KMeansData,
+    n_clusters: int,
+    *,
+    init: InitFunction,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    generator: torch.Generator,
+    chunk_bytes: int | None = None,
+    reduce: Reducer = _no_reduce,
+    verbose: bool = False,
+) -> KMeansResult:
+    """Run ``n_init`` initializations of Lloyd on prepared data; keep the best.
+
+    Returns centers in the original (unshifted) space, and labels and inertia
+    computed against exactly those centers (as ``predict`` and ``score`` will).
+    """
+    tol_abs = float(data.mean_variance()) * tol if tol > 0 else 0.0
+    best: KMeansResult | None = None
+    for run in range(n_init):
+        initial = init(data, n_clusters, generator).to(data.acc_dtype)
+        if verbose:
+            logger.info("initialization %d/%d complete", run + 1, n_init)
+        result = lloyd(data, initial, max_iter=max_iter, tol=tol_abs,
+                       chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose)
+        centers = result.centers + data.offset
+        final = assign(data, centers - data.offset, chunk_bytes=chunk_bytes,
+                       labels_out=result.labels)
+        inertia = float(final.inertia)
+        if verbose:
+            logger.info("initialization %d/%d: inertia %.6g after %d iterations",
+                        run + 1, n_init, inertia, result.n_iter)
+        if best is None or (
+            inertia < best.inertia and not _same_clustering(final.labels, best.labels,
+                                                             n_clusters)
+        ):
+            best = KMeansResult(centers, final.labels, inertia, result.n_iter, result.history)
+    assert best is not None  # n_init >= 1
+    n_distinct = int((torch.bincount(best.labels, minlength=n_clusters) > 0).sum())
+    if n_distinct < n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
+            f"({n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return best
+
+
+def verbose_logging(verbose: Any) -> bool:
+    """Make ``verbose`` messages visible: INFO on the ``torchmeans`` logger.
+
+    A stderr handler is added only when neither the ``torchmeans`` logger nor the
+    root logger has one, so applications that configure logging keep control.
+    """
+    if not verbose:
+        return False
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("torchmeans: %(message)s"))
+        logger.addHandler(handler)
+    return True
+
+
+def kmeans(
+    X: Any,
+    n_clusters: int,
+    *,
+    sample_weight: Any = None,
+    init: Any = "k-means++",
+    n_init: int | str = "auto",
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    random_state: Any = None,
+    device: str | torch.device | None = None,
+    chunk_bytes: int | None = None,
+    copy: bool = True,
+    verbose: bool = False,
+) -> KMeansResult:
+    """Exact Lloyd k-means on any torch device.
+
+    Parameters
+    ----------
+    X : Tensor or array-like of shape (n_samples, n_features)
+        Samples: a dense or sparse torch tensor, a numpy array, a scipy sparse
+        matrix, a pandas DataFrame or a list. Integer and boolean data become float32.
+    n_clusters : int
+        Number of clusters.
+    sample_weight : Tensor or array-like of shape (n_samples,), optional
+        Non-negative weight of each sample.
+    init : {'k-means++', 'random'}, array of shape (n_clusters, n_features) or callable
+        Initial centers (see :class:`torchmeans.KMeans`).
+    n_init : 'auto' or int
+        Number of initializations; the best by inertia is kept.
+    max_iter : int
+        Maximum number of Lloyd iterations per initialization.
+    tol : float
+        Convergence tolerance on the total squared center shift, relative to
+        the mean per-feature variance of ``X`` (scikit-learn's meaning).
+    random_state : int, numpy or torch generator, or None
+        Seeds a local generator; the same seed gives the same result on the same device.
+    device : str or torch.device, optional
+        Where to compute; default: the tensor's device, else CUDA if available, else CPU.
+    chunk_bytes : int, optional
+        Working-memory budget for one chunk's temporaries (default 64 MiB).
+    copy : bool
+        If True, keep one mean-shifted copy of ``X`` for fast passes; if False,
+        shift each chunk as it is read (no copy of ``X``).
+    verbose : bool
+        Log progress on the ``torchmeans`` logger.
+
+    Returns
+    -------
+    KMeansResult
+        ``centers``, ``labels``, ``inertia``, ``n_iter`` (and ``history``), as
+        tensors on the compute device.
+
+    Examples
+    --------
+    >>> import torch, torchmeans
+    >>> X = torch.cat([torch.randn(100, 2), torch.randn(100, 2) + 10])
+    >>> result = torchmeans.kmeans(X, n_clusters=2, random_state=0)
+    >>> result.centers.shape, result.labels.shape
+    (torch.Size([2, 2]), torch.Size([200]))
+    """
+    compute_device = resolve_device(device, X)
+    X_tensor = as_tensor(X, compute_device)
+    n_samples, n_features = X_tensor.shape
+    effective_n_init = check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
+                                    n_init=n_init, max_iter=max_iter, tol=tol,
+                                    chunk_bytes=chunk_bytes)
+    weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, compute_device)
+    data = make_data(X_tensor, weight, copy=copy)
+    init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
+                           callable_input=X)
+    return fit_data(
+        data,
+        n_clusters,
+        init=init_fn,
+        n_init=effective_n_init,
+        max_iter=max_iter,
+        tol=tol,
+        generator=make_generator(random_state, compute_device),
+        chunk_bytes=chunk_bytes,
+        verbose=verbose_logging(verbose),
+    )
+
+
+def kmeans_plusplus(
+    X: Any,
+    n_clusters: int,
+    *,
+    sample_weight: Any = None,
+    random_state: Any = None,
+    n_local_trials: int | None = None,
+    device: str | torch.device | None = None,
+    chunk_bytes: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Greedy k-means++ seeding, as :func:`sklearn.cluster.kmeans_plusplus`.
+
+    Parameters
+    ----------
+    X : Tensor or array-like of shape (n_samples, n_features)
+        Samples to pick seeds from.
+    n_clusters : int
+        Number of centers.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights.
+    random_state : int, numpy or torch generator, or None
+        Seeds a local generator.
+    n_local_trials : int, optional
+        Candidates tried per step (default ``2 + int(log(n_clusters))``).
+    device : str or torch.device, optional
+        Where to compute.
+    chunk_bytes : int, optional
+        Working-memory budget per chunk.
+
+    Returns
+    -------
+    centers : Tensor
+        ``(n_clusters, n_features)`` initial centers (rows of ``X``).
+    indices : Tensor
+        Row index in ``X`` of each center.
+    """
+    compute_device = resolve_device(device, X)
+    X_tensor = as_tensor(X, compute_device)
+    check_params(n_clusters=n_clusters, n_samples=X_tensor.shape[0], init="k-means++",
+                 n_init=1, max_iter=1, tol=0.0, chunk_bytes=chunk_bytes)
+    weight = check_sample_weight(sample_weight, X_tensor.shape[0], X_tensor.dtype,
+                                 compute_device)
+    data = make_data(X_tensor, weight)
+    centers, indices = kmeans_plusplus_centers(
+        data, n_clusters, make_generator(random_state, compute_device),
+        n_local_trials=n_local_trials, chunk_bytes=chunk_bytes,
+    )
+    return centers + data.offset, indices

@@ -1,0 +1,120 @@
+"""Initial centers: greedy k-means++, random rows, a given array, or a callable.
+
+Every sampler draws from a local ``torch.Generator`` on the data's device, so the
+same seed gives the same centers on the same device, and no global random state
+is touched.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from torchmeans.data import KMeansData
+from torchmeans.ops.assign import center_terms, chunk_rows_for, chunk_scores
+
+__all__ = ["kmeans_plusplus_centers", "random_centers"]
+
+
+def _sq_distances(data: KMeansData, points: Tensor, rows: int) -> Tensor:
+    """Exact-enough squared distances from every row to each of ``points``: ``(p, n)``."""
+    terms = center_terms(points)
+    out = torch.empty(points.shape[0], data.n_samples, dtype=points.dtype, device=data.device)
+    for chunk in data.chunks(rows):
+        scores = chunk_scores(data, chunk, terms).add_(chunk.sq_norms[:, None]).clamp_(min=0)
+        out[:, chunk.start : chunk.stop] = scores.T
+    return out
+
+
+def _candidate_potentials(
+    data: KMeansData, candidates: Tensor, closest: Tensor, rows: int
+) -> Tensor:
+    """Return ``sum_i w_i min(closest_i, d(x_i, c))`` per candidate ``c``, chunk by chunk."""
+    terms = center_terms(candidates)
+    potentials = torch.zeros(candidates.shape[0], dtype=candidates.dtype, device=data.device)
+    for chunk in data.chunks(rows):
+        scores = chunk_scores(data, chunk, terms).add_(chunk.sq_norms[:, None]).clamp_(min=0)
+        scores = torch.minimum(scores, closest[chunk.start : chunk.stop, None])
+        potentials += chunk.weight @ scores
+    return potentials
+
+
+def kmeans_plusplus_centers(
+    data: KMeansData,
+    n_clusters: int,
+    generator: torch.Generator,
+    *,
+    n_local_trials: int | None = None,
+    chunk_bytes: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Greedy k-means++ seeding (scikit-learn's algorithm), fully on the device.
+
+    Each new center is the best, by resulting potential, of ``n_local_trials``
+    rows sampled with probability proportional to ``w * D(x)^2``. No host
+    synchronisation happens between steps. The ``(n_local_trials, n)`` block of
+    candidate distances is kept only if it fits the chunk budget; otherwise the
+    potentials are reduced chunk by chunk and the winner's distances recomputed.
+
+    Returns
+    -------
+    centers : Tensor
+        ``(n_clusters, n_features)`` in the data's shifted space.
+    indices : Tensor
+        Row index of each center.
+    """
+    if n_local_trials is None:
+        n_local_trials = 2 + int(math.log(n_clusters))
+    device, dtype = data.device, data.acc_dtype
+    weight = data.sample_weight
+    n = data.n_samples
+    rows = chunk_rows_for(data, n_local_trials, chunk_bytes)
+    budget = chunk_rows_for(data, 1, chunk_bytes) * (data.n_features + 5)
+    keep_block = n_local_trials * n <= budget
+
+    centers = torch.empty(n_clusters, data.n_features, dtype=dtype, device=device)
+    indices = torch.empty(n_clusters, dtype=torch.int64, device=device)
+    first = _weighted_choice(weight, 1, generator)
+    indices[:1] = first
+    centers[:1] = data.take(first)
+    closest = _sq_distances(data, centers[:1], rows)[0]
+    for c in range(1, n_clusters):
+        candidate_ids = _weighted_choice(weight * closest, n_local_trials, generator)
+        candidates = data.take(candidate_ids)
+        if keep_block:
+            block = torch.minimum(_sq_distances(data, candidates, rows), closest)
+            potentials = block @ weight
+            best = potentials.argmin()
+            closest = block[best]
+        else:
+            potentials = _candidate_potentials(data, candidates, closest, rows)
+            best = potentials.argmin()
+            closest = torch.minimum(closest, _sq_distances(data, candidates[best][None], rows)[0])
+        centers[c] = candidates[best]
+        indices[c] = candidate_ids[best]
+    return centers, indices
+
+
+def random_centers(
+    data: KMeansData, n_clusters: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """``n_clusters`` distinct rows drawn with probability proportional to their weight.
+
+    Weighted sampling without replacement by the exponential-keys method
+    (Efraimidis and Spirakis): the rows with the ``n_clusters`` largest
+    ``log(u) / w`` are a successive weighted draw, for any number of rows.
+    """
+    weight = data.sample_weight
+    uniform = torch.rand(weight.shape, generator=generator, device=weight.device,
+                         dtype=weight.dtype)
+    keys = uniform.clamp_(min=torch.finfo(weight.dtype).tiny).log_().div_(weight)
+    indices = keys.topk(n_clusters).indices
+    return data.take(indices), indices
+
+
+def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator) -> Tensor:
+    """``size`` row indices drawn with replacement, probability proportional to ``weight``."""
+    cumulative = torch.cumsum(weight, dim=0)
+    draws = torch.rand(size, generator=generator, device=weight.device, dtype=weight.dtype)
+    return torch.searchsorted(cumulative, draws * cumulative[-1]).clamp_(max=weight.numel() - 1)

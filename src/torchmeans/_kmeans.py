@@ -1,0 +1,349 @@
+"""``KMeans``: scikit-learn's estimator contract over the functional core."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+)
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import Tensor
+
+from torchmeans._functional import fit_data, resolve_init, verbose_logging
+from torchmeans._validation import (
+    NUMPY_FLOAT_DTYPES,
+    _from_numpy,
+    _scipy_to_csr_tensor,
+    check_params,
+    check_sample_weight,
+    check_tensor,
+    make_data,
+    make_generator,
+    resolve_device,
+)
+from torchmeans.data import KMeansData, accumulation_dtype
+from torchmeans.ops.assign import assign, pairwise_distances
+
+__all__ = ["KMeans"]
+
+ALGORITHMS = ("lloyd", "elkan")
+
+OutputFn = Callable[..., Any]
+
+
+def _numpy_output(tensor: Tensor, *, labels: bool = False) -> np.ndarray:
+    array = tensor.detach().cpu().numpy()
+    return array.astype(np.int32) if labels else array
+
+
+def _torch_output(device: torch.device) -> OutputFn:
+    def to_input_device(tensor: Tensor, *, labels: bool = False) -> Tensor:
+        return tensor.to(device)
+    return to_input_device
+
+
+class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """K-means clustering on any torch device, a drop-in for :class:`sklearn.cluster.KMeans`.
+
+    Exact Lloyd iterations: each assignment is a chunked matrix product
+    (never an ``n_samples x n_clusters`` matrix), each update a weighted
+    scatter-sum. From the same initial centers it gives scikit-learn's labels
+    and centers.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    init : {'k-means++', 'random'}, callable or array-like of shape (n_clusters, n_features), \
+default='k-means++'
+        ``'k-means++'``: greedy k-means++ (``2 + log(k)`` local trials per center);
+        ``'random'``: distinct rows drawn with probability proportional to
+        ``sample_weight``; an array: the initial centers (copied, never
+        modified); a callable ``init(X, n_clusters, random_state)`` returning
+        centers, called with ``X`` as passed to ``fit`` and a
+        ``numpy.random.RandomState``.
+    n_init : 'auto' or int, default='auto'
+        Number of initializations; the one with the lowest inertia is kept.
+        ``'auto'``: 1 for ``'k-means++'`` and arrays, 10 for ``'random'`` and callables.
+    max_iter : int, default=300
+        Maximum Lloyd iterations per initialization.
+    tol : float, default=1e-4
+        Convergence when the total squared center shift is at most ``tol``
+        times the mean per-feature variance of ``X``. Iterations also stop when
+        no label changes.
+    verbose : int, default=0
+        Log progress at INFO level on the ``torchmeans`` logger.
+    random_state : int, RandomState, numpy Generator, torch Generator or None, default=None
+        Seeds a local ``torch.Generator`` (global random state is never
+        touched). The same seed gives the same result on the same device.
+    copy_x : bool, default=True
+        If True, one mean-shifted copy of ``X`` is kept during ``fit`` for fast
+        passes. If False, each chunk is shifted when read and no copy of ``X``
+        is made. ``X`` is never modified either way.
+    algorithm : {'lloyd', 'elkan'}, default='lloyd'
+        ``'elkan'`` is accepted for compatibility; it currently runs the same
+        exact Lloyd engine (identical results).
+    device : str or torch.device, default=None
+        Where to compute. None: the input tensor's device, else CUDA when
+        available, else the CPU.
+    chunk_bytes : int, default=None
+        Working-memory budget of one chunk's temporaries (default 64 MiB).
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray or Tensor of shape (n_clusters, n_features)
+        Cluster centers; a tensor on the input's device when fitted on a
+        tensor. float16/bfloat16 data give float32 centers.
+    labels_ : ndarray of shape (n_samples,) (int32) or Tensor (int64)
+        Cluster of each training sample, consistent with ``cluster_centers_``.
+    inertia_ : float
+        Weighted sum of squared distances of samples to their closest center.
+    n_iter_ : int
+        Iterations run by the kept initialization.
+    n_iter_history_ : list of IterationStats
+        Per-iteration inertia, center shift and label changes of the kept run.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+
+    Notes
+    -----
+    Outputs follow the input: numpy (or pandas, lists, scipy sparse) in gives
+    numpy out; a torch tensor in gives tensors out on that tensor's device.
+    Integer and boolean data are clustered as float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torchmeans import KMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: Any = "k-means++",
+        n_init: int | str = "auto",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        verbose: int = 0,
+        random_state: Any = None,
+        copy_x: bool = True,
+        algorithm: str = "lloyd",
+        device: str | torch.device | None = None,
+        chunk_bytes: int | None = None,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
+        self.device = device
+        self.chunk_bytes = chunk_bytes
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # -- input handling -------------------------------------------------------------
+
+    def _prepare(self, X: Any, *, reset: bool) -> tuple[Tensor, Any, OutputFn]:
+        """Check ``X``: return it on the compute device, as validated, and a converter back."""
+        if isinstance(X, Tensor):
+            X_tensor = check_tensor(X)
+            n_features = X_tensor.shape[1]
+            if reset:
+                self.n_features_in_ = n_features
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+            elif n_features != self.n_features_in_:
+                raise ValueError(
+                    f"X has {n_features} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+            device = resolve_device(self.device, X)
+            return X_tensor.to(device), X, _torch_output(X.device)
+        validated = validate_data(
+            self, X, accept_sparse="csr", dtype=NUMPY_FLOAT_DTYPES, order="C", reset=reset
+        )
+        tensor = _scipy_to_csr_tensor(validated) if sp.issparse(validated) else _from_numpy(
+            validated
+        )
+        return tensor.to(resolve_device(self.device)), validated, _numpy_output
+
+    def _fitted_terms(self, X: Tensor, sample_weight: Any = None) -> tuple[KMeansData, Tensor]:
+        """Return data and centers for predict/transform/score, shifted exactly as in ``fit``."""
+        acc = accumulation_dtype(X.dtype)
+        weight = check_sample_weight(sample_weight, X.shape[0], X.dtype, X.device)
+        data = make_data(X, weight, offset=self._offset.to(X.device, acc), copy=False)
+        centers = self.cluster_centers_
+        if not isinstance(centers, Tensor):
+            centers = torch.from_numpy(centers)
+        return data, centers.to(X.device, acc) - data.offset
+
+    # -- estimator API ------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
+        """Compute k-means clustering.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+            Training samples.
+        y : Ignored
+            Not used, present for API consistency.
+        sample_weight : array-like or Tensor of shape (n_samples,), default=None
+            Non-negative weight of each sample (used by the init too, except
+            for arrays and callables).
+
+        Returns
+        -------
+        self : KMeans
+            Fitted estimator.
+        """
+        X_tensor, validated, output = self._prepare(X, reset=True)
+        n_samples, n_features = X_tensor.shape
+        n_init = check_params(n_clusters=self.n_clusters, n_samples=n_samples, init=self.init,
+                              n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                              chunk_bytes=self.chunk_bytes)
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}.")
+        device = X_tensor.device
+        weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, device)
+        data = make_data(X_tensor, weight, copy=self.copy_x)
+        init = resolve_init(self.init, self.n_clusters, n_features, data.acc_dtype, device,
+                            callable_input=validated)
+        result = fit_data(
+            data,
+            self.n_clusters,
+            init=init,
+            n_init=n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            generator=make_generator(self.random_state, device),
+            chunk_bytes=self.chunk_bytes,
+            verbose=verbose_logging(self.verbose),
+        )
+        self._offset = data.offset
+        self.cluster_centers_ = output(result.centers)
+        self.labels_ = output(result.labels, labels=True)
+        self.inertia_ = result.inertia
+        self.n_iter_ = result.n_iter
+        self.n_iter_history_ = result.history
+        self._n_features_out = self.n_clusters
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """Fit, then return the cluster of each sample (``labels_``).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+            Training samples.
+        y : Ignored
+            Not used.
+        sample_weight : array-like or Tensor of shape (n_samples,), default=None
+            Non-negative weight of each sample.
+
+        Returns
+        -------
+        labels : ndarray or Tensor of shape (n_samples,)
+            Index of the cluster each sample belongs to.
+        """
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def predict(self, X: Any) -> Any:
+        """Return the index of the closest center for each sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+            New samples.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,) (int32) or Tensor (int64)
+            Index of the cluster each sample belongs to.
+        """
+        check_is_fitted(self)
+        X_tensor, _, output = self._prepare(X, reset=False)
+        data, centers = self._fitted_terms(X_tensor)
+        return output(assign(data, centers, chunk_bytes=self.chunk_bytes).labels, labels=True)
+
+    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """Fit, then return the distance of each sample to each center.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+            Training samples.
+        y : Ignored
+            Not used.
+        sample_weight : array-like or Tensor of shape (n_samples,), default=None
+            Non-negative weight of each sample.
+
+        Returns
+        -------
+        distances : ndarray or Tensor of shape (n_samples, n_clusters)
+            Euclidean distance of each sample to each center.
+        """
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def transform(self, X: Any) -> Any:
+        """Return the Euclidean distance of each sample to each center.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+            New samples.
+
+        Returns
+        -------
+        distances : ndarray or Tensor of shape (n_samples, n_clusters)
+            Distances, computed chunk by chunk.
+        """
+        check_is_fitted(self)
+        X_tensor, _, output = self._prepare(X, reset=False)
+        data, centers = self._fitted_terms(X_tensor)
+        return output(pairwise_distances(data, centers, chunk_bytes=self.chunk_bytes))
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Return the opposite of the (weighted) inertia of ``X`` against the centers.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+            New samples.
+        y : Ignored
+            Not used.
+        sample_weight : array-like or Tensor of shape (n_samples,), default=None
+            Non-negative weight of each sample.
+
+        Returns
+        -------
+        score : float
+            ``-sum_i w_i ||x_i - c_label(i)||^2``.
+        """
+        check_is_fitted(self)
+        X_tensor, _, _ = self._prepare(X, reset=False)
+        data, centers = self._fitted_terms(X_tensor, sample_weight)
+        return -float(assign(data, centers, chunk_bytes=self.chunk_bytes).inertia)

@@ -1,0 +1,213 @@
+"""Lloyd's algorithm: assign -> accumulate -> reduce -> update -> repair empty clusters.
+
+Each iteration makes one pass over the data (:class:`~torchmeans.data.KMeansData`)
+and fills one flat accumulator per pass: the weighted per-cluster sums, the
+per-cluster weights, the partial inertia and the number of changed labels. The
+accumulator is handed to ``reduce`` once per iteration; that single call is
+where a distributed fit sums the accumulators of all ranks. The host reads the
+few scalars it needs to decide on convergence in one synchronisation per
+iteration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from torchmeans.data import KMeansData
+from torchmeans.ops.assign import center_terms, chunk_rows_for, nearest_centers
+
+__all__ = ["IterationStats", "LloydResult", "lloyd"]
+
+logger = logging.getLogger("torchmeans")
+
+Reducer = Callable[[Tensor], Tensor]
+
+
+def _no_reduce(accumulator: Tensor) -> Tensor:
+    return accumulator
+
+
+class IterationStats(NamedTuple):
+    """What one Lloyd iteration measured (returned as data, logged when verbose)."""
+
+    iteration: int
+    inertia: float
+    """Inertia of the labels against the centers the iteration started from."""
+    center_shift: float
+    """Sum over clusters of the squared distance each center moved."""
+    n_changed: int
+    """Number of samples whose label changed."""
+    n_empty: int
+    """Number of clusters that were empty and relocated."""
+
+
+class LloydResult(NamedTuple):
+    """The outcome of one Lloyd run, with centers in the data's shifted space.
+
+    ``labels`` are those of the last iteration (against the centers it started
+    from); the caller makes the final assignment against ``centers``.
+    """
+
+    centers: Tensor
+    labels: Tensor
+    n_iter: int
+    history: list[IterationStats]
+
+
+class _Accumulator(NamedTuple):
+    sums: Tensor
+    weights: Tensor
+    partial_inertia: Tensor
+    n_changed: Tensor
+
+
+def _split(flat: Tensor, n_clusters: int, n_features: int) -> _Accumulator:
+    sums, weights, scalars = flat.split([n_clusters * n_features, n_clusters, 2])
+    return _Accumulator(sums.view(n_clusters, n_features), weights, scalars[0], scalars[1])
+
+
+def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int) -> Tensor:
+    """One pass: assign every row, update ``labels`` in place, return the flat accumulator.
+
+    The flat accumulator is ``[sums (k*d) | weights (k) | partial inertia | n changed]``,
+    where the partial inertia lacks the constant ``sum(w * ||x||^2)``.
+    """
+    n_clusters, n_features = centers.shape
+    flat = torch.zeros(n_clusters * n_features + n_clusters + 2, dtype=centers.dtype,
+                       device=centers.device)
+    acc = _split(flat, n_clusters, n_features)
+    terms = center_terms(centers)
+    for chunk in data.chunks(rows):
+        partial, chunk_labels = nearest_centers(data, chunk, terms)
+        old = labels[chunk.start : chunk.stop]
+        acc.n_changed.add_((old != chunk_labels).sum())
+        old.copy_(chunk_labels)
+        data.add_weighted_sums(chunk, chunk_labels, acc.sums)
+        acc.weights.index_add_(0, chunk_labels, chunk.weight)
+        acc.partial_inertia.add_(partial @ chunk.weight)
+    return flat
+
+
+def _average(sums: Tensor, weights: Tensor) -> Tensor:
+    """Weighted means; an empty cluster sits on the heaviest cluster's mean (as scikit-learn)."""
+    means = sums / weights.clamp(min=torch.finfo(weights.dtype).tiny)[:, None]
+    heaviest = means[weights.argmax()]
+    return torch.where((weights > 0)[:, None], means, heaviest)
+
+
+def _relocate_empty_clusters(
+    data: KMeansData, centers: Tensor, labels: Tensor, acc: _Accumulator, rows: int
+) -> None:
+    """Move each empty cluster to one of the samples farthest from their centers.
+
+    As scikit-learn: the ``n_empty`` samples with the largest distance to their
+    assigned (old) center are taken, farthest first, each removed from its
+    cluster's sum and made the only member of an empty cluster. Nothing moves if
+    every sample sits exactly on its center (fewer distinct points than
+    clusters). Modifies ``acc`` in place.
+    """
+    empty = torch.nonzero(acc.weights == 0).flatten()
+    n_empty = empty.numel()
+    best_dist = torch.empty(0, dtype=centers.dtype, device=centers.device)
+    best_index = torch.empty(0, dtype=torch.int64, device=centers.device)
+    for chunk in data.chunks(rows):
+        chunk_labels = labels[chunk.start : chunk.stop]
+        distances = data.sq_distances_to(chunk, centers.index_select(0, chunk_labels))
+        candidates = torch.cat([best_dist, distances])
+        indices = torch.cat([best_index, torch.arange(chunk.start, chunk.stop,
+                                                      device=centers.device)])
+        best_dist, order = candidates.topk(min(n_empty, candidates.numel()))
+        best_index = indices[order]
+    if best_dist.numel() == 0 or not bool(best_dist[0] > 0):
+        return
+    take = min(n_empty, best_index.numel())
+    far, empty = best_index[:take], empty[:take]
+    far_weight = data.sample_weight[far]
+    weighted_rows = data.take(far) * far_weight[:, None]
+    old = labels[far]
+    acc.sums.index_add_(0, old, -weighted_rows)
+    acc.weights.index_add_(0, old, -far_weight)
+    acc.sums[empty] = weighted_rows
+    acc.weights[empty] = far_weight
+
+
+def lloyd(
+    data: KMeansData,
+    centers: Tensor,
+    *,
+    max_iter: int = 300,
+    tol: float = 0.0,
+    chunk_bytes: int | None = None,
+    reduce: Reducer = _no_reduce,
+    verbose: bool = False,
+) -> LloydResult:
+    """Run Lloyd iterations from ``centers`` until convergence.
+
+    Parameters
+    ----------
+    data : KMeansData
+        The rows.
+    centers : Tensor
+        ``(k, n_features)`` initial centers in the data's shifted space, in the
+        data's accumulation dtype. Not modified.
+    max_iter : int
+        Maximum number of iterations.
+    tol : float
+        Absolute tolerance on the total squared center shift (scikit-learn's
+        ``tol`` already multiplied by the mean feature variance).
+    chunk_bytes : int, optional
+        Working-memory budget per chunk.
+    reduce : callable
+        Applied once per iteration to the flat accumulator (identity here; an
+        ``all_reduce`` for distributed data).
+    verbose : bool
+        Log each iteration at INFO level on the ``torchmeans`` logger.
+
+    Returns
+    -------
+    LloydResult
+        Final centers, the last iteration's labels, the number of iterations
+        run and per-iteration statistics.
+    """
+    n_clusters, n_features = centers.shape
+    rows = chunk_rows_for(data, n_clusters, chunk_bytes)
+    labels = torch.full((data.n_samples,), -1, dtype=torch.int64, device=data.device)
+    inertia_offset = data.sq_norms @ data.sample_weight
+    history: list[IterationStats] = []
+    for iteration in range(max_iter):
+        acc = _split(reduce(accumulate(data, centers, labels, rows)), n_clusters, n_features)
+        new_centers = _average(acc.sums, acc.weights)
+        shift = (new_centers - centers).square().sum()
+        n_changed, n_empty, shift_value, inertia = torch.stack(
+            [acc.n_changed, (acc.weights == 0).sum().to(shift.dtype), shift,
+             acc.partial_inertia + inertia_offset]
+        ).tolist()
+        if n_empty:
+            _relocate_empty_clusters(data, centers, labels, acc, rows)
+            new_centers = _average(acc.sums, acc.weights)
+            shift_value = float((new_centers - centers).square().sum())
+        stats = IterationStats(iteration, inertia, shift_value, int(n_changed), int(n_empty))
+        history.append(stats)
+        if verbose:
+            logger.info(
+                "iteration %d: inertia %.6g, center shift %.3g, %d labels changed, %d empty",
+                *stats,
+            )
+        centers = new_centers
+        if n_changed == 0:
+            if verbose:
+                logger.info("converged at iteration %d: labels unchanged", iteration)
+            break
+        if shift_value <= tol:
+            if verbose:
+                logger.info(
+                    "converged at iteration %d: center shift %.3g within tolerance %.3g",
+                    iteration, shift_value, tol,
+                )
+            break
+    return LloydResult(centers, labels, len(history), history)

@@ -1,0 +1,269 @@
+"""Input and parameter checks with messages that name the problem and the fix."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.utils import check_array, check_random_state
+from torch import Tensor
+
+from torchmeans.data import DenseData, KMeansData, SparseData, accumulation_dtype
+
+__all__ = [
+    "as_tensor",
+    "check_init_array",
+    "check_params",
+    "check_sample_weight",
+    "check_tensor",
+    "make_data",
+    "make_generator",
+    "resolve_device",
+]
+
+FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+NUMPY_FLOAT_DTYPES = (np.float32, np.float64, np.float16)
+
+
+def resolve_device(device: str | torch.device | None, X: Any = None) -> torch.device:
+    """Return the device to compute on.
+
+    An explicit ``device`` wins; otherwise a tensor's own device; otherwise CUDA
+    when it is available; otherwise the CPU.
+    """
+    if device is not None:
+        return torch.device(device)
+    if isinstance(X, Tensor):
+        return X.device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _from_numpy(array: np.ndarray) -> Tensor:
+    with warnings.catch_warnings():
+        # Read-only arrays (memory maps, broadcast views) are never written to.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+def _scipy_to_csr_tensor(matrix: sp.spmatrix | sp.sparray) -> Tensor:
+    csr = sp.csr_array(matrix)
+    csr.sum_duplicates()
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(csr.indptr.astype(np.int64)),
+        torch.from_numpy(csr.indices.astype(np.int64)),
+        _from_numpy(csr.data),
+        size=csr.shape,
+    )
+
+
+def as_tensor(X: Any, device: torch.device, *, name: str = "X") -> Tensor:
+    """Convert array-like, scipy sparse or tensor input to a checked tensor on ``device``.
+
+    Non-tensor input goes through scikit-learn's ``check_array`` (lists, numpy,
+    pandas, scipy sparse); integer and boolean data become float32.
+    """
+    if isinstance(X, Tensor):
+        return check_tensor(X, name=name).to(device)
+    X = check_array(
+        X,
+        accept_sparse="csr",
+        dtype=NUMPY_FLOAT_DTYPES,
+        ensure_all_finite=True,
+        input_name=name,
+    )
+    tensor = _scipy_to_csr_tensor(X) if sp.issparse(X) else _from_numpy(X)
+    return tensor.to(device)
+
+
+def _target_dtype(dtype: torch.dtype, name: str) -> torch.dtype:
+    if dtype.is_complex:
+        raise ValueError(
+            f"Complex data not supported: {name} has dtype {dtype}; "
+            "pass real values (e.g. X.real or X.abs())."
+        )
+    return dtype if dtype in FLOAT_DTYPES else torch.float32
+
+
+def check_tensor(X: Tensor, *, name: str = "X") -> Tensor:
+    """Check a tensor of samples: 2-D, non-empty, finite, and of a float dtype.
+
+    Integer and boolean tensors are cast to float32; float64, float32, float16
+    and bfloat16 are kept. Sparse COO tensors are converted to CSR.
+    """
+    if X.layout == torch.sparse_coo:
+        X = X.coalesce().to_sparse_csr()
+    if X.layout not in (torch.strided, torch.sparse_csr):
+        raise TypeError(
+            f"{name} has layout {X.layout}; pass a dense, sparse CSR or sparse COO tensor."
+        )
+    if X.ndim != 2:
+        hint = (
+            " Reshape your data with X.reshape(-1, 1) if it has a single feature "
+            "or X.reshape(1, -1) if it is a single sample."
+            if X.ndim == 1
+            else " Flatten the extra dimensions into features, or use one fit per problem."
+        )
+        raise ValueError(f"Expected a 2-D {name} (n_samples, n_features), got {X.ndim}-D "
+                         f"with shape {tuple(X.shape)}.{hint}")
+    n_samples, n_features = X.shape
+    if n_samples < 1 or n_features < 1:
+        raise ValueError(
+            f"Found array with {n_samples} sample(s) and {n_features} feature(s) "
+            f"(shape={tuple(X.shape)}) while a minimum of 1 is required: {name} is empty."
+        )
+    dtype = _target_dtype(X.dtype, name)
+    if X.dtype != dtype:
+        X = X.to(dtype)
+    values = X.values() if X.layout == torch.sparse_csr else X
+    if values.numel() and not bool(torch.isfinite(values).all()):
+        what = "NaN" if bool(torch.isnan(values).any()) else "infinity"
+        raise ValueError(
+            f"Input {name} contains {what}. k-means needs finite values: drop or impute them "
+            "first (e.g. with sklearn.impute.SimpleImputer)."
+        )
+    return X
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int, dtype: torch.dtype,
+                        device: torch.device) -> Tensor:
+    """Return ``(n_samples,)`` non-negative weights with a positive sum (ones when None)."""
+    acc = accumulation_dtype(dtype)
+    if sample_weight is None:
+        return torch.ones(n_samples, dtype=acc, device=device)
+    if isinstance(sample_weight, numbers.Number):
+        return torch.full((n_samples,), float(sample_weight), dtype=acc, device=device)
+    if isinstance(sample_weight, Tensor):
+        weight = sample_weight.detach().to(device=device, dtype=acc)
+    else:
+        array = np.asarray(sample_weight)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"sample_weight must be numeric, got an array of dtype {array.dtype}."
+            )
+        weight = torch.as_tensor(array.astype(np.float64), device=device).to(acc)
+    if weight.ndim != 1 or weight.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == {tuple(weight.shape)}, expected ({n_samples},): "
+            "one weight per sample."
+        )
+    if not bool(torch.isfinite(weight).all()):
+        raise ValueError("sample_weight contains NaN or infinity; weights must be finite.")
+    if bool((weight < 0).any()):
+        raise ValueError("Negative values in data passed to sample_weight: weights must be >= 0.")
+    if not bool(weight.sum() > 0):
+        raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+    return weight
+
+
+def make_data(X: Tensor, sample_weight: Tensor, *, offset: Tensor | None = None,
+              copy: bool = True) -> KMeansData:
+    """Wrap a checked tensor in the :class:`~torchmeans.data.KMeansData` that fits its layout."""
+    if X.layout == torch.sparse_csr:
+        return SparseData(X, sample_weight)
+    return DenseData(X, sample_weight, offset, precompute_shift=copy)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_params(
+    *,
+    n_clusters: Any,
+    n_samples: int,
+    init: Any,
+    n_init: Any,
+    max_iter: Any,
+    tol: Any,
+    chunk_bytes: Any = None,
+) -> int:
+    """Check the k-means parameters against the data; return the effective ``n_init``.
+
+    ``n_init='auto'`` means one run for ``'k-means++'`` and for an array of
+    centers, and ten runs for ``'random'`` and for a callable (scikit-learn's
+    meaning).
+    """
+    if not _is_int(n_clusters) or n_clusters < 1:
+        raise ValueError(f"n_clusters must be an integer >= 1, got {n_clusters!r}.")
+    if n_samples < n_clusters:
+        raise ValueError(
+            f"n_samples={n_samples} should be >= n_clusters={n_clusters}: "
+            "ask for fewer clusters or pass more samples."
+        )
+    if not _is_int(max_iter) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
+    if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
+        raise ValueError(f"tol must be a number >= 0, got {tol!r}.")
+    if chunk_bytes is not None and (not _is_int(chunk_bytes) or chunk_bytes < 1):
+        raise ValueError(f"chunk_bytes must be None or an integer >= 1, got {chunk_bytes!r}.")
+    if isinstance(init, str):
+        if init not in ("k-means++", "random"):
+            raise ValueError(
+                f"init must be 'k-means++', 'random', an array of shape (n_clusters, "
+                f"n_features) or a callable, got {init!r}."
+            )
+    elif not callable(init) and not hasattr(init, "__len__") and not isinstance(init, Tensor):
+        raise TypeError(f"init must be a string, an array or a callable, got {type(init)}.")
+    is_array = not isinstance(init, str) and not callable(init)
+    if n_init == "auto":
+        return 10 if (init == "random" or callable(init)) else 1
+    if not _is_int(n_init) or n_init < 1:
+        raise ValueError(f"n_init must be 'auto' or an integer >= 1, got {n_init!r}.")
+    if is_array and n_init != 1:
+        warnings.warn(
+            f"Explicit initial center position passed: performing only one init "
+            f"instead of n_init={n_init}.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return 1
+    return int(n_init)
+
+
+def check_init_array(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype,
+                     device: torch.device) -> Tensor:
+    """Return initial centers as a new tensor (the user's array is never written to)."""
+    if isinstance(init, Tensor):
+        centers = init.detach()
+    else:
+        centers = torch.as_tensor(check_array(init, dtype=NUMPY_FLOAT_DTYPES,
+                                              input_name="init", ensure_all_finite=True))
+    if centers.ndim != 2 or centers.shape != (n_clusters, n_features):
+        raise ValueError(
+            f"The shape of the initial centers {tuple(centers.shape)} does not match "
+            f"(n_clusters, n_features) = ({n_clusters}, {n_features})."
+        )
+    if not bool(torch.isfinite(centers).all()):
+        raise ValueError("init contains NaN or infinity; initial centers must be finite.")
+    return centers.to(device=device, dtype=dtype, copy=True)
+
+
+def make_generator(random_state: Any, device: torch.device) -> torch.Generator:
+    """Return a local ``torch.Generator`` on ``device`` seeded from ``random_state``.
+
+    ``random_state`` may be an int, None (drawn from NumPy's global state, as
+    scikit-learn does), a ``numpy.random.RandomState`` or ``Generator``, or a
+    ``torch.Generator`` (used directly when it lives on ``device``).
+    """
+    if isinstance(random_state, torch.Generator):
+        if random_state.device == device or (
+            random_state.device.type == device.type == "cpu"
+        ):
+            return random_state
+        seed = int(torch.randint(2**62, (1,), generator=random_state,
+                                 device=random_state.device))
+    elif isinstance(random_state, np.random.Generator):
+        seed = int(random_state.integers(2**62))
+    elif _is_int(random_state):
+        seed = int(random_state)
+        if seed < 0:
+            raise ValueError(f"random_state must be >= 0, got {random_state}.")
+    else:
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator

@@ -1,0 +1,316 @@
+"""The data interface the k-means engine talks to.
+
+The Lloyd loop, the seeding and the final assignment never touch a tensor of
+samples directly: they ask a :class:`KMeansData` for its rows in chunks, and for
+the few data-kind-specific products (``x @ centers.T``, the weighted per-cluster
+sums, the distance of a row to one given center). In-memory dense tensors and
+sparse CSR matrices are the two implementations here; memory-mapped files,
+iterators of batches and distributed shards are further implementations of the
+same interface, never branches inside the loop.
+
+All rows a :class:`KMeansData` yields are already *shifted*: ``offset`` (the
+training mean for dense data, zero for sparse data) has been subtracted, so the
+norm expansion ``||x||^2 - 2 x.c + ||c||^2`` keeps its precision for data far
+from the origin. Centers passed to these methods live in the same shifted space.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["Chunk", "DenseData", "KMeansData", "SparseData", "accumulation_dtype"]
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Return the dtype centers, sums and distances are kept in for data of ``dtype``.
+
+    float64 and float32 keep their own precision (as scikit-learn does); float16
+    and bfloat16 accumulate in float32.
+    """
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A contiguous block of rows ``[start, stop)`` with their weights.
+
+    ``x`` is a dense ``(rows, n_features)`` tensor or a sparse CSR tensor,
+    already shifted by the data's offset; ``weight`` is ``(rows,)`` in the
+    accumulation dtype.
+    """
+
+    start: int
+    stop: int
+    x: Tensor
+    weight: Tensor
+    source: KMeansData
+
+    @property
+    def sq_norms(self) -> Tensor:
+        """``||x||^2`` of each (shifted) row, from the data's cached norms."""
+        return self.source.sq_norms[self.start : self.stop]
+
+
+class KMeansData(ABC):
+    """Rows to cluster, as the engine sees them.
+
+    Subclasses hold the rows (or know where to read them) and implement the
+    handful of products that depend on how rows are stored.
+    """
+
+    n_samples: int
+    n_features: int
+    dtype: torch.dtype
+    device: torch.device
+    offset: Tensor
+    sample_weight: Tensor
+    """``(n_samples,)`` weights in the accumulation dtype."""
+    sq_norms: Tensor
+    """``(n_samples,)`` squared norms of the shifted rows (may be computed on first use)."""
+
+    @property
+    def acc_dtype(self) -> torch.dtype:
+        """Dtype of centers, sums and distances (see :func:`accumulation_dtype`)."""
+        return accumulation_dtype(self.dtype)
+
+    @abstractmethod
+    def chunks(self, rows: int) -> Iterator[Chunk]:
+        """Yield the data in consecutive chunks of at most ``rows`` rows."""
+
+    @abstractmethod
+    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor) -> Tensor:
+        """Return ``center_sq_norms - 2 x @ centers_t`` for a chunk's rows.
+
+        The ``(rows, k)`` result is in the accumulation dtype; ``centers_t`` is
+        the contiguous ``(n_features, k)`` transpose of the centers.
+        """
+
+    @abstractmethod
+    def add_weighted_sums(self, chunk: Chunk, labels: Tensor, out: Tensor) -> None:
+        """Add ``weight * x`` of each row of ``chunk`` to row ``labels[i]`` of ``out``."""
+
+    @abstractmethod
+    def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:
+        """Return exact ``||x_i - assigned_i||^2`` for each row of ``chunk``.
+
+        ``assigned`` is a dense ``(rows, n_features)`` tensor of one center per row.
+        """
+
+    @abstractmethod
+    def take(self, indices: Tensor) -> Tensor:
+        """Return the (shifted) rows at ``indices`` as a dense tensor in the accumulation dtype."""
+
+    @abstractmethod
+    def mean_variance(self) -> Tensor:
+        """Return the mean over features of the per-feature (unweighted) variance.
+
+        This is scikit-learn's scale for ``tol``.
+        """
+
+
+def _row_chunks(n_samples: int, rows: int) -> Iterator[tuple[int, int]]:
+    rows = max(1, int(rows))
+    for start in range(0, n_samples, rows):
+        yield start, min(start + rows, n_samples)
+
+
+class DenseData(KMeansData):
+    """A dense ``(n_samples, n_features)`` tensor held in memory (on any device).
+
+    Parameters
+    ----------
+    X : Tensor
+        The rows; never written to.
+    sample_weight : Tensor
+        ``(n_samples,)`` non-negative weights.
+    offset : Tensor or None
+        Point subtracted from every row before any product. ``None`` means the
+        column mean of ``X``.
+    precompute_shift : bool
+        If True, store one shifted copy of ``X`` (fast repeated passes, as
+        scikit-learn's ``copy_x=True``); if False, shift each chunk as it is
+        read and keep no copy (saves the memory of ``X``).
+    """
+
+    def __init__(
+        self,
+        X: Tensor,
+        sample_weight: Tensor,
+        offset: Tensor | None = None,
+        *,
+        precompute_shift: bool = True,
+    ) -> None:
+        self.n_samples, self.n_features = X.shape
+        self.dtype = X.dtype
+        self.device = X.device
+        self.sample_weight = sample_weight
+        if offset is None:
+            offset = X.mean(dim=0, dtype=self.acc_dtype)
+        self.offset = offset.to(self.acc_dtype)
+        if precompute_shift:
+            self._rows = X - self.offset.to(X.dtype)
+            self._lazy_offset = None
+        else:
+            self._rows = X
+            self._lazy_offset = self.offset.to(X.dtype)
+        self._sq_norms: Tensor | None = None
+
+    def _shifted(self, start: int, stop: int) -> Tensor:
+        x = self._rows[start:stop]
+        return x if self._lazy_offset is None else x - self._lazy_offset
+
+    @property
+    def sq_norms(self) -> Tensor:
+        """``||x||^2`` of every shifted row, computed on first use."""
+        if self._sq_norms is None:
+            norms = torch.empty(self.n_samples, dtype=self.acc_dtype, device=self.device)
+            rows = max(1, (1 << 24) // max(1, self.n_features))
+            for start, stop in _row_chunks(self.n_samples, rows):
+                x = self._shifted(start, stop).to(self.acc_dtype)
+                torch.linalg.vector_norm(x, dim=1, out=norms[start:stop]).square_()
+            self._sq_norms = norms
+        return self._sq_norms
+
+    def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
+        for start, stop in _row_chunks(self.n_samples, rows):
+            yield Chunk(start, stop, self._shifted(start, stop), self.sample_weight[start:stop],
+                        self)
+
+    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor) -> Tensor:  # noqa: D102
+        if x.dtype == centers_t.dtype:
+            return torch.addmm(center_sq_norms, x, centers_t, alpha=-2)
+        # Half-precision rows: the product runs in their dtype, the sum in float32.
+        products = (x @ centers_t.to(x.dtype)).to(self.acc_dtype)
+        return products.mul_(-2).add_(center_sq_norms)
+
+    def add_weighted_sums(self, chunk: Chunk, labels: Tensor, out: Tensor) -> None:  # noqa: D102
+        weighted = chunk.x.to(out.dtype) * chunk.weight[:, None]
+        out.index_add_(0, labels, weighted)
+
+    def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:  # noqa: D102
+        return (chunk.x.to(assigned.dtype) - assigned).square_().sum(dim=1)
+
+    def take(self, indices: Tensor) -> Tensor:  # noqa: D102
+        rows = self._rows.index_select(0, indices).to(self.acc_dtype)
+        return rows if self._lazy_offset is None else rows - self.offset
+
+    def mean_variance(self) -> Tensor:  # noqa: D102
+        # Two-pass variance by chunks, in at least float32, of the shifted rows.
+        total = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
+        total_sq = torch.zeros_like(total)
+        rows = max(1, (1 << 24) // max(1, self.n_features))
+        for start, stop in _row_chunks(self.n_samples, rows):
+            x = self._shifted(start, stop).to(self.acc_dtype)
+            total += x.sum(dim=0)
+        mean = total / self.n_samples
+        for start, stop in _row_chunks(self.n_samples, rows):
+            x = self._shifted(start, stop).to(self.acc_dtype)
+            total_sq += (x - mean).square_().sum(dim=0)
+        return (total_sq / self.n_samples).mean()
+
+
+class SparseData(KMeansData):
+    """A sparse CSR matrix (e.g. TF-IDF features) held in memory, never densified.
+
+    Parameters
+    ----------
+    X : Tensor
+        A ``torch.sparse_csr`` tensor of shape ``(n_samples, n_features)``.
+    sample_weight : Tensor
+        ``(n_samples,)`` non-negative weights.
+
+    Notes
+    -----
+    Like scikit-learn, sparse data are not shifted by their mean (that would
+    make them dense): ``offset`` is zero.
+    """
+
+    def __init__(self, X: Tensor, sample_weight: Tensor) -> None:
+        self.n_samples, self.n_features = X.shape
+        self.dtype = X.dtype
+        self.device = X.device
+        self.sample_weight = sample_weight
+        self.offset = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
+        self._crow = X.crow_indices()
+        self._col = X.col_indices()
+        self._values = X.values()
+        self._row_ids = torch.repeat_interleave(
+            torch.arange(self.n_samples, device=self.device), self._crow.diff()
+        )
+        self._crow_host = self._crow.cpu()
+        norms = torch.zeros(self.n_samples, dtype=self.acc_dtype, device=self.device)
+        norms.index_add_(0, self._row_ids, self._values.to(self.acc_dtype).square())
+        self.sq_norms = norms
+
+    def _slice(self, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        lo, hi = int(self._crow_host[start]), int(self._crow_host[stop])
+        crow = self._crow[start : stop + 1] - lo
+        return crow, self._col[lo:hi], self._values[lo:hi], self._row_ids[lo:hi] - start
+
+    def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
+        for start, stop in _row_chunks(self.n_samples, rows):
+            crow, col, values, _ = self._slice(start, stop)
+            x = torch.sparse_csr_tensor(
+                crow, col, values, size=(stop - start, self.n_features), device=self.device
+            )
+            yield Chunk(start, stop, x, self.sample_weight[start:stop], self)
+
+    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor) -> Tensor:  # noqa: D102
+        products = x @ centers_t.to(x.dtype)
+        return products.to(self.acc_dtype).mul_(-2).add_(center_sq_norms)
+
+    def _coo(self, chunk: Chunk) -> tuple[Tensor, Tensor, Tensor]:
+        _, col, values, rows = self._slice(chunk.start, chunk.stop)
+        return rows, col, values.to(self.acc_dtype)
+
+    def add_weighted_sums(self, chunk: Chunk, labels: Tensor, out: Tensor) -> None:  # noqa: D102
+        rows, col, values = self._coo(chunk)
+        flat_index = labels[rows] * self.n_features + col
+        out.view(-1).index_add_(0, flat_index, values * chunk.weight[rows])
+
+    def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:  # noqa: D102
+        rows, col, values = self._coo(chunk)
+        dots = torch.zeros(chunk.stop - chunk.start, dtype=assigned.dtype, device=self.device)
+        dots.index_add_(0, rows, values * assigned[rows, col])
+        distances = chunk.sq_norms - 2 * dots + assigned.square().sum(dim=1)
+        return distances.clamp_(min=0)
+
+    def take(self, indices: Tensor) -> Tensor:  # noqa: D102
+        starts = self._crow[indices]
+        lengths = self._crow[indices + 1] - starts
+        out_rows = torch.repeat_interleave(torch.arange(len(indices), device=self.device), lengths)
+        first = torch.cumsum(lengths, 0) - lengths
+        positions = (
+            torch.arange(out_rows.numel(), device=self.device)
+            - torch.repeat_interleave(first, lengths)
+            + torch.repeat_interleave(starts, lengths)
+        )
+        dense = torch.zeros(len(indices), self.n_features, dtype=self.acc_dtype, device=self.device)
+        dense[out_rows, self._col[positions]] = self._values[positions].to(self.acc_dtype)
+        return dense
+
+    def mean_variance(self) -> Tensor:  # noqa: D102
+        values = self._values.to(self.acc_dtype)
+        total = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
+        total_sq = torch.zeros_like(total)
+        total.index_add_(0, self._col, values)
+        total_sq.index_add_(0, self._col, values.square())
+        mean = total / self.n_samples
+        variance = (total_sq / self.n_samples - mean.square()).clamp_(min=0)
+        return variance.mean()
+
+
+def rows_per_chunk(chunk_bytes: int, n_clusters: int, n_features: int, itemsize: int) -> int:
+    """Rows per chunk so that a chunk's temporaries fit in ``chunk_bytes``.
+
+    A chunk needs its ``rows x n_clusters`` block of scores plus, for exact
+    distances, a ``rows x n_features`` block.
+    """
+    per_row = (n_clusters + n_features + 4) * itemsize
+    return max(1, math.floor(chunk_bytes / per_row))

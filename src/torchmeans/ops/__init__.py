@@ -1,0 +1,1 @@
+"""Assignment and accumulation kernels (the torch reference path)."""

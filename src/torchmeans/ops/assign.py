@@ -1,0 +1,132 @@
+"""The one assignment primitive: nearest center by the norm expansion, chunk by chunk.
+
+For a chunk of (shifted) rows ``x`` and centers ``c`` the squared Euclidean
+distance is ``||x||^2 - 2 x.c + ||c||^2``. The row term does not change the
+argmin, so the assignment only needs the ``rows x k`` block
+``||c||^2 - 2 x.c``: one matrix product per chunk (``addmm``), never an
+``N x K`` matrix. Fit, predict, transform, score and the metrics all go through
+the functions below.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from torchmeans.data import Chunk, KMeansData, rows_per_chunk
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "Assignment",
+    "assign",
+    "chunk_rows_for",
+    "nearest_centers",
+    "pairwise_distances",
+]
+
+DEFAULT_CHUNK_BYTES = 1 << 26
+"""Default working-memory budget for one chunk's temporaries (64 MiB)."""
+
+
+class Assignment(NamedTuple):
+    """Labels of every row, and the exact weighted inertia they give."""
+
+    labels: Tensor
+    inertia: Tensor
+
+
+class CenterTerms(NamedTuple):
+    """What a pass needs of the centers, computed once per pass."""
+
+    transposed: Tensor
+    sq_norms: Tensor
+
+
+def center_terms(centers: Tensor) -> CenterTerms:
+    """Return ``centers.T`` (contiguous) and ``||c||^2`` for a pass over the data."""
+    return CenterTerms(centers.T.contiguous(), centers.square().sum(dim=1))
+
+
+def chunk_rows_for(data: KMeansData, n_clusters: int, chunk_bytes: int | None) -> int:
+    """Rows per chunk for ``data`` against ``n_clusters`` centers within ``chunk_bytes``."""
+    budget = DEFAULT_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+    itemsize = torch.finfo(data.acc_dtype).bits // 8
+    return rows_per_chunk(budget, n_clusters, data.n_features, itemsize)
+
+
+def chunk_scores(data: KMeansData, chunk: Chunk, terms: CenterTerms) -> Tensor:
+    """Return ``||c||^2 - 2 x.c`` for the rows of ``chunk``: shape ``(rows, k)``."""
+    return data.scores(chunk.x, terms.transposed, terms.sq_norms)
+
+
+def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms) -> tuple[Tensor, Tensor]:
+    """Nearest center of each row of ``chunk``.
+
+    Returns
+    -------
+    partial_sq_dist : Tensor
+        ``min_j ||c_j||^2 - 2 x.c_j`` per row (add ``||x||^2`` for the distance).
+    labels : Tensor
+        Index of the nearest center (the first one on ties), int64.
+    """
+    return chunk_scores(data, chunk, terms).min(dim=1)
+
+
+def assign(
+    data: KMeansData,
+    centers: Tensor,
+    *,
+    chunk_bytes: int | None = None,
+    labels_out: Tensor | None = None,
+) -> Assignment:
+    """Assign every row of ``data`` to its nearest center and return the exact inertia.
+
+    The inertia is summed from exact distances ``||x - c_label||^2`` (not from
+    the expansion), weighted by the data's sample weights.
+
+    Parameters
+    ----------
+    data : KMeansData
+        The rows.
+    centers : Tensor
+        ``(k, n_features)`` centers in the data's shifted space.
+    chunk_bytes : int, optional
+        Working-memory budget per chunk.
+    labels_out : Tensor, optional
+        ``(n_samples,)`` int64 buffer to write the labels into.
+
+    Returns
+    -------
+    Assignment
+        ``labels`` (int64) and ``inertia`` (a 0-d tensor on the data's device).
+    """
+    terms = center_terms(centers)
+    rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
+    labels = labels_out
+    if labels is None:
+        labels = torch.empty(data.n_samples, dtype=torch.int64, device=data.device)
+    inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
+    for chunk in data.chunks(rows):
+        _, chunk_labels = nearest_centers(data, chunk, terms)
+        labels[chunk.start : chunk.stop] = chunk_labels
+        distances = data.sq_distances_to(chunk, centers.index_select(0, chunk_labels))
+        inertia += distances @ chunk.weight
+    return Assignment(labels, inertia)
+
+
+def pairwise_distances(
+    data: KMeansData, centers: Tensor, *, chunk_bytes: int | None = None
+) -> Tensor:
+    """Return the ``(n_samples, k)`` Euclidean distances of every row to every center.
+
+    This is the output of ``transform``; it is filled chunk by chunk.
+    """
+    terms = center_terms(centers)
+    rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
+    out = torch.empty(data.n_samples, centers.shape[0], dtype=centers.dtype, device=data.device)
+    for chunk in data.chunks(rows):
+        scores = chunk_scores(data, chunk, terms)
+        out[chunk.start : chunk.stop] = scores.add_(chunk.sq_norms[:, None]).clamp_(min=0).sqrt_()
+    return out
