@@ -283,8 +283,9 @@ def kmeans_plusplus(
     weight = check_sample_weight(sample_weight, X_tensor.shape[0], X_tensor.dtype,
                                  compute_device)
     data = make_data(X_tensor, weight)
-    centers, indices = kmeans_plusplus_centers(
+    _, indices = kmeans_plusplus_centers(
         data, n_clusters, make_generator(random_state, compute_device),
         n_local_trials=n_local_trials, chunk_bytes=chunk_bytes,
     )
-    return centers + data.offset, indices
+    rows = data.take(indices) if X_tensor.layout == torch.sparse_csr else X_tensor[indices]
+    return rows, indices

@@ -185,7 +185,7 @@ def lloyd(
         shift = (new_centers - centers).square().sum()
         n_changed, n_empty, shift_value, inertia = torch.stack(
             [acc.n_changed, (acc.weights == 0).sum().to(shift.dtype), shift,
-             acc.partial_inertia + inertia_offset]
+             (acc.partial_inertia + inertia_offset).clamp(min=0)]
         ).tolist()
         if n_empty:
             _relocate_empty_clusters(data, centers, labels, acc, rows)

@@ -12,7 +12,7 @@ import torch
 from sklearn.utils import check_array, check_random_state
 from torch import Tensor
 
-from torchmeans.data import DenseData, KMeansData, SparseData, accumulation_dtype
+from torchmeans.data import DenseData, KMeansData, SparseData, accumulation_dtype, csr_tensor
 
 __all__ = [
     "as_tensor",
@@ -52,11 +52,11 @@ def _from_numpy(array: np.ndarray) -> Tensor:
 def _scipy_to_csr_tensor(matrix: sp.spmatrix | sp.sparray) -> Tensor:
     csr = sp.csr_array(matrix)
     csr.sum_duplicates()
-    return torch.sparse_csr_tensor(
+    return csr_tensor(
         torch.from_numpy(csr.indptr.astype(np.int64)),
         torch.from_numpy(csr.indices.astype(np.int64)),
         _from_numpy(csr.data),
-        size=csr.shape,
+        csr.shape,
     )
 
 
@@ -209,8 +209,8 @@ def check_params(
     elif not callable(init) and not hasattr(init, "__len__") and not isinstance(init, Tensor):
         raise TypeError(f"init must be a string, an array or a callable, got {type(init)}.")
     is_array = not isinstance(init, str) and not callable(init)
-    if n_init == "auto":
-        return 10 if (init == "random" or callable(init)) else 1
+    if isinstance(n_init, str) and n_init == "auto":
+        return 10 if (isinstance(init, str) and init == "random") or callable(init) else 1
     if not _is_int(n_init) or n_init < 1:
         raise ValueError(f"n_init must be 'auto' or an integer >= 1, got {n_init!r}.")
     if is_array and n_init != 1:
@@ -230,9 +230,10 @@ def check_init_array(init: Any, n_clusters: int, n_features: int, dtype: torch.d
     if isinstance(init, Tensor):
         centers = init.detach()
     else:
-        centers = torch.as_tensor(check_array(init, dtype=NUMPY_FLOAT_DTYPES,
+        centers = torch.as_tensor(check_array(init, dtype=NUMPY_FLOAT_DTYPES, ensure_2d=False,
+                                              allow_nd=True, ensure_min_samples=0,
                                               input_name="init", ensure_all_finite=True))
-    if centers.ndim != 2 or centers.shape != (n_clusters, n_features):
+    if centers.ndim != 2 or tuple(centers.shape) != (n_clusters, n_features):
         raise ValueError(
             f"The shape of the initial centers {tuple(centers.shape)} does not match "
             f"(n_clusters, n_features) = ({n_clusters}, {n_features})."

@@ -17,6 +17,7 @@ from the origin. Centers passed to these methods live in the same shifted space.
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Chunk", "DenseData", "KMeansData", "SparseData", "accumulation_dtype"]
+__all__ = [
+    "Chunk",
+    "DenseData",
+    "KMeansData",
+    "SparseData",
+    "accumulation_dtype",
+    "csr_tensor",
+]
+
+
+def csr_tensor(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
+    """Build a CSR tensor from already valid parts, without torch's beta warnings."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -256,9 +272,7 @@ class SparseData(KMeansData):
     def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
         for start, stop in _row_chunks(self.n_samples, rows):
             crow, col, values, _ = self._slice(start, stop)
-            x = torch.sparse_csr_tensor(
-                crow, col, values, size=(stop - start, self.n_features), device=self.device
-            )
+            x = csr_tensor(crow, col, values, (stop - start, self.n_features))
             yield Chunk(start, stop, x, self.sample_weight[start:stop], self)
 
     def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor) -> Tensor:  # noqa: D102

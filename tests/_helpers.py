@@ -1,0 +1,76 @@
+"""Reference implementations and data makers shared by the tests (not a test module)."""
+
+import numpy as np
+import torch
+from sklearn.datasets import make_blobs
+
+
+def to_numpy(value):
+    """A tensor (any device) or array as a NumPy array."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def sq_distances(X, centers):
+    """Naive float64 squared distances, ``(n_samples, n_clusters)``, by broadcasting."""
+    X = np.asarray(X, dtype=np.float64)
+    centers = np.asarray(centers, dtype=np.float64)
+    return ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+
+
+def naive_assign(X, centers, sample_weight=None):
+    """Brute-force nearest center (first on ties) and the weighted inertia."""
+    d = sq_distances(X, centers)
+    labels = d.argmin(axis=1)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    return labels, float((d[np.arange(len(X)), labels] * w).sum())
+
+
+def naive_lloyd_step(X, centers, sample_weight=None):
+    """One Lloyd iteration in float64: assign, then weighted means (no cluster may be empty)."""
+    X = np.asarray(X, dtype=np.float64)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    labels, inertia = naive_assign(X, centers, w)
+    new = np.empty_like(np.asarray(centers, dtype=np.float64))
+    for j in range(len(new)):
+        members = labels == j
+        assert w[members].sum() > 0, "the oracle does not handle empty clusters"
+        new[j] = (X[members] * w[members, None]).sum(axis=0) / w[members].sum()
+    return labels, inertia, new
+
+
+def blob_data(n_samples, n_features, n_clusters, *, dtype=np.float64, seed=0):
+    """Blobs with one well separated blob per cluster, and one sample of each blob as init.
+
+    Every initial center lies in its own blob, so all decision boundaries run
+    through empty space: no sample is near a tie, and float32 runs from
+    different libraries must give identical labels.
+    """
+    rng = np.random.default_rng(seed)
+    if n_features == 1:
+        centers = np.linspace(-10.0 * n_clusters, 10.0 * n_clusters, n_clusters)[:, None]
+    else:
+        centers = rng.uniform(-20, 20, size=(n_clusters, n_features))
+    X, y = make_blobs(n_samples=n_samples, centers=centers, cluster_std=1.0, random_state=seed)
+    init_rows = np.array([np.flatnonzero(y == j)[0] for j in range(n_clusters)])
+    return X.astype(dtype), X[init_rows].astype(dtype)
+
+
+def random_row_data(n_samples, n_features, n_blobs, n_clusters, *, seed=0):
+    """float64 blobs and ``n_clusters`` random distinct rows as init (several per blob).
+
+    Lloyd then runs several iterations and moves centers between blobs; in
+    float64 near-ties are too rare to matter for these sizes.
+    """
+    rng = np.random.default_rng(seed)
+    X, _ = make_blobs(
+        n_samples=n_samples,
+        n_features=n_features,
+        centers=n_blobs,
+        cluster_std=1.0,
+        center_box=(-20, 20),
+        random_state=seed,
+    )
+    init = X[rng.choice(n_samples, n_clusters, replace=False)]
+    return X, init

@@ -1,0 +1,182 @@
+"""Public surface: imports, parameters, cloning, pickling."""
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+import torchmeans
+from _helpers import random_row_data, to_numpy
+from torchmeans import IterationStats, KMeans, KMeansResult, kmeans, kmeans_plusplus
+
+PARAMS = {
+    "n_clusters": 8,
+    "init": "k-means++",
+    "n_init": "auto",
+    "max_iter": 300,
+    "tol": 1e-4,
+    "verbose": 0,
+    "random_state": None,
+    "copy_x": True,
+    "algorithm": "lloyd",
+    "device": None,
+    "chunk_bytes": None,
+}
+
+
+def test_import_does_not_load_matplotlib():
+    code = "import torchmeans, sys; assert 'matplotlib' not in sys.modules, 'matplotlib loaded'"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_fit_emits_no_warnings(layout):
+    # A fresh interpreter: torch emits some warnings only once per process.
+    make = {
+        "dense": "np.random.default_rng(0).normal(size=(60, 5))",
+        "sparse": "sp.random(60, 5, density=0.5, format='csr', random_state=0)",
+    }[layout]
+    code = (
+        "import numpy as np, scipy.sparse as sp; from torchmeans import KMeans; "
+        f"X = {make}; km = KMeans(3, random_state=0, device='cpu').fit(X); "
+        "km.predict(X); km.transform(X); km.score(X)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_all_is_small_and_exists():
+    assert len(torchmeans.__all__) <= 10
+    assert len(set(torchmeans.__all__)) == len(torchmeans.__all__)
+    for name in torchmeans.__all__:
+        assert hasattr(torchmeans, name), name
+    for name in ("KMeans", "kmeans", "kmeans_plusplus", "KMeansResult", "IterationStats"):
+        assert name in torchmeans.__all__
+    assert isinstance(torchmeans.__version__, str)
+    assert torchmeans.__version__
+
+
+def test_default_params_match_signature():
+    assert KMeans().get_params() == PARAMS
+
+
+def test_get_set_params_round_trip():
+    km = KMeans()
+    new = dict(
+        n_clusters=3,
+        init="random",
+        n_init=4,
+        max_iter=50,
+        tol=0.0,
+        verbose=1,
+        random_state=5,
+        copy_x=False,
+        algorithm="elkan",
+        device="cpu",
+        chunk_bytes=4096,
+    )
+    assert km.set_params(**new) is km
+    assert km.get_params() == new
+    assert KMeans(**new).get_params() == new
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        km.set_params(n_cluster=3)
+    other = clone(km)
+    assert other is not km
+    assert other.get_params() == new
+
+
+def test_repr_shows_changed_params():
+    assert repr(KMeans(n_clusters=3, random_state=0)) == "KMeans(n_clusters=3, random_state=0)"
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_pickle_round_trip(kind, device):
+    X, _ = random_row_data(500, 4, 5, 5, seed=0)
+    data = torch.tensor(X, device=device) if kind == "torch" else X
+    km = KMeans(5, random_state=0, device=device).fit(data)
+    again = pickle.loads(pickle.dumps(km))
+    assert again.get_params() == km.get_params()
+    new = np.random.default_rng(1).normal(scale=10, size=(200, 4))
+    new_data = torch.tensor(new, device=device) if kind == "torch" else new
+    np.testing.assert_array_equal(to_numpy(again.predict(new_data)), to_numpy(km.predict(new_data)))
+    np.testing.assert_array_equal(
+        to_numpy(again.transform(new_data)), to_numpy(km.transform(new_data))
+    )
+    np.testing.assert_array_equal(to_numpy(again.cluster_centers_), to_numpy(km.cluster_centers_))
+    np.testing.assert_array_equal(to_numpy(again.labels_), to_numpy(km.labels_))
+    assert again.inertia_ == km.inertia_
+    assert again.n_iter_ == km.n_iter_
+    assert again.n_iter_history_ == km.n_iter_history_
+    assert again.score(new_data) == km.score(new_data)
+
+
+def test_clone_of_fitted_is_unfitted():
+    km = KMeans(2, random_state=0).fit(np.arange(10.0).reshape(5, 2))
+    assert not hasattr(clone(km), "cluster_centers_")
+
+
+def test_fitted_attributes(device):
+    X, _ = random_row_data(300, 3, 4, 4, seed=2)
+    km = KMeans(4, random_state=0, device=device).fit(X)
+    assert km.cluster_centers_.shape == (4, 3)
+    assert km.labels_.shape == (300,)
+    assert km.n_features_in_ == 3
+    assert not hasattr(km, "feature_names_in_")
+    assert isinstance(km.n_iter_history_, list)
+    assert len(km.n_iter_history_) == km.n_iter_
+    assert all(isinstance(s, IterationStats) for s in km.n_iter_history_)
+    assert [s.iteration for s in km.n_iter_history_] == list(range(km.n_iter_))
+    np.testing.assert_array_equal(km.get_feature_names_out(), [f"kmeans{i}" for i in range(4)])
+
+
+def test_kmeans_result_fields(device):
+    X, _ = random_row_data(200, 2, 3, 3, seed=3)
+    result = kmeans(X, 3, random_state=0, device=device)
+    assert isinstance(result, KMeansResult)
+    assert result._fields == ("centers", "labels", "inertia", "n_iter", "history")
+    centers, labels, inertia, n_iter, history = result
+    assert centers.shape == (3, 2)
+    assert labels.shape == (200,)
+    assert isinstance(inertia, float)
+    assert n_iter == len(history)
+    assert IterationStats._fields == (
+        "iteration",
+        "inertia",
+        "center_shift",
+        "n_changed",
+        "n_empty",
+    )
+
+
+def test_compute_device_parameter(device):
+    X = np.random.default_rng(4).normal(size=(100, 2))
+    T = torch.tensor(X, device=device)
+    # Outputs stay on the input tensor's device, whatever device computes.
+    km = KMeans(3, random_state=0, device=device).fit(T.cpu())
+    assert km.cluster_centers_.device.type == "cpu"
+    assert km.labels_.device.type == "cpu"
+    result = kmeans(X, 3, random_state=0, device=device)
+    assert result.centers.device.type == device.type
+    centers, indices = kmeans_plusplus(X, 3, random_state=0, device=device)
+    assert centers.device.type == indices.device.type == device.type
+
+
+def test_verbose_logs_iterations(caplog, device):
+    import logging
+
+    X, _ = random_row_data(200, 2, 3, 3, seed=5)
+    with caplog.at_level(logging.INFO, logger="torchmeans"):
+        km = KMeans(3, verbose=1, random_state=0, device=device).fit(X)
+    messages = [r.getMessage() for r in caplog.records if r.name == "torchmeans"]
+    assert sum(m.startswith("iteration") for m in messages) == km.n_iter_
+    assert any("converged" in m for m in messages)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="torchmeans"):
+        KMeans(3, verbose=0, random_state=0, device=device).fit(X)
+    assert not [r for r in caplog.records if r.name == "torchmeans"]

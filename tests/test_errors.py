@@ -1,0 +1,291 @@
+"""Each bad input raises the right error type with a message that names the problem."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+from torchmeans import KMeans, kmeans, kmeans_plusplus
+
+GOOD = np.array([[0.0, 1.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0], [5.0, 5.0]])
+
+
+def as_kind(array, kind, device):
+    return torch.tensor(array, device=device) if kind == "torch" else np.asarray(array)
+
+
+def entry_points(device):
+    """Every public way to fit: estimator fit, fit_predict, fit_transform, kmeans, kmeans++."""
+    return [
+        lambda X, **kw: KMeans(2, device=device, **kw).fit(X),
+        lambda X, **kw: KMeans(2, device=device, **kw).fit_predict(X),
+        lambda X, **kw: KMeans(2, device=device, **kw).fit_transform(X),
+        lambda X, **kw: kmeans(X, 2, device=device, **kw),
+        lambda X, **kw: kmeans_plusplus(X, 2, device=device, **kw),
+    ]
+
+
+KINDS = ["numpy", "torch"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("entry", range(5))
+def test_nan(kind, entry, device):
+    X = GOOD.copy()
+    X[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        entry_points(device)[entry](as_kind(X, kind, device))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+@pytest.mark.parametrize("entry", range(5))
+def test_inf(kind, value, entry, device):
+    X = GOOD.copy()
+    X[0, 0] = value
+    with pytest.raises(ValueError, match="infinity"):
+        entry_points(device)[entry](as_kind(X, kind, device))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("shape", "match"), [((0, 3), "0 sample"), ((4, 0), "0 feature"), ((0, 0), "0 sample")]
+)
+@pytest.mark.parametrize("entry", range(5))
+def test_empty(kind, shape, match, entry, device):
+    with pytest.raises(ValueError, match=match):
+        entry_points(device)[entry](as_kind(np.zeros(shape), kind, device))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("entry", range(5))
+def test_one_dimensional(kind, entry, device):
+    with pytest.raises(ValueError, match=r"(?i)2-?D.*\n?.*reshape|reshape"):
+        entry_points(device)[entry](as_kind(np.arange(6.0), kind, device))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("entry", range(5))
+def test_three_dimensional(kind, entry, device):
+    with pytest.raises(ValueError, match=r"dim 3|3-D"):
+        entry_points(device)[entry](as_kind(np.zeros((4, 2, 2)), kind, device))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_complex(kind, dtype, device):
+    X = as_kind(GOOD.astype(dtype), kind, device)
+    for fit in entry_points(device):
+        with pytest.raises(ValueError, match=r"(?i)complex"):
+            fit(X)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_strings_rejected(kind, device):
+    with pytest.raises(ValueError, match=r"(?i)string|could not convert|dtype"):
+        KMeans(2, device=device).fit(np.array([["a", "b"], ["c", "d"], ["e", "f"]]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n_clusters", [0, -1, 2.0, "3", None, True])
+def test_bad_n_clusters(kind, n_clusters, device):
+    X = as_kind(GOOD, kind, device)
+    with pytest.raises(ValueError, match="n_clusters"):
+        KMeans(n_clusters, device=device).fit(X)
+    with pytest.raises(ValueError, match="n_clusters"):
+        kmeans(X, n_clusters, device=device)
+    with pytest.raises(ValueError, match="n_clusters"):
+        kmeans_plusplus(X, n_clusters, device=device)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_more_clusters_than_samples(kind, device):
+    X = as_kind(GOOD, kind, device)
+    for call in (
+        lambda: KMeans(6, device=device).fit(X),
+        lambda: kmeans(X, 6, device=device),
+        lambda: kmeans_plusplus(X, 6, device=device),
+    ):
+        with pytest.raises(ValueError, match=r"n_samples=5 should be >= n_clusters=6"):
+            call()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("shape", [(3, 2), (2, 3), (2,), (1, 2, 2)])
+def test_init_array_wrong_shape(kind, shape, device):
+    X = as_kind(GOOD, kind, device)
+    init = as_kind(np.zeros(shape), kind, device)
+    with pytest.raises(ValueError, match=r"(?i)shape.*initial centers|init"):
+        KMeans(2, init=init, n_init=1, device=device).fit(X)
+    with pytest.raises(ValueError, match=r"(?i)shape.*initial centers|init"):
+        kmeans(X, 2, init=init, n_init=1, device=device)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_init_array_not_finite(kind, device):
+    X = as_kind(GOOD, kind, device)
+    init = as_kind(np.array([[0.0, np.nan], [1.0, 1.0]]), kind, device)
+    with pytest.raises(ValueError, match=r"(?i)nan|finite"):
+        KMeans(2, init=init, n_init=1, device=device).fit(X)
+
+
+def test_callable_init_returning_wrong_shape(device):
+    def bad_init(X, n_clusters, random_state):
+        return np.zeros((n_clusters + 1, X.shape[1]))
+
+    with pytest.raises(ValueError, match="shape of the initial centers"):
+        KMeans(2, init=bad_init, n_init=1, device=device).fit(GOOD)
+
+
+@pytest.mark.parametrize("init", ["kmeans++", "k-means", "Random", ""])
+def test_invalid_init_string(init, device):
+    with pytest.raises(ValueError, match="init must be"):
+        KMeans(2, init=init, device=device).fit(GOOD)
+    with pytest.raises(ValueError, match="init must be"):
+        kmeans(GOOD, 2, init=init, device=device)
+
+
+@pytest.mark.parametrize("init", [3, 2.5, object()])
+def test_invalid_init_type(init, device):
+    with pytest.raises(TypeError, match="init must be"):
+        KMeans(2, init=init, device=device).fit(GOOD)
+
+
+@pytest.mark.parametrize("n_init", [0, -2, 1.5, "all", None, True])
+def test_bad_n_init(n_init, device):
+    with pytest.raises(ValueError, match="n_init"):
+        KMeans(2, n_init=n_init, device=device).fit(GOOD)
+    with pytest.raises(ValueError, match="n_init"):
+        kmeans(GOOD, 2, n_init=n_init, device=device)
+
+
+@pytest.mark.parametrize("max_iter", [0, -1, 2.5, "10", None])
+def test_bad_max_iter(max_iter, device):
+    with pytest.raises(ValueError, match="max_iter"):
+        KMeans(2, max_iter=max_iter, device=device).fit(GOOD)
+    with pytest.raises(ValueError, match="max_iter"):
+        kmeans(GOOD, 2, max_iter=max_iter, device=device)
+
+
+@pytest.mark.parametrize("tol", [-1e-4, float("nan"), "small", None])
+def test_bad_tol(tol, device):
+    with pytest.raises(ValueError, match="tol"):
+        KMeans(2, tol=tol, device=device).fit(GOOD)
+    with pytest.raises(ValueError, match="tol"):
+        kmeans(GOOD, 2, tol=tol, device=device)
+
+
+@pytest.mark.parametrize("chunk_bytes", [0, -5, 1.5, "1MB"])
+def test_bad_chunk_bytes(chunk_bytes, device):
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        KMeans(2, chunk_bytes=chunk_bytes, device=device).fit(GOOD)
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        kmeans_plusplus(GOOD, 2, chunk_bytes=chunk_bytes, device=device)
+
+
+def test_bad_algorithm(device):
+    with pytest.raises(ValueError, match="algorithm"):
+        KMeans(2, algorithm="full", device=device).fit(GOOD)
+
+
+def test_negative_random_state(device):
+    with pytest.raises(ValueError, match="random_state"):
+        KMeans(2, random_state=-1, device=device).fit(GOOD)
+
+
+# -- sample weights ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_negative_sample_weight(kind, device):
+    X = as_kind(GOOD, kind, device)
+    w = as_kind(np.array([1.0, -0.5, 1.0, 1.0, 1.0]), kind, device)
+    for call in (
+        lambda: KMeans(2, device=device).fit(X, sample_weight=w),
+        lambda: kmeans(X, 2, sample_weight=w, device=device),
+        lambda: kmeans_plusplus(X, 2, sample_weight=w, device=device),
+    ):
+        with pytest.raises(ValueError, match=r"(?i)negative"):
+            call()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("length", [4, 6])
+def test_wrong_length_sample_weight(kind, length, device):
+    X = as_kind(GOOD, kind, device)
+    w = as_kind(np.ones(length), kind, device)
+    for call in (
+        lambda: KMeans(2, device=device).fit(X, sample_weight=w),
+        lambda: kmeans(X, 2, sample_weight=w, device=device),
+    ):
+        with pytest.raises(ValueError, match=rf"sample_weight.*\({length},\).*expected \(5,\)"):
+            call()
+    km = KMeans(2, random_state=0, device=device).fit(X)
+    with pytest.raises(ValueError, match="sample_weight"):
+        km.score(X, sample_weight=w)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_dimensional_sample_weight(kind, device):
+    with pytest.raises(ValueError, match="sample_weight"):
+        KMeans(2, device=device).fit(
+            as_kind(GOOD, kind, device), sample_weight=as_kind(np.ones((5, 1)), kind, device)
+        )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("value", "match"), [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_non_finite_sample_weight(kind, value, match, device):
+    w = np.ones(5)
+    w[1] = value
+    with pytest.raises(ValueError, match=match):
+        KMeans(2, device=device).fit(
+            as_kind(GOOD, kind, device), sample_weight=as_kind(w, kind, device)
+        )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_all_zero_sample_weight(kind, device):
+    with pytest.raises(ValueError, match="sums to zero"):
+        KMeans(2, device=device).fit(
+            as_kind(GOOD, kind, device), sample_weight=as_kind(np.zeros(5), kind, device)
+        )
+
+
+def test_non_numeric_sample_weight(device):
+    with pytest.raises(ValueError, match="sample_weight must be numeric"):
+        KMeans(2, device=device).fit(GOOD, sample_weight=["a"] * 5)
+
+
+# -- fitted-state errors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", ["predict", "transform", "score"])
+def test_not_fitted(kind, method, device):
+    with pytest.raises(NotFittedError, match="not fitted"):
+        getattr(KMeans(2, device=device), method)(as_kind(GOOD, kind, device))
+
+
+@pytest.mark.parametrize("fit_kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", ["predict", "transform", "score"])
+def test_wrong_number_of_features_after_fit(fit_kind, kind, method, device):
+    km = KMeans(2, random_state=0, device=device).fit(as_kind(GOOD, fit_kind, device))
+    with pytest.raises(ValueError, match=r"X has 3 features, but KMeans is expecting 2"):
+        getattr(km, method)(as_kind(np.zeros((4, 3)), kind, device))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_predict_with_nan_after_fit(kind, device):
+    km = KMeans(2, random_state=0, device=device).fit(GOOD)
+    X = GOOD.copy()
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        km.predict(as_kind(X, kind, device))
+
+
+def test_unsupported_tensor_layout(device):
+    X = torch.tensor(GOOD).to_sparse_csc()
+    with pytest.raises(TypeError, match="layout"):
+        KMeans(2).fit(X)
