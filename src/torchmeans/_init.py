@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from torchmeans.data import KMeansData
+from torchmeans.data import KMeansData, weighted_sum
 from torchmeans.ops.assign import center_terms, chunk_rows_for, chunk_scores
 
 __all__ = ["kmeans_plusplus_centers", "random_centers"]
@@ -37,7 +37,7 @@ def _candidate_potentials(
     for chunk in data.chunks(rows):
         scores = chunk_scores(data, chunk, terms).add_(chunk.sq_norms[:, None]).clamp_(min=0)
         scores = torch.minimum(scores, closest[chunk.start : chunk.stop, None])
-        potentials += chunk.weight @ scores
+        potentials += weighted_sum(scores, chunk.weight)
     return potentials
 
 

@@ -18,8 +18,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from torchmeans.data import KMeansData
-from torchmeans.ops.assign import center_terms, chunk_rows_for, nearest_centers
+from torchmeans.data import KMeansData, weighted_sum
+from torchmeans.ops.assign import center_terms, chunk_rows_for, nearest_centers, score_buffer
 
 __all__ = ["IterationStats", "LloydResult", "lloyd"]
 
@@ -82,14 +82,16 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int) -> 
                        device=centers.device)
     acc = _split(flat, n_clusters, n_features)
     terms = center_terms(centers)
+    scores = score_buffer(data, centers, rows)
     for chunk in data.chunks(rows):
-        partial, chunk_labels = nearest_centers(data, chunk, terms)
+        partial, chunk_labels = nearest_centers(data, chunk, terms,
+                                                out=scores[: chunk.stop - chunk.start])
         old = labels[chunk.start : chunk.stop]
         acc.n_changed.add_((old != chunk_labels).sum())
         old.copy_(chunk_labels)
         data.add_weighted_sums(chunk, chunk_labels, acc.sums)
-        acc.weights.index_add_(0, chunk_labels, chunk.weight)
-        acc.partial_inertia.add_(partial @ chunk.weight)
+        acc.weights.add_(torch.bincount(chunk_labels, chunk.weight, minlength=n_clusters))
+        acc.partial_inertia.add_(weighted_sum(partial, chunk.weight))
     return flat
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "SparseData",
     "accumulation_dtype",
     "csr_tensor",
+    "weighted_sum",
 ]
 
 
@@ -41,6 +42,11 @@ def csr_tensor(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int])
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
         return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
+
+
+def weighted_sum(values: Tensor, weight: Tensor | None) -> Tensor:
+    """Return ``weight @ values`` (sum over the first dimension); ``None`` weights are ones."""
+    return values.sum(dim=0) if weight is None else weight @ values
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -58,13 +64,14 @@ class Chunk:
 
     ``x`` is a dense ``(rows, n_features)`` tensor or a sparse CSR tensor,
     already shifted by the data's offset; ``weight`` is ``(rows,)`` in the
-    accumulation dtype.
+    accumulation dtype, or None when every sample weighs 1 (so the hot loop
+    skips the multiplications).
     """
 
     start: int
     stop: int
     x: Tensor
-    weight: Tensor
+    weight: Tensor | None
     source: KMeansData
 
     @property
@@ -87,6 +94,8 @@ class KMeansData(ABC):
     offset: Tensor
     sample_weight: Tensor
     """``(n_samples,)`` weights in the accumulation dtype."""
+    unit_weights: bool
+    """True when every weight is 1: chunks then carry ``weight=None``."""
     sq_norms: Tensor
     """``(n_samples,)`` squared norms of the shifted rows (may be computed on first use)."""
 
@@ -95,16 +104,25 @@ class KMeansData(ABC):
         """Dtype of centers, sums and distances (see :func:`accumulation_dtype`)."""
         return accumulation_dtype(self.dtype)
 
+    def _set_sample_weight(self, sample_weight: Tensor) -> None:
+        self.sample_weight = sample_weight
+        self.unit_weights = bool((sample_weight == 1).all())
+
+    def _chunk_weight(self, start: int, stop: int) -> Tensor | None:
+        return None if self.unit_weights else self.sample_weight[start:stop]
+
     @abstractmethod
     def chunks(self, rows: int) -> Iterator[Chunk]:
         """Yield the data in consecutive chunks of at most ``rows`` rows."""
 
     @abstractmethod
-    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor) -> Tensor:
+    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,
+               out: Tensor | None = None) -> Tensor:
         """Return ``center_sq_norms - 2 x @ centers_t`` for a chunk's rows.
 
         The ``(rows, k)`` result is in the accumulation dtype; ``centers_t`` is
-        the contiguous ``(n_features, k)`` transpose of the centers.
+        the contiguous ``(n_features, k)`` transpose of the centers. ``out``, a
+        ``(rows, k)`` buffer reused across chunks, saves an allocation per chunk.
         """
 
     @abstractmethod
@@ -128,6 +146,13 @@ class KMeansData(ABC):
 
         This is scikit-learn's scale for ``tol``.
         """
+
+
+def _expand(products: Tensor, center_sq_norms: Tensor, out: Tensor | None) -> Tensor:
+    """Return ``center_sq_norms - 2 * products`` in the norms' dtype, into ``out`` if given."""
+    if out is None:
+        return products.to(center_sq_norms.dtype).mul_(-2).add_(center_sq_norms)
+    return torch.add(center_sq_norms, products.to(out.dtype), alpha=-2, out=out)
 
 
 def _row_chunks(n_samples: int, rows: int) -> Iterator[tuple[int, int]]:
@@ -165,7 +190,7 @@ class DenseData(KMeansData):
         self.n_samples, self.n_features = X.shape
         self.dtype = X.dtype
         self.device = X.device
-        self.sample_weight = sample_weight
+        self._set_sample_weight(sample_weight)
         if offset is None:
             offset = X.mean(dim=0, dtype=self.acc_dtype)
         self.offset = offset.to(self.acc_dtype)
@@ -195,19 +220,21 @@ class DenseData(KMeansData):
 
     def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
         for start, stop in _row_chunks(self.n_samples, rows):
-            yield Chunk(start, stop, self._shifted(start, stop), self.sample_weight[start:stop],
+            yield Chunk(start, stop, self._shifted(start, stop), self._chunk_weight(start, stop),
                         self)
 
-    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor) -> Tensor:  # noqa: D102
+    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,  # noqa: D102
+               out: Tensor | None = None) -> Tensor:
         if x.dtype == centers_t.dtype:
-            return torch.addmm(center_sq_norms, x, centers_t, alpha=-2)
+            if out is None:
+                return torch.addmm(center_sq_norms, x, centers_t, alpha=-2)
+            return torch.addmm(center_sq_norms, x, centers_t, alpha=-2, out=out)
         # Half-precision rows: the product runs in their dtype, the sum in float32.
-        products = (x @ centers_t.to(x.dtype)).to(self.acc_dtype)
-        return products.mul_(-2).add_(center_sq_norms)
+        return _expand(x @ centers_t.to(x.dtype), center_sq_norms, out)
 
     def add_weighted_sums(self, chunk: Chunk, labels: Tensor, out: Tensor) -> None:  # noqa: D102
-        weighted = chunk.x.to(out.dtype) * chunk.weight[:, None]
-        out.index_add_(0, labels, weighted)
+        x = chunk.x.to(out.dtype)
+        out.index_add_(0, labels, x if chunk.weight is None else x * chunk.weight[:, None])
 
     def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:  # noqa: D102
         return (chunk.x.to(assigned.dtype) - assigned).square_().sum(dim=1)
@@ -251,7 +278,7 @@ class SparseData(KMeansData):
         self.n_samples, self.n_features = X.shape
         self.dtype = X.dtype
         self.device = X.device
-        self.sample_weight = sample_weight
+        self._set_sample_weight(sample_weight)
         self.offset = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
         self._crow = X.crow_indices()
         self._col = X.col_indices()
@@ -273,11 +300,11 @@ class SparseData(KMeansData):
         for start, stop in _row_chunks(self.n_samples, rows):
             crow, col, values, _ = self._slice(start, stop)
             x = csr_tensor(crow, col, values, (stop - start, self.n_features))
-            yield Chunk(start, stop, x, self.sample_weight[start:stop], self)
+            yield Chunk(start, stop, x, self._chunk_weight(start, stop), self)
 
-    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor) -> Tensor:  # noqa: D102
-        products = x @ centers_t.to(x.dtype)
-        return products.to(self.acc_dtype).mul_(-2).add_(center_sq_norms)
+    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,  # noqa: D102
+               out: Tensor | None = None) -> Tensor:
+        return _expand(x @ centers_t.to(x.dtype), center_sq_norms, out)
 
     def _coo(self, chunk: Chunk) -> tuple[Tensor, Tensor, Tensor]:
         _, col, values, rows = self._slice(chunk.start, chunk.stop)
@@ -286,7 +313,9 @@ class SparseData(KMeansData):
     def add_weighted_sums(self, chunk: Chunk, labels: Tensor, out: Tensor) -> None:  # noqa: D102
         rows, col, values = self._coo(chunk)
         flat_index = labels[rows] * self.n_features + col
-        out.view(-1).index_add_(0, flat_index, values * chunk.weight[rows])
+        if chunk.weight is not None:
+            values = values * chunk.weight[rows]
+        out.view(-1).index_add_(0, flat_index, values)
 
     def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:  # noqa: D102
         rows, col, values = self._coo(chunk)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from torchmeans.data import Chunk, KMeansData, rows_per_chunk
+from torchmeans.data import Chunk, KMeansData, rows_per_chunk, weighted_sum
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -26,8 +26,14 @@ __all__ = [
     "pairwise_distances",
 ]
 
-DEFAULT_CHUNK_BYTES = 1 << 26
-"""Default working-memory budget for one chunk's temporaries (64 MiB)."""
+DEFAULT_CHUNK_BYTES = {"cpu": 1 << 24}
+"""Default working-memory budget of one chunk's temporaries, by device type.
+
+16 MiB on the CPU: the ``(rows, k)`` score block then stays near the caches, and
+was fastest of 1-64 MiB at all three shapes of ``benchmarks/bench_lloyd.py``
+(see benchmarks/RESULTS.md). Accelerators use ``FALLBACK_CHUNK_BYTES``.
+"""
+FALLBACK_CHUNK_BYTES = 1 << 28
 
 
 class Assignment(NamedTuple):
@@ -51,18 +57,31 @@ def center_terms(centers: Tensor) -> CenterTerms:
 
 def chunk_rows_for(data: KMeansData, n_clusters: int, chunk_bytes: int | None) -> int:
     """Rows per chunk for ``data`` against ``n_clusters`` centers within ``chunk_bytes``."""
-    budget = DEFAULT_CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+    if chunk_bytes is None:
+        chunk_bytes = DEFAULT_CHUNK_BYTES.get(data.device.type, FALLBACK_CHUNK_BYTES)
+    budget = int(chunk_bytes)
     itemsize = torch.finfo(data.acc_dtype).bits // 8
     return rows_per_chunk(budget, n_clusters, data.n_features, itemsize)
 
 
-def chunk_scores(data: KMeansData, chunk: Chunk, terms: CenterTerms) -> Tensor:
-    """Return ``||c||^2 - 2 x.c`` for the rows of ``chunk``: shape ``(rows, k)``."""
-    return data.scores(chunk.x, terms.transposed, terms.sq_norms)
+def score_buffer(data: KMeansData, centers: Tensor, rows: int) -> Tensor:
+    """Return a ``(rows, k)`` buffer for the scores of one chunk, reused across chunks."""
+    return torch.empty(min(rows, data.n_samples), centers.shape[0], dtype=centers.dtype,
+                       device=data.device)
 
 
-def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms) -> tuple[Tensor, Tensor]:
-    """Nearest center of each row of ``chunk``.
+def chunk_scores(data: KMeansData, chunk: Chunk, terms: CenterTerms,
+                 out: Tensor | None = None) -> Tensor:
+    """Return ``||c||^2 - 2 x.c`` for the rows of ``chunk``: shape ``(rows, k)``.
+
+    ``out`` is an optional ``(rows, k)`` buffer to write into.
+    """
+    return data.scores(chunk.x, terms.transposed, terms.sq_norms, out=out)
+
+
+def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
+                    out: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Nearest center of each row of ``chunk`` (``out``: optional scores buffer).
 
     Returns
     -------
@@ -71,7 +90,7 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms) -> tuple
     labels : Tensor
         Index of the nearest center (the first one on ties), int64.
     """
-    return chunk_scores(data, chunk, terms).min(dim=1)
+    return chunk_scores(data, chunk, terms, out).min(dim=1)
 
 
 def assign(
@@ -108,11 +127,12 @@ def assign(
     if labels is None:
         labels = torch.empty(data.n_samples, dtype=torch.int64, device=data.device)
     inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
+    scores = score_buffer(data, centers, rows)
     for chunk in data.chunks(rows):
-        _, chunk_labels = nearest_centers(data, chunk, terms)
+        _, chunk_labels = nearest_centers(data, chunk, terms, scores[: chunk.stop - chunk.start])
         labels[chunk.start : chunk.stop] = chunk_labels
         distances = data.sq_distances_to(chunk, centers.index_select(0, chunk_labels))
-        inertia += distances @ chunk.weight
+        inertia += weighted_sum(distances, chunk.weight)
     return Assignment(labels, inertia)
 
 
@@ -127,6 +147,6 @@ def pairwise_distances(
     rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
     out = torch.empty(data.n_samples, centers.shape[0], dtype=centers.dtype, device=data.device)
     for chunk in data.chunks(rows):
-        scores = chunk_scores(data, chunk, terms)
-        out[chunk.start : chunk.stop] = scores.add_(chunk.sq_norms[:, None]).clamp_(min=0).sqrt_()
+        scores = chunk_scores(data, chunk, terms, out[chunk.start : chunk.stop])
+        scores.add_(chunk.sq_norms[:, None]).clamp_(min=0).sqrt_()
     return out
