@@ -71,11 +71,16 @@ def _split(flat: Tensor, n_clusters: int, n_features: int) -> _Accumulator:
     return _Accumulator(sums.view(n_clusters, n_features), weights, scalars[0], scalars[1])
 
 
-def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int) -> Tensor:
+def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
+               incremental: bool = False) -> Tensor:
     """One pass: assign every row, update ``labels`` in place, return the flat accumulator.
 
     The flat accumulator is ``[sums (k*d) | weights (k) | partial inertia | n changed]``,
-    where the partial inertia lacks the constant ``sum(w * ||x||^2)``.
+    where the partial inertia lacks the constant ``sum(w * ||x||^2)``. With
+    ``incremental=True`` the sums and weights are the *change* from the previous
+    labels: each row whose label changed is added to its new cluster and
+    subtracted from its old one, and rows that stayed cost nothing (late
+    iterations move few rows). ``labels`` must then hold valid previous labels.
     """
     n_clusters, n_features = centers.shape
     flat = torch.zeros(n_clusters * n_features + n_clusters + 2, dtype=centers.dtype,
@@ -87,11 +92,15 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int) -> 
         partial, chunk_labels = nearest_centers(data, chunk, terms,
                                                 out=scores[: chunk.stop - chunk.start])
         old = labels[chunk.start : chunk.stop]
-        acc.n_changed.add_((old != chunk_labels).sum())
-        old.copy_(chunk_labels)
-        data.add_weighted_sums(chunk, chunk_labels, acc.sums)
-        acc.weights.add_(torch.bincount(chunk_labels, chunk.weight, minlength=n_clusters))
+        moved = old != chunk_labels
+        acc.n_changed.add_(moved.sum())
         acc.partial_inertia.add_(weighted_sum(partial, chunk.weight))
+        if incremental:
+            data.add_weighted_sums(chunk, chunk_labels, acc.sums, acc.weights, rows=moved)
+            data.add_weighted_sums(chunk, old, acc.sums, acc.weights, rows=moved, alpha=-1)
+        else:
+            data.add_weighted_sums(chunk, chunk_labels, acc.sums, acc.weights)
+        old.copy_(chunk_labels)
     return flat
 
 
@@ -103,7 +112,7 @@ def _average(sums: Tensor, weights: Tensor) -> Tensor:
 
 
 def _relocate_empty_clusters(
-    data: KMeansData, centers: Tensor, labels: Tensor, acc: _Accumulator, rows: int
+    data: KMeansData, centers: Tensor, labels: Tensor, sums: Tensor, weights: Tensor, rows: int
 ) -> None:
     """Move each empty cluster to one of the samples farthest from their centers.
 
@@ -111,9 +120,9 @@ def _relocate_empty_clusters(
     assigned (old) center are taken, farthest first, each removed from its
     cluster's sum and made the only member of an empty cluster. Nothing moves if
     every sample sits exactly on its center (fewer distinct points than
-    clusters). Modifies ``acc`` in place.
+    clusters). Modifies ``sums`` and ``weights`` in place.
     """
-    empty = torch.nonzero(acc.weights == 0).flatten()
+    empty = torch.nonzero(weights == 0).flatten()
     n_empty = empty.numel()
     best_dist = torch.empty(0, dtype=centers.dtype, device=centers.device)
     best_index = torch.empty(0, dtype=torch.int64, device=centers.device)
@@ -130,12 +139,13 @@ def _relocate_empty_clusters(
     take = min(n_empty, best_index.numel())
     far, empty = best_index[:take], empty[:take]
     far_weight = data.sample_weight[far]
-    weighted_rows = data.take(far) * far_weight[:, None]
+    far_weight = far_weight.to(weights.dtype)
+    weighted_rows = data.take(far).to(sums.dtype) * far_weight[:, None]
     old = labels[far]
-    acc.sums.index_add_(0, old, -weighted_rows)
-    acc.weights.index_add_(0, old, -far_weight)
-    acc.sums[empty] = weighted_rows
-    acc.weights[empty] = far_weight
+    sums.index_add_(0, old, -weighted_rows)
+    weights.index_add_(0, old, -far_weight)
+    sums[empty] = weighted_rows
+    weights[empty] = far_weight
 
 
 def lloyd(
@@ -181,18 +191,33 @@ def lloyd(
     labels = torch.full((data.n_samples,), -1, dtype=torch.int64, device=data.device)
     inertia_offset = data.sq_norms @ data.sample_weight
     history: list[IterationStats] = []
+    # Running per-cluster sums and weights. With unit weights, once few labels change,
+    # a pass only adds the rows that moved (``incremental``); the totals are kept in
+    # float64 so that adding and removing rows does not drift, and the weights stay
+    # exact integer counts (so "empty" is exactly weight 0). After a relocation, or
+    # with general weights, every pass recomputes the totals from all rows.
+    total_dtype = torch.float64 if data.device.type != "mps" else data.acc_dtype
+    sums = weights = torch.empty(0)
+    incremental = False
     for iteration in range(max_iter):
-        acc = _split(reduce(accumulate(data, centers, labels, rows)), n_clusters, n_features)
-        new_centers = _average(acc.sums, acc.weights)
+        flat = reduce(accumulate(data, centers, labels, rows, incremental=incremental))
+        acc = _split(flat, n_clusters, n_features)
+        if incremental:
+            sums += acc.sums
+            weights += acc.weights
+        else:
+            sums, weights = acc.sums.to(total_dtype), acc.weights.to(total_dtype)
+        new_centers = _average(sums, weights).to(centers.dtype)
         shift = (new_centers - centers).square().sum()
         n_changed, n_empty, shift_value, inertia = torch.stack(
-            [acc.n_changed, (acc.weights == 0).sum().to(shift.dtype), shift,
+            [acc.n_changed, (weights == 0).sum().to(shift.dtype), shift,
              (acc.partial_inertia + inertia_offset).clamp(min=0)]
         ).tolist()
         if n_empty:
-            _relocate_empty_clusters(data, centers, labels, acc, rows)
-            new_centers = _average(acc.sums, acc.weights)
+            _relocate_empty_clusters(data, centers, labels, sums, weights, rows)
+            new_centers = _average(sums, weights).to(centers.dtype)
             shift_value = float((new_centers - centers).square().sum())
+        incremental = data.unit_weights and not n_empty and 4 * n_changed <= data.n_samples
         stats = IterationStats(iteration, inertia, shift_value, int(n_changed), int(n_empty))
         history.append(stats)
         if verbose:

@@ -125,9 +125,35 @@ class KMeansData(ABC):
         ``(rows, k)`` buffer reused across chunks, saves an allocation per chunk.
         """
 
+    def add_weighted_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, weights: Tensor, *,
+                          rows: Tensor | None = None, alpha: float = 1.0) -> None:
+        """Add ``alpha * w_i * x_i`` to ``sums[labels[i]]``, ``alpha * w_i`` to ``weights[...]``.
+
+        Parameters
+        ----------
+        chunk : Chunk
+            The rows.
+        labels : Tensor
+            ``(rows,)`` cluster of each row of the chunk.
+        sums, weights : Tensor
+            ``(k, n_features)`` and ``(k,)`` accumulators, updated in place.
+        rows : Tensor, optional
+            Boolean ``(rows,)`` mask: only these rows are added (all when None).
+        alpha : float
+            Scale (``-1`` removes rows from their clusters).
+        """
+        selected_labels = labels if rows is None else labels[rows]
+        selected_weight = chunk.weight
+        if rows is not None and selected_weight is not None:
+            selected_weight = selected_weight[rows]
+        counts = torch.bincount(selected_labels, selected_weight, minlength=weights.numel())
+        weights.add_(counts, alpha=alpha)
+        self._add_sums(chunk, labels, sums, rows, alpha)
+
     @abstractmethod
-    def add_weighted_sums(self, chunk: Chunk, labels: Tensor, out: Tensor) -> None:
-        """Add ``weight * x`` of each row of ``chunk`` to row ``labels[i]`` of ``out``."""
+    def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
+                  alpha: float) -> None:
+        """Add ``alpha * w_i * x_i`` of the (masked) rows to ``sums[labels[i]]``."""
 
     @abstractmethod
     def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:
@@ -232,9 +258,15 @@ class DenseData(KMeansData):
         # Half-precision rows: the product runs in their dtype, the sum in float32.
         return _expand(x @ centers_t.to(x.dtype), center_sq_norms, out)
 
-    def add_weighted_sums(self, chunk: Chunk, labels: Tensor, out: Tensor) -> None:  # noqa: D102
-        x = chunk.x.to(out.dtype)
-        out.index_add_(0, labels, x if chunk.weight is None else x * chunk.weight[:, None])
+    def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
+                  alpha: float) -> None:
+        x, weight = chunk.x, chunk.weight
+        if rows is not None:
+            index = rows.nonzero().squeeze(1)
+            x, labels = x.index_select(0, index), labels.index_select(0, index)
+            weight = None if weight is None else weight.index_select(0, index)
+        x = x.to(sums.dtype)
+        sums.index_add_(0, labels, x if weight is None else x * weight[:, None], alpha=alpha)
 
     def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:  # noqa: D102
         return (chunk.x.to(assigned.dtype) - assigned).square_().sum(dim=1)
@@ -310,12 +342,16 @@ class SparseData(KMeansData):
         _, col, values, rows = self._slice(chunk.start, chunk.stop)
         return rows, col, values.to(self.acc_dtype)
 
-    def add_weighted_sums(self, chunk: Chunk, labels: Tensor, out: Tensor) -> None:  # noqa: D102
-        rows, col, values = self._coo(chunk)
-        flat_index = labels[rows] * self.n_features + col
+    def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
+                  alpha: float) -> None:
+        row, col, values = self._coo(chunk)
+        if rows is not None:
+            keep = rows[row]
+            row, col, values = row[keep], col[keep], values[keep]
         if chunk.weight is not None:
-            values = values * chunk.weight[rows]
-        out.view(-1).index_add_(0, flat_index, values)
+            values = values * chunk.weight[row]
+        flat_index = labels[row] * self.n_features + col
+        sums.view(-1).index_add_(0, flat_index, values.to(sums.dtype), alpha=alpha)
 
     def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:  # noqa: D102
         rows, col, values = self._coo(chunk)
