@@ -237,3 +237,31 @@ def test_final_labels_are_nearest_centers(p, device):
     labels, inertia = naive_assign(X, km.cluster_centers_, weight)
     np.testing.assert_array_equal(km.labels_, labels)
     assert km.inertia_ == pytest.approx(inertia, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("n_clusters", [1, 3, 32, 33, 200])
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**31 - 1), duplicate=st.booleans(), integer=st.booleans())
+def test_nearest_centers_with_previous_labels_equals_plain_argmin(
+    n_clusters, seed, duplicate, integer
+):
+    # The fast path (keep the previous label when it is still the first minimum)
+    # must give exactly torch's first-minimum argmin, ties included.
+    from torchmeans.data import DenseData
+    from torchmeans.ops.assign import center_terms, nearest_centers
+
+    generator = torch.Generator().manual_seed(seed)
+    X = torch.randn(257, 3, generator=generator, dtype=torch.float64)
+    centers = torch.randn(n_clusters, 3, generator=generator, dtype=torch.float64)
+    if integer:  # exact ties between distances
+        X, centers = X.round(), centers.round()
+    if duplicate and n_clusters > 1:
+        centers[-1] = centers[0]
+    data = DenseData(X, torch.ones(257, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
+    chunk = next(data.chunks(257))
+    terms = center_terms(centers)
+    expected_values, expected = nearest_centers(data, chunk, terms)
+    previous = torch.randint(0, n_clusters, (257,), generator=generator)
+    values, labels = nearest_centers(data, chunk, terms, previous=previous)
+    assert torch.equal(labels, expected)
+    assert torch.equal(values, expected_values)

@@ -87,11 +87,11 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
                        device=centers.device)
     acc = _split(flat, n_clusters, n_features)
     terms = center_terms(centers)
-    scores = score_buffer(data, centers, rows)
+    buffer = score_buffer(data, centers, rows)
     for chunk in data.chunks(rows):
-        partial, chunk_labels = nearest_centers(data, chunk, terms,
-                                                out=scores[: chunk.stop - chunk.start])
         old = labels[chunk.start : chunk.stop]
+        partial, chunk_labels = nearest_centers(data, chunk, terms, buffer,
+                                                previous=old if incremental else None)
         moved = old != chunk_labels
         acc.n_changed.add_(moved.sum())
         acc.partial_inertia.add_(weighted_sum(partial, chunk.weight))

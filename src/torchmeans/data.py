@@ -117,12 +117,13 @@ class KMeansData(ABC):
 
     @abstractmethod
     def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,
-               out: Tensor | None = None) -> Tensor:
+               out: Tensor | None = None, transposed: bool = False) -> Tensor:
         """Return ``center_sq_norms - 2 x @ centers_t`` for a chunk's rows.
 
-        The ``(rows, k)`` result is in the accumulation dtype; ``centers_t`` is
-        the contiguous ``(n_features, k)`` transpose of the centers. ``out``, a
-        ``(rows, k)`` buffer reused across chunks, saves an allocation per chunk.
+        The ``(rows, k)`` result (``(k, rows)`` if ``transposed``) is in the
+        accumulation dtype; ``centers_t`` is the contiguous ``(n_features, k)``
+        transpose of the centers. ``out``, a buffer of the result's shape reused
+        across chunks, saves an allocation per chunk.
         """
 
     def add_weighted_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, weights: Tensor, *,
@@ -174,11 +175,17 @@ class KMeansData(ABC):
         """
 
 
-def _expand(products: Tensor, center_sq_norms: Tensor, out: Tensor | None) -> Tensor:
-    """Return ``center_sq_norms - 2 * products`` in the norms' dtype, into ``out`` if given."""
-    if out is None:
-        return products.to(center_sq_norms.dtype).mul_(-2).add_(center_sq_norms)
-    return torch.add(center_sq_norms, products.to(out.dtype), alpha=-2, out=out)
+def _expand(products: Tensor, center_sq_norms: Tensor, out: Tensor | None,
+            transposed: bool) -> Tensor:
+    """Return ``center_sq_norms - 2 * products`` in the norms' dtype, into ``out`` if given.
+
+    ``products`` is ``(rows, k)``; the result is transposed to ``(k, rows)`` if asked.
+    """
+    products = products.to(center_sq_norms.dtype)
+    norms = center_sq_norms
+    if transposed:
+        products, norms = products.T, center_sq_norms[:, None]
+    return torch.add(norms, products, alpha=-2, out=out)
 
 
 def _row_chunks(n_samples: int, rows: int) -> Iterator[tuple[int, int]]:
@@ -250,13 +257,13 @@ class DenseData(KMeansData):
                         self)
 
     def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,  # noqa: D102
-               out: Tensor | None = None) -> Tensor:
-        if x.dtype == centers_t.dtype:
-            if out is None:
-                return torch.addmm(center_sq_norms, x, centers_t, alpha=-2)
-            return torch.addmm(center_sq_norms, x, centers_t, alpha=-2, out=out)
-        # Half-precision rows: the product runs in their dtype, the sum in float32.
-        return _expand(x @ centers_t.to(x.dtype), center_sq_norms, out)
+               out: Tensor | None = None, transposed: bool = False) -> Tensor:
+        if x.dtype != centers_t.dtype:
+            # Half-precision rows: the product runs in their dtype, the sum in float32.
+            return _expand(x @ centers_t.to(x.dtype), center_sq_norms, out, transposed)
+        if transposed:
+            return torch.addmm(center_sq_norms[:, None], centers_t.T, x.T, alpha=-2, out=out)
+        return torch.addmm(center_sq_norms, x, centers_t, alpha=-2, out=out)
 
     def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
                   alpha: float) -> None:
@@ -335,8 +342,8 @@ class SparseData(KMeansData):
             yield Chunk(start, stop, x, self._chunk_weight(start, stop), self)
 
     def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,  # noqa: D102
-               out: Tensor | None = None) -> Tensor:
-        return _expand(x @ centers_t.to(x.dtype), center_sq_norms, out)
+               out: Tensor | None = None, transposed: bool = False) -> Tensor:
+        return _expand(x @ centers_t.to(x.dtype), center_sq_norms, out, transposed)
 
     def _coo(self, chunk: Chunk) -> tuple[Tensor, Tensor, Tensor]:
         _, col, values, rows = self._slice(chunk.start, chunk.stop)
@@ -388,8 +395,9 @@ class SparseData(KMeansData):
 def rows_per_chunk(chunk_bytes: int, n_clusters: int, n_features: int, itemsize: int) -> int:
     """Rows per chunk so that a chunk's temporaries fit in ``chunk_bytes``.
 
-    A chunk needs its ``rows x n_clusters`` block of scores plus, for exact
-    distances, a ``rows x n_features`` block.
+    A chunk needs its ``rows x n_clusters`` block of scores (plus a boolean
+    block of the same shape when labels are checked against the previous ones)
+    and, for exact distances, a ``rows x n_features`` block.
     """
-    per_row = (n_clusters + n_features + 4) * itemsize
+    per_row = (n_clusters + n_features + 4) * itemsize + n_clusters
     return max(1, math.floor(chunk_bytes / per_row))
