@@ -395,9 +395,8 @@ class SparseData(KMeansData):
 def rows_per_chunk(chunk_bytes: int, n_clusters: int, n_features: int, itemsize: int) -> int:
     """Rows per chunk so that a chunk's temporaries fit in ``chunk_bytes``.
 
-    A chunk needs its ``rows x n_clusters`` block of scores (plus a boolean
-    block of the same shape when labels are checked against the previous ones)
-    and, for exact distances, a ``rows x n_features`` block.
+    A chunk needs its ``rows x n_clusters`` block of scores and, for exact
+    distances, a ``rows x n_features`` block.
     """
-    per_row = (n_clusters + n_features + 4) * itemsize + n_clusters
+    per_row = (n_clusters + n_features + 4) * itemsize
     return max(1, math.floor(chunk_bytes / per_row))

@@ -99,10 +99,10 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
         Scores buffer from :func:`score_buffer`.
     previous : Tensor, optional
         Each row's previous label. A row keeps it when its previous center is
-        still the first nearest one; the exact search (``argmin``) then runs only
-        on rows where it is not, or where the minimum is tied. Same result as
-        without ``previous``, but ``amin`` is several times faster than ``min``
-        with indices on the CPU.
+        strictly nearer than every other; the exact search (``argmin``) runs
+        only on the other rows (moved or tied). Same result as without
+        ``previous``, but ``amin`` is several times faster than ``min`` with
+        indices on the CPU.
 
     Returns
     -------
@@ -120,13 +120,17 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     scores = chunk_scores(data, chunk, terms, out, transposed=transposed)
     if previous is None:
         return scores.min(dim=dim)
-    values = scores.amin(dim=dim)
-    at_previous = scores.gather(dim, previous.unsqueeze(dim)).squeeze(dim)
-    n_minima = (scores == values.unsqueeze(dim)).sum(dim=dim)
-    recheck = torch.nonzero((at_previous != values) | (n_minima > 1)).squeeze(1)
+    # The previous label stays iff its score is strictly below every other score:
+    # hide it (+inf), take the minimum of the rest, put it back.
+    index = previous.unsqueeze(dim)
+    at_previous = scores.gather(dim, index)
+    others = scores.scatter_(dim, index, torch.inf).amin(dim=dim)
+    scores.scatter_(dim, index, at_previous)
+    at_previous = at_previous.squeeze(dim)
+    recheck = torch.nonzero(~(at_previous < others)).squeeze(1)
     labels = previous.clone()
     labels[recheck] = scores.index_select(1 - dim, recheck).argmin(dim=dim)
-    return values, labels
+    return torch.minimum(at_previous, others), labels
 
 
 def assign(
