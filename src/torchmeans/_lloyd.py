@@ -96,8 +96,9 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
         acc.n_changed.add_(moved.sum())
         acc.partial_inertia.add_(weighted_sum(partial, chunk.weight))
         if incremental:
-            data.add_weighted_sums(chunk, chunk_labels, acc.sums, acc.weights, rows=moved)
-            data.add_weighted_sums(chunk, old, acc.sums, acc.weights, rows=moved, alpha=-1)
+            moved_rows = moved.nonzero().squeeze(1)
+            data.add_weighted_sums(chunk, chunk_labels, acc.sums, acc.weights, rows=moved_rows)
+            data.add_weighted_sums(chunk, old, acc.sums, acc.weights, rows=moved_rows, alpha=-1)
         else:
             data.add_weighted_sums(chunk, chunk_labels, acc.sums, acc.weights)
         old.copy_(chunk_labels)

@@ -139,14 +139,14 @@ class KMeansData(ABC):
         sums, weights : Tensor
             ``(k, n_features)`` and ``(k,)`` accumulators, updated in place.
         rows : Tensor, optional
-            Boolean ``(rows,)`` mask: only these rows are added (all when None).
+            Indices (within the chunk) of the only rows to add; all rows when None.
         alpha : float
             Scale (``-1`` removes rows from their clusters).
         """
-        selected_labels = labels if rows is None else labels[rows]
+        selected_labels = labels if rows is None else labels.index_select(0, rows)
         selected_weight = chunk.weight
         if rows is not None and selected_weight is not None:
-            selected_weight = selected_weight[rows]
+            selected_weight = selected_weight.index_select(0, rows)
         counts = torch.bincount(selected_labels, selected_weight, minlength=weights.numel())
         weights.add_(counts, alpha=alpha)
         self._add_sums(chunk, labels, sums, rows, alpha)
@@ -269,9 +269,8 @@ class DenseData(KMeansData):
                   alpha: float) -> None:
         x, weight = chunk.x, chunk.weight
         if rows is not None:
-            index = rows.nonzero().squeeze(1)
-            x, labels = x.index_select(0, index), labels.index_select(0, index)
-            weight = None if weight is None else weight.index_select(0, index)
+            x, labels = x.index_select(0, rows), labels.index_select(0, rows)
+            weight = None if weight is None else weight.index_select(0, rows)
         x = x.to(sums.dtype)
         sums.index_add_(0, labels, x if weight is None else x * weight[:, None], alpha=alpha)
 
@@ -353,7 +352,8 @@ class SparseData(KMeansData):
                   alpha: float) -> None:
         row, col, values = self._coo(chunk)
         if rows is not None:
-            keep = rows[row]
+            mask = torch.zeros(chunk.stop - chunk.start, dtype=torch.bool, device=self.device)
+            keep = mask.index_fill_(0, rows, True)[row]
             row, col, values = row[keep], col[keep], values[keep]
         if chunk.weight is not None:
             values = values * chunk.weight[row]
