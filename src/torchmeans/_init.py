@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from torchmeans.data import KMeansData, weighted_sum
-from torchmeans.ops.assign import center_terms, chunk_rows_for, chunk_scores
+from torchmeans.ops.assign import center_terms, chunk_budget, chunk_rows_for, chunk_scores
 
 __all__ = ["kmeans_plusplus_centers", "random_centers"]
 
@@ -70,8 +70,8 @@ def kmeans_plusplus_centers(
     weight = data.sample_weight
     n = data.n_samples
     rows = chunk_rows_for(data, n_local_trials, chunk_bytes)
-    budget = chunk_rows_for(data, 1, chunk_bytes) * (data.n_features + 5)
-    keep_block = n_local_trials * n <= budget
+    itemsize = torch.finfo(dtype).bits // 8
+    keep_block = n_local_trials * n * itemsize <= chunk_budget(data, chunk_bytes)
 
     centers = torch.empty(n_clusters, data.n_features, dtype=dtype, device=device)
     indices = torch.empty(n_clusters, dtype=torch.int64, device=device)

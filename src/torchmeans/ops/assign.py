@@ -55,13 +55,17 @@ def center_terms(centers: Tensor) -> CenterTerms:
     return CenterTerms(centers.T.contiguous(), centers.square().sum(dim=1))
 
 
+def chunk_budget(data: KMeansData, chunk_bytes: int | None) -> int:
+    """Return the working-memory budget in bytes: ``chunk_bytes`` or the device's default."""
+    if chunk_bytes is None:
+        return DEFAULT_CHUNK_BYTES.get(data.device.type, FALLBACK_CHUNK_BYTES)
+    return int(chunk_bytes)
+
+
 def chunk_rows_for(data: KMeansData, n_clusters: int, chunk_bytes: int | None) -> int:
     """Rows per chunk for ``data`` against ``n_clusters`` centers within ``chunk_bytes``."""
-    if chunk_bytes is None:
-        chunk_bytes = DEFAULT_CHUNK_BYTES.get(data.device.type, FALLBACK_CHUNK_BYTES)
-    budget = int(chunk_bytes)
     itemsize = torch.finfo(data.acc_dtype).bits // 8
-    return rows_per_chunk(budget, n_clusters, data.n_features, itemsize)
+    return rows_per_chunk(chunk_budget(data, chunk_bytes), n_clusters, data.n_features, itemsize)
 
 
 SMALL_K = 32
