@@ -196,7 +196,8 @@ def kmeans(
     device : str or torch.device, optional
         Where to compute; default: the tensor's device, else CUDA if available, else CPU.
     chunk_bytes : int, optional
-        Working-memory budget for one chunk's temporaries (default 64 MiB).
+        Working-memory budget for one chunk's temporaries (default 16 MiB on the
+        CPU, 256 MiB on accelerators).
     copy : bool
         If True, keep one mean-shifted copy of ``X`` for fast passes; if False,
         shift each chunk as it is read (no copy of ``X``).

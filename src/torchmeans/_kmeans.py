@@ -95,7 +95,8 @@ default='k-means++'
         Where to compute. None: the input tensor's device, else CUDA when
         available, else the CPU.
     chunk_bytes : int, default=None
-        Working-memory budget of one chunk's temporaries (default 64 MiB).
+        Working-memory budget of one chunk's temporaries (default 16 MiB on the
+        CPU, 256 MiB on accelerators).
 
     Attributes
     ----------
