@@ -199,7 +199,7 @@ default='k-means++'
         centers = self.cluster_centers_
         if not isinstance(centers, Tensor):
             centers = torch.from_numpy(centers)
-        return data, centers.to(X.device, acc) - data.offset
+        return data, centers.to(acc).to(X.device) - data.offset
 
     # -- estimator API ------------------------------------------------------------
 

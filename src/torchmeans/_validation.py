@@ -144,7 +144,8 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: torch.dtype,
             raise ValueError(
                 f"sample_weight must be numeric, got an array of dtype {array.dtype}."
             )
-        weight = torch.as_tensor(array.astype(np.float64), device=device).to(acc)
+        # Cast on the host first: some devices (MPS) have no float64.
+        weight = torch.as_tensor(array.astype(np.float64)).to(acc).to(device)
     if weight.ndim != 1 or weight.shape[0] != n_samples:
         raise ValueError(
             f"sample_weight.shape == {tuple(weight.shape)}, expected ({n_samples},): "
@@ -240,7 +241,7 @@ def check_init_array(init: Any, n_clusters: int, n_features: int, dtype: torch.d
         )
     if not bool(torch.isfinite(centers).all()):
         raise ValueError("init contains NaN or infinity; initial centers must be finite.")
-    return centers.to(device=device, dtype=dtype, copy=True)
+    return centers.to(dtype=dtype, copy=True).to(device)
 
 
 def make_generator(random_state: Any, device: torch.device) -> torch.Generator:
