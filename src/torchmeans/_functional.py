@@ -117,7 +117,7 @@ def fit_data(
                        chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose)
         centers = result.centers + data.offset
         final = assign(data, centers - data.offset, chunk_bytes=chunk_bytes,
-                       labels_out=result.labels)
+                       labels_out=result.labels, previous=result.labels)
         inertia = float(final.inertia)
         if verbose:
             logger.info("initialization %d/%d: inertia %.6g after %d iterations",

@@ -218,7 +218,11 @@ def lloyd(
             _relocate_empty_clusters(data, centers, labels, sums, weights, rows)
             new_centers = _average(sums, weights).to(centers.dtype)
             shift_value = float((new_centers - centers).square().sum())
-        incremental = data.unit_weights and not n_empty and 4 * n_changed <= data.n_samples
+        # After the first pass (all labels new) the labels are valid; go incremental
+        # unless more than half of them just moved (then a full pass is cheaper).
+        incremental = data.unit_weights and not n_empty and (
+            iteration == 0 or 2 * n_changed <= data.n_samples
+        )
         stats = IterationStats(iteration, inertia, shift_value, int(n_changed), int(n_empty))
         history.append(stats)
         if verbose:

@@ -133,7 +133,8 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     at_previous = at_previous.squeeze(dim)
     recheck = torch.nonzero(~(at_previous < others)).squeeze(1)
     labels = previous.clone()
-    labels[recheck] = scores.index_select(1 - dim, recheck).argmin(dim=dim)
+    by_row = scores.T if transposed else scores
+    labels[recheck] = by_row.index_select(0, recheck).argmin(dim=1)
     return torch.minimum(at_previous, others), labels
 
 
@@ -143,6 +144,7 @@ def assign(
     *,
     chunk_bytes: int | None = None,
     labels_out: Tensor | None = None,
+    previous: Tensor | None = None,
 ) -> Assignment:
     """Assign every row of ``data`` to its nearest center and return the exact inertia.
 
@@ -159,6 +161,9 @@ def assign(
         Working-memory budget per chunk.
     labels_out : Tensor, optional
         ``(n_samples,)`` int64 buffer to write the labels into.
+    previous : Tensor, optional
+        ``(n_samples,)`` labels from a nearby set of centers (e.g. the last Lloyd
+        iteration's): speeds up the search, same result (see :func:`nearest_centers`).
 
     Returns
     -------
@@ -173,7 +178,8 @@ def assign(
     inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
     buffer = score_buffer(data, centers, rows)
     for chunk in data.chunks(rows):
-        _, chunk_labels = nearest_centers(data, chunk, terms, buffer)
+        chunk_previous = None if previous is None else previous[chunk.start : chunk.stop]
+        _, chunk_labels = nearest_centers(data, chunk, terms, buffer, previous=chunk_previous)
         labels[chunk.start : chunk.stop] = chunk_labels
         distances = data.sq_distances_to(chunk, centers.index_select(0, chunk_labels))
         inertia += weighted_sum(distances, chunk.weight)
