@@ -245,10 +245,11 @@ def test_final_labels_are_nearest_centers(p, device):
 def test_nearest_centers_with_previous_labels_equals_plain_argmin(
     n_clusters, seed, duplicate, integer
 ):
-    # The fast path (keep the previous label when it is still the first minimum)
-    # must give exactly torch's first-minimum argmin, ties included.
+    # Both fast paths (first-hit labels on transposed scores; keeping the previous label
+    # when it is still the strict minimum) must give exactly torch's first-minimum
+    # `min` on the same scores, ties included.
     from torchmeans.data import DenseData
-    from torchmeans.ops.assign import center_terms, nearest_centers
+    from torchmeans.ops.assign import SMALL_K, center_terms, chunk_scores, nearest_centers
 
     generator = torch.Generator().manual_seed(seed)
     X = torch.randn(257, 3, generator=generator, dtype=torch.float64)
@@ -260,7 +261,12 @@ def test_nearest_centers_with_previous_labels_equals_plain_argmin(
     data = DenseData(X, torch.ones(257, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
     chunk = next(data.chunks(257))
     terms = center_terms(centers)
-    expected_values, expected = nearest_centers(data, chunk, terms)
+    transposed = n_clusters <= SMALL_K
+    scores = chunk_scores(data, chunk, terms, transposed=transposed)
+    expected_values, expected = scores.min(dim=0 if transposed else 1)
+    first_values, first = nearest_centers(data, chunk, terms)
+    assert torch.equal(first, expected)
+    assert torch.equal(first_values, expected_values)
     previous = torch.randint(0, n_clusters, (257,), generator=generator)
     values, labels = nearest_centers(data, chunk, terms, previous=previous)
     assert torch.equal(labels, expected)

@@ -74,6 +74,11 @@ centers is then an elementwise minimum of ``k`` long rows (vectorised), where a
 row-wise minimum over a handful of values is not."""
 
 
+def _descending(k: int, device: torch.device) -> Tensor:
+    """``[[k], [k-1], ..., [1]]`` as uint8 (``k <= SMALL_K < 256``)."""
+    return torch.arange(k, 0, -1, dtype=torch.uint8, device=device)[:, None]
+
+
 def score_buffer(data: KMeansData, centers: Tensor, rows: int) -> Tensor:
     """Return a flat buffer for the scores of one chunk, reused across chunks."""
     return torch.empty(min(rows, data.n_samples) * centers.shape[0], dtype=centers.dtype,
@@ -123,7 +128,13 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
         out = buffer[: n_rows * k].view((k, n_rows) if transposed else (n_rows, k))
     scores = chunk_scores(data, chunk, terms, out, transposed=transposed)
     if previous is None:
-        return scores.min(dim=dim)
+        if not transposed:
+            return scores.min(dim=dim)
+        # (k, rows): vectorised minimum, then the first center holding it (the hit
+        # with the largest weight k - j), exactly min's first-index rule.
+        values = scores.amin(dim=0)
+        first_hit = (scores == values).to(torch.uint8).mul_(_descending(k, scores.device))
+        return values, k - first_hit.amax(dim=0).long()
     # The previous label stays iff its score is strictly below every other score:
     # hide it (+inf), take the minimum of the rest, put it back.
     index = previous.unsqueeze(dim)
