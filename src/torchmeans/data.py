@@ -408,8 +408,9 @@ class SparseData(KMeansData):
 def rows_per_chunk(chunk_bytes: int, n_clusters: int, n_features: int, itemsize: int) -> int:
     """Rows per chunk so that a chunk's temporaries fit in ``chunk_bytes``.
 
-    A chunk needs its ``rows x n_clusters`` block of scores and, for exact
+    A chunk needs its ``rows x n_clusters`` block of scores (plus two byte-sized
+    blocks of that shape when labels are found by first hit) and, for exact
     distances, a ``rows x n_features`` block.
     """
-    per_row = (n_clusters + n_features + 4) * itemsize
+    per_row = (n_clusters + n_features + 4) * itemsize + 2 * n_clusters
     return max(1, math.floor(chunk_bytes / per_row))
