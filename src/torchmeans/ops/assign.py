@@ -74,9 +74,19 @@ centers is then an elementwise minimum of ``k`` long rows (vectorised), where a
 row-wise minimum over a handful of values is not."""
 
 
-def _descending(k: int, device: torch.device) -> Tensor:
-    """``[[k], [k-1], ..., [1]]`` as uint8 (``k <= SMALL_K < 256``)."""
-    return torch.arange(k, 0, -1, dtype=torch.uint8, device=device)[:, None]
+def _first_minimum(scores: Tensor, transposed: bool) -> tuple[Tensor, Tensor]:
+    """Minimum score of each row and the first center holding it (``min``'s rule).
+
+    Scores laid out ``(k, rows)`` take a vectorised ``amin``, then the hit with
+    the largest weight ``k - j`` (a uint8 ``amax``): the first index exactly.
+    """
+    if not transposed:
+        return scores.min(dim=1)
+    k = scores.shape[0]
+    values = scores.amin(dim=0)
+    descending = torch.arange(k, 0, -1, dtype=torch.uint8, device=scores.device)[:, None]
+    first_hit = (scores == values).to(torch.uint8).mul_(descending)
+    return values, k - first_hit.amax(dim=0).long()
 
 
 def score_buffer(data: KMeansData, centers: Tensor, rows: int) -> Tensor:
@@ -128,13 +138,7 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
         out = buffer[: n_rows * k].view((k, n_rows) if transposed else (n_rows, k))
     scores = chunk_scores(data, chunk, terms, out, transposed=transposed)
     if previous is None:
-        if not transposed:
-            return scores.min(dim=dim)
-        # (k, rows): vectorised minimum, then the first center holding it (the hit
-        # with the largest weight k - j), exactly min's first-index rule.
-        values = scores.amin(dim=0)
-        first_hit = (scores == values).to(torch.uint8).mul_(_descending(k, scores.device))
-        return values, k - first_hit.amax(dim=0).long()
+        return _first_minimum(scores, transposed)
     # The previous label stays iff its score is strictly below every other score:
     # hide it (+inf), take the minimum of the rest, put it back.
     index = previous.unsqueeze(dim)
@@ -144,8 +148,7 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     at_previous = at_previous.squeeze(dim)
     recheck = torch.nonzero(~(at_previous < others)).squeeze(1)
     labels = previous.clone()
-    by_row = scores.T if transposed else scores
-    labels[recheck] = by_row.index_select(0, recheck).argmin(dim=1)
+    labels[recheck] = _first_minimum(scores.index_select(1 - dim, recheck), transposed)[1]
     return torch.minimum(at_previous, others), labels
 
 
