@@ -281,9 +281,14 @@ def kmeans_plusplus(
     X_tensor = as_tensor(X, compute_device)
     check_params(n_clusters=n_clusters, n_samples=X_tensor.shape[0], init="k-means++",
                  n_init=1, max_iter=1, tol=0.0, chunk_bytes=chunk_bytes)
+    if n_local_trials is not None and (
+        not isinstance(n_local_trials, int) or isinstance(n_local_trials, bool)
+        or n_local_trials < 1
+    ):
+        raise ValueError(f"n_local_trials must be None or an integer >= 1, got {n_local_trials!r}.")
     weight = check_sample_weight(sample_weight, X_tensor.shape[0], X_tensor.dtype,
                                  compute_device)
-    data = make_data(X_tensor, weight)
+    data = make_data(X_tensor, weight, copy=False)
     _, indices = kmeans_plusplus_centers(
         data, n_clusters, make_generator(random_state, compute_device),
         n_local_trials=n_local_trials, chunk_bytes=chunk_bytes,

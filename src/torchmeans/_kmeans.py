@@ -28,6 +28,7 @@ from torchmeans._validation import (
     make_data,
     make_generator,
     resolve_device,
+    to_device,
 )
 from torchmeans.data import KMeansData, accumulation_dtype
 from torchmeans.ops.assign import assign, pairwise_distances
@@ -182,14 +183,14 @@ default='k-means++'
                     f"{self.n_features_in_} features as input."
                 )
             device = resolve_device(self.device, X)
-            return X_tensor.to(device), X, _torch_output(X.device)
+            return to_device(X_tensor, device), X, _torch_output(X.device)
         validated = validate_data(
             self, X, accept_sparse="csr", dtype=NUMPY_FLOAT_DTYPES, order="C", reset=reset
         )
         tensor = _scipy_to_csr_tensor(validated) if sp.issparse(validated) else _from_numpy(
             validated
         )
-        return tensor.to(resolve_device(self.device)), validated, _numpy_output
+        return to_device(tensor, resolve_device(self.device)), validated, _numpy_output
 
     def _fitted_terms(self, X: Tensor, sample_weight: Any = None) -> tuple[KMeansData, Tensor]:
         """Return data and centers for predict/transform/score, shifted exactly as in ``fit``."""

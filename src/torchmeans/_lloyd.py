@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from torchmeans.data import KMeansData, weighted_sum
+from torchmeans.data import KMeansData, supports_float64, weighted_sum
 from torchmeans.ops.assign import center_terms, chunk_rows_for, nearest_centers, score_buffer
 
 __all__ = ["IterationStats", "LloydResult", "lloyd"]
@@ -129,7 +129,7 @@ def _relocate_empty_clusters(
     best_index = torch.empty(0, dtype=torch.int64, device=centers.device)
     for chunk in data.chunks(rows):
         chunk_labels = labels[chunk.start : chunk.stop]
-        distances = data.sq_distances_to(chunk, centers.index_select(0, chunk_labels))
+        distances = data.sq_distances_to(chunk, centers, chunk_labels)
         candidates = torch.cat([best_dist, distances])
         indices = torch.cat([best_index, torch.arange(chunk.start, chunk.stop,
                                                       device=centers.device)])
@@ -197,7 +197,7 @@ def lloyd(
     # float64 so that adding and removing rows does not drift, and the weights stay
     # exact integer counts (so "empty" is exactly weight 0). After a relocation, or
     # with general weights, every pass recomputes the totals from all rows.
-    total_dtype = torch.float64 if data.device.type != "mps" else data.acc_dtype
+    total_dtype = torch.float64 if supports_float64(data.device) else data.acc_dtype
     sums = weights = torch.empty(0)
     incremental = False
     for iteration in range(max_iter):
@@ -207,7 +207,8 @@ def lloyd(
             sums += acc.sums
             weights += acc.weights
         else:
-            sums, weights = acc.sums.to(total_dtype), acc.weights.to(total_dtype)
+            sums = acc.sums.to(total_dtype, copy=True)
+            weights = acc.weights.to(total_dtype, copy=True)
         new_centers = _average(sums, weights).to(centers.dtype)
         shift = (new_centers - centers).square().sum()
         n_changed, n_empty, shift_value, inertia = torch.stack(

@@ -12,7 +12,14 @@ import torch
 from sklearn.utils import check_array, check_random_state
 from torch import Tensor
 
-from torchmeans.data import DenseData, KMeansData, SparseData, accumulation_dtype, csr_tensor
+from torchmeans.data import (
+    DenseData,
+    KMeansData,
+    SparseData,
+    accumulation_dtype,
+    csr_tensor,
+    supports_float64,
+)
 
 __all__ = [
     "as_tensor",
@@ -23,10 +30,12 @@ __all__ = [
     "make_data",
     "make_generator",
     "resolve_device",
+    "to_device",
 ]
 
 FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
-NUMPY_FLOAT_DTYPES = (np.float32, np.float64, np.float16)
+NUMPY_FLOAT_DTYPES = (np.float32, np.float64)
+"""NumPy input dtypes kept as they are; others (float16, integers, bool) become float32."""
 
 
 def resolve_device(device: str | torch.device | None, X: Any = None) -> torch.device:
@@ -51,7 +60,9 @@ def _from_numpy(array: np.ndarray) -> Tensor:
 
 def _scipy_to_csr_tensor(matrix: sp.spmatrix | sp.sparray) -> Tensor:
     csr = sp.csr_array(matrix)
-    csr.sum_duplicates()
+    if not csr.has_canonical_format:
+        csr = csr.copy()  # sum_duplicates works in place: never on the user's arrays
+        csr.sum_duplicates()
     return csr_tensor(
         torch.from_numpy(csr.indptr.astype(np.int64)),
         torch.from_numpy(csr.indices.astype(np.int64)),
@@ -67,7 +78,7 @@ def as_tensor(X: Any, device: torch.device, *, name: str = "X") -> Tensor:
     pandas, scipy sparse); integer and boolean data become float32.
     """
     if isinstance(X, Tensor):
-        return check_tensor(X, name=name).to(device)
+        return to_device(check_tensor(X, name=name), device)
     X = check_array(
         X,
         accept_sparse="csr",
@@ -76,7 +87,20 @@ def as_tensor(X: Any, device: torch.device, *, name: str = "X") -> Tensor:
         input_name=name,
     )
     tensor = _scipy_to_csr_tensor(X) if sp.issparse(X) else _from_numpy(X)
-    return tensor.to(device)
+    return to_device(tensor, device)
+
+
+def to_device(X: Tensor, device: torch.device) -> Tensor:
+    """Move checked samples to ``device``; float64 becomes float32 where it is not supported."""
+    if X.dtype == torch.float64 and not supports_float64(device):
+        warnings.warn(
+            f"{device.type} has no float64: the data are cast to float32 (pass float32 "
+            "data to silence this warning).",
+            UserWarning,
+            stacklevel=4,
+        )
+        X = X.to(torch.float32)
+    return X.to(device)
 
 
 def _target_dtype(dtype: torch.dtype, name: str) -> torch.dtype:
@@ -94,6 +118,7 @@ def check_tensor(X: Tensor, *, name: str = "X") -> Tensor:
     Integer and boolean tensors are cast to float32; float64, float32, float16
     and bfloat16 are kept. Sparse COO tensors are converted to CSR.
     """
+    X = X.detach()  # embeddings straight from a model: never track gradients
     if X.layout == torch.sparse_coo:
         X = X.coalesce().to_sparse_csr()
     if X.layout not in (torch.strided, torch.sparse_csr):
@@ -116,6 +141,8 @@ def check_tensor(X: Tensor, *, name: str = "X") -> Tensor:
             f"(shape={tuple(X.shape)}) while a minimum of 1 is required: {name} is empty."
         )
     dtype = _target_dtype(X.dtype, name)
+    if X.layout == torch.sparse_csr and dtype not in (torch.float32, torch.float64):
+        dtype = torch.float32  # torch's sparse products have no half-precision kernels
     if X.dtype != dtype:
         X = X.to(dtype)
     values = X.values() if X.layout == torch.sparse_csr else X

@@ -32,6 +32,7 @@ __all__ = [
     "SparseData",
     "accumulation_dtype",
     "csr_tensor",
+    "supports_float64",
     "weighted_sum",
 ]
 
@@ -51,6 +52,11 @@ def csr_tensor(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int])
 def weighted_sum(values: Tensor, weight: Tensor | None) -> Tensor:
     """Return ``weight @ values`` (sum over the first dimension); ``None`` weights are ones."""
     return values.sum(dim=0) if weight is None else weight @ values
+
+
+def supports_float64(device: torch.device) -> bool:
+    """Return False for devices without float64 arithmetic (Apple's MPS)."""
+    return device.type != "mps"
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -161,11 +167,12 @@ class KMeansData(ABC):
         """Add ``alpha * w_i * x_i`` of the (masked) rows to ``sums[labels[i]]``."""
 
     @abstractmethod
-    def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:
-        """Return exact ``||x_i - assigned_i||^2`` for each row of ``chunk``.
+    def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:
+        """Return exact ``||x_i - centers[labels_i]||^2`` for each row of ``chunk``."""
 
-        ``assigned`` is a dense ``(rows, n_features)`` tensor of one center per row.
-        """
+    dense_width: int
+    """Floats per row that chunk temporaries hold besides the scores (``n_features``
+    for dense rows, 0 for sparse rows, whose products never densify a row)."""
 
     @abstractmethod
     def take(self, indices: Tensor) -> Tensor:
@@ -213,7 +220,9 @@ class DenseData(KMeansData):
     precompute_shift : bool
         If True, store one shifted copy of ``X`` (fast repeated passes, as
         scikit-learn's ``copy_x=True``); if False, shift each chunk as it is
-        read and keep no copy (saves the memory of ``X``).
+        read and keep no copy (saves the memory of ``X``). float16/bfloat16
+        rows are always shifted per chunk, in float32: chunks of half-precision
+        data are float32 (products in half precision overflow past 65504).
     """
 
     def __init__(
@@ -225,23 +234,26 @@ class DenseData(KMeansData):
         precompute_shift: bool = True,
     ) -> None:
         self.n_samples, self.n_features = X.shape
+        self.dense_width = self.n_features
         self.dtype = X.dtype
         self.device = X.device
         self._set_sample_weight(sample_weight)
         if offset is None:
             offset = X.mean(dim=0, dtype=self.acc_dtype)
         self.offset = offset.to(self.acc_dtype)
-        if precompute_shift:
-            self._rows = X - self.offset.to(X.dtype)
+        if precompute_shift and X.dtype == self.acc_dtype:
+            self._rows = X - self.offset
             self._lazy_offset = None
         else:
+            # Half-precision rows stay as they are (half the memory) and each chunk is
+            # cast and shifted in float32: shifting in half precision would round.
             self._rows = X
-            self._lazy_offset = self.offset.to(X.dtype)
+            self._lazy_offset = self.offset
         self._sq_norms: Tensor | None = None
 
     def _shifted(self, start: int, stop: int) -> Tensor:
         x = self._rows[start:stop]
-        return x if self._lazy_offset is None else x - self._lazy_offset
+        return x if self._lazy_offset is None else x.to(self.acc_dtype) - self._lazy_offset
 
     @property
     def sq_norms(self) -> Tensor:
@@ -251,7 +263,7 @@ class DenseData(KMeansData):
             rows = max(1, (1 << 24) // max(1, self.n_features))
             for start, stop in _row_chunks(self.n_samples, rows):
                 x = self._shifted(start, stop).to(self.acc_dtype)
-                torch.linalg.vector_norm(x, dim=1, out=norms[start:stop]).square_()
+                norms[start:stop] = x.square().sum(dim=1)
             self._sq_norms = norms
         return self._sq_norms
 
@@ -262,9 +274,6 @@ class DenseData(KMeansData):
 
     def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,  # noqa: D102
                out: Tensor | None = None, transposed: bool = False) -> Tensor:
-        if x.dtype != centers_t.dtype:
-            # Half-precision rows: the product runs in their dtype, the sum in float32.
-            return _expand(x @ centers_t.to(x.dtype), center_sq_norms, out, transposed)
         if transposed:
             return torch.addmm(center_sq_norms[:, None], centers_t.T, x.T, alpha=-2, out=out)
         return torch.addmm(center_sq_norms, x, centers_t, alpha=-2, out=out)
@@ -287,7 +296,8 @@ class DenseData(KMeansData):
                               device=sums.device)
         sums.add_(columns.index_add_(1, labels, x.T).T, alpha=alpha)
 
-    def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:  # noqa: D102
+    def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:  # noqa: D102
+        assigned = centers.index_select(0, labels)
         return (chunk.x.to(assigned.dtype) - assigned).square_().sum(dim=1)
 
     def take(self, indices: Tensor) -> Tensor:  # noqa: D102
@@ -327,6 +337,7 @@ class SparseData(KMeansData):
 
     def __init__(self, X: Tensor, sample_weight: Tensor) -> None:
         self.n_samples, self.n_features = X.shape
+        self.dense_width = 0
         self.dtype = X.dtype
         self.device = X.device
         self._set_sample_weight(sample_weight)
@@ -373,11 +384,13 @@ class SparseData(KMeansData):
         flat_index = labels[row] * self.n_features + col
         sums.view(-1).index_add_(0, flat_index, values.to(sums.dtype), alpha=alpha)
 
-    def sq_distances_to(self, chunk: Chunk, assigned: Tensor) -> Tensor:  # noqa: D102
+    def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:  # noqa: D102
+        # ||x||^2 - 2 x.c + ||c||^2 with x.c gathered per non-zero: O(nnz), no dense row.
         rows, col, values = self._coo(chunk)
-        dots = torch.zeros(chunk.stop - chunk.start, dtype=assigned.dtype, device=self.device)
-        dots.index_add_(0, rows, values * assigned[rows, col])
-        distances = chunk.sq_norms - 2 * dots + assigned.square().sum(dim=1)
+        dots = torch.zeros(chunk.stop - chunk.start, dtype=centers.dtype, device=self.device)
+        dots.index_add_(0, rows, values * centers[labels[rows], col])
+        center_sq_norms = centers.square().sum(dim=1)
+        distances = chunk.sq_norms - 2 * dots + center_sq_norms[labels]
         return distances.clamp_(min=0)
 
     def take(self, indices: Tensor) -> Tensor:  # noqa: D102
@@ -395,14 +408,16 @@ class SparseData(KMeansData):
         return dense
 
     def mean_variance(self) -> Tensor:  # noqa: D102
-        values = self._values.to(self.acc_dtype)
-        total = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
-        total_sq = torch.zeros_like(total)
-        total.index_add_(0, self._col, values)
-        total_sq.index_add_(0, self._col, values.square())
-        mean = total / self.n_samples
-        variance = (total_sq / self.n_samples - mean.square()).clamp_(min=0)
-        return variance.mean()
+        # Two passes in float64: sum (v - mean)^2 over the stored values, plus
+        # mean^2 for each implicit zero of the column.
+        dtype = torch.float64 if supports_float64(self.device) else self.acc_dtype
+        values = self._values.to(dtype)
+        total = torch.zeros(self.n_features, dtype=dtype, device=self.device)
+        mean = total.index_add(0, self._col, values) / self.n_samples
+        stored = torch.bincount(self._col, minlength=self.n_features).to(dtype)
+        deviations = total.index_add(0, self._col, (values - mean[self._col]).square())
+        variance = (deviations + (self.n_samples - stored) * mean.square()) / self.n_samples
+        return variance.mean().to(self.acc_dtype)
 
 
 def rows_per_chunk(chunk_bytes: int, n_clusters: int, n_features: int, itemsize: int) -> int:

@@ -65,7 +65,7 @@ def chunk_budget(data: KMeansData, chunk_bytes: int | None) -> int:
 def chunk_rows_for(data: KMeansData, n_clusters: int, chunk_bytes: int | None) -> int:
     """Rows per chunk for ``data`` against ``n_clusters`` centers within ``chunk_bytes``."""
     itemsize = torch.finfo(data.acc_dtype).bits // 8
-    return rows_per_chunk(chunk_budget(data, chunk_bytes), n_clusters, data.n_features, itemsize)
+    return rows_per_chunk(chunk_budget(data, chunk_bytes), n_clusters, data.dense_width, itemsize)
 
 
 SMALL_K = 32
@@ -195,7 +195,7 @@ def assign(
         chunk_previous = None if previous is None else previous[chunk.start : chunk.stop]
         _, chunk_labels = nearest_centers(data, chunk, terms, buffer, previous=chunk_previous)
         labels[chunk.start : chunk.stop] = chunk_labels
-        distances = data.sq_distances_to(chunk, centers.index_select(0, chunk_labels))
+        distances = data.sq_distances_to(chunk, centers, chunk_labels)
         inertia += weighted_sum(distances, chunk.weight)
     return Assignment(labels, inertia)
 
