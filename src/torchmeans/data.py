@@ -108,6 +108,9 @@ class KMeansData(ABC):
     """True when every weight is 1: chunks then carry ``weight=None``."""
     sq_norms: Tensor
     """``(n_samples,)`` squared norms of the shifted rows (may be computed on first use)."""
+    dense_width: int
+    """Floats per row that chunk temporaries hold besides the scores (``n_features``
+    for dense rows, 0 for sparse rows, whose products never densify a row)."""
 
     @property
     def acc_dtype(self) -> torch.dtype:
@@ -169,10 +172,6 @@ class KMeansData(ABC):
     @abstractmethod
     def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:
         """Return exact ``||x_i - centers[labels_i]||^2`` for each row of ``chunk``."""
-
-    dense_width: int
-    """Floats per row that chunk temporaries hold besides the scores (``n_features``
-    for dense rows, 0 for sparse rows, whose products never densify a row)."""
 
     @abstractmethod
     def take(self, indices: Tensor) -> Tensor:
