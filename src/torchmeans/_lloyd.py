@@ -143,8 +143,14 @@ def _relocate_empty_clusters(
     far_weight = far_weight.to(weights.dtype)
     weighted_rows = data.take(far).to(sums.dtype) * far_weight[:, None]
     old = labels[far]
+    before = weights[old]
     sums.index_add_(0, old, -weighted_rows)
     weights.index_add_(0, old, -far_weight)
+    # A cluster whose every member left keeps a rounding residual of its weight
+    # (non-unit weights): make it exactly empty instead of residual / residual.
+    vanished = old[weights[old] <= before * 16 * torch.finfo(weights.dtype).eps]
+    sums[vanished] = 0
+    weights[vanished] = 0
     sums[empty] = weighted_rows
     weights[empty] = far_weight
 
