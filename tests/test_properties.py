@@ -249,7 +249,13 @@ def test_nearest_centers_with_previous_labels_equals_plain_argmin(
     # when it is still the strict minimum) must give exactly torch's first-minimum
     # `min` on the same scores, ties included.
     from torchmeans.data import DenseData
-    from torchmeans.ops.assign import SMALL_K, center_terms, chunk_scores, nearest_centers
+    from torchmeans.ops.assign import (
+        SMALL_K,
+        center_terms,
+        chunk_scores,
+        nearest_centers,
+        update_nearest,
+    )
 
     generator = torch.Generator().manual_seed(seed)
     X = torch.randn(257, 3, generator=generator, dtype=torch.float64)
@@ -271,3 +277,12 @@ def test_nearest_centers_with_previous_labels_equals_plain_argmin(
     values, labels = nearest_centers(data, chunk, terms, previous=previous)
     assert torch.equal(labels, expected)
     assert torch.equal(values, expected_values)
+    # The in-place variant of the Lloyd loop reports exactly the rows that moved.
+    updated = previous.clone()
+    buffer = torch.empty(257 * n_clusters, dtype=torch.float64)
+    moves = update_nearest(data, chunk, terms, buffer, updated)
+    assert torch.equal(updated, expected)
+    assert torch.equal(moves.partial_sq_dist, expected_values)
+    assert torch.equal(moves.rows, torch.nonzero(previous != expected).squeeze(1))
+    assert torch.equal(moves.old, previous[moves.rows])
+    assert torch.equal(moves.new, expected[moves.rows])

@@ -19,7 +19,13 @@ import torch
 from torch import Tensor
 
 from torchmeans.data import KMeansData, supports_float64, weighted_sum
-from torchmeans.ops.assign import center_terms, chunk_rows_for, nearest_centers, score_buffer
+from torchmeans.ops.assign import (
+    center_terms,
+    chunk_rows_for,
+    nearest_centers,
+    score_buffer,
+    update_nearest,
+)
 
 __all__ = ["IterationStats", "LloydResult", "lloyd"]
 
@@ -89,19 +95,20 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
     terms = center_terms(centers)
     buffer = score_buffer(data, centers, rows)
     for chunk in data.chunks(rows):
-        old = labels[chunk.start : chunk.stop]
-        partial, chunk_labels = nearest_centers(data, chunk, terms, buffer,
-                                                previous=old if incremental else None)
-        moved = old != chunk_labels
-        acc.n_changed.add_(moved.sum())
-        acc.partial_inertia.add_(weighted_sum(partial, chunk.weight))
+        chunk_labels = labels[chunk.start : chunk.stop]
         if incremental:
-            moved_rows = moved.nonzero().squeeze(1)
-            data.add_weighted_sums(chunk, chunk_labels, acc.sums, acc.weights, rows=moved_rows)
-            data.add_weighted_sums(chunk, old, acc.sums, acc.weights, rows=moved_rows, alpha=-1)
+            moves = update_nearest(data, chunk, terms, buffer, chunk_labels)
+            acc.n_changed.add_(moves.rows.numel())
+            acc.partial_inertia.add_(weighted_sum(moves.partial_sq_dist, chunk.weight))
+            data.add_weighted_sums(chunk, moves.new, acc.sums, acc.weights, rows=moves.rows)
+            data.add_weighted_sums(chunk, moves.old, acc.sums, acc.weights, rows=moves.rows,
+                                   alpha=-1)
         else:
-            data.add_weighted_sums(chunk, chunk_labels, acc.sums, acc.weights)
-        old.copy_(chunk_labels)
+            partial, new_labels = nearest_centers(data, chunk, terms, buffer)
+            acc.n_changed.add_((chunk_labels != new_labels).sum())
+            acc.partial_inertia.add_(weighted_sum(partial, chunk.weight))
+            data.add_weighted_sums(chunk, new_labels, acc.sums, acc.weights)
+            chunk_labels.copy_(new_labels)
     return flat
 
 

@@ -148,7 +148,7 @@ class KMeansData(ABC):
         chunk : Chunk
             The rows.
         labels : Tensor
-            ``(rows,)`` cluster of each row of the chunk.
+            Cluster of each row of the chunk, or of each row in ``rows`` when given.
         sums, weights : Tensor
             ``(k, n_features)`` and ``(k,)`` accumulators, updated in place.
         rows : Tensor, optional
@@ -156,18 +156,17 @@ class KMeansData(ABC):
         alpha : float
             Scale (``-1`` removes rows from their clusters).
         """
-        selected_labels = labels if rows is None else labels.index_select(0, rows)
-        selected_weight = chunk.weight
-        if rows is not None and selected_weight is not None:
-            selected_weight = selected_weight.index_select(0, rows)
-        counts = torch.bincount(selected_labels, selected_weight, minlength=weights.numel())
+        weight = chunk.weight
+        if rows is not None and weight is not None:
+            weight = weight.index_select(0, rows)
+        counts = torch.bincount(labels, weight, minlength=weights.numel())
         weights.add_(counts, alpha=alpha)
         self._add_sums(chunk, labels, sums, rows, alpha)
 
     @abstractmethod
     def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
                   alpha: float) -> None:
-        """Add ``alpha * w_i * x_i`` of the (masked) rows to ``sums[labels[i]]``."""
+        """Add ``alpha * w_i * x_i`` of the (selected) rows to ``sums[labels[i]]``."""
 
     @abstractmethod
     def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:
@@ -281,7 +280,7 @@ class DenseData(KMeansData):
                   alpha: float) -> None:
         x, weight = chunk.x, chunk.weight
         if rows is not None:
-            x, labels = x.index_select(0, rows), labels.index_select(0, rows)
+            x = x.index_select(0, rows)
             weight = None if weight is None else weight.index_select(0, rows)
         x = x.to(sums.dtype)
         if weight is not None:
@@ -375,8 +374,12 @@ class SparseData(KMeansData):
                   alpha: float) -> None:
         row, col, values = self._coo(chunk)
         if rows is not None:
-            mask = torch.zeros(chunk.stop - chunk.start, dtype=torch.bool, device=self.device)
-            keep = mask.index_fill_(0, rows, True)[row]
+            # Labels are given for the selected rows only: spread them over the chunk.
+            full = torch.full((chunk.stop - chunk.start,), -1, dtype=labels.dtype,
+                              device=self.device)
+            full[rows] = labels
+            labels = full
+            keep = labels[row] >= 0
             row, col, values = row[keep], col[keep], values[keep]
         if chunk.weight is not None:
             values = values * chunk.weight[row]

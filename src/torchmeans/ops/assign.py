@@ -20,10 +20,12 @@ from torchmeans.data import Chunk, KMeansData, rows_per_chunk, weighted_sum
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "Assignment",
+    "Moves",
     "assign",
     "chunk_rows_for",
     "nearest_centers",
     "pairwise_distances",
+    "update_nearest",
 ]
 
 DEFAULT_CHUNK_BYTES = {"cpu": 1 << 24}
@@ -105,6 +107,21 @@ def chunk_scores(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     return data.scores(chunk.x, terms.transposed, terms.sq_norms, out=out, transposed=transposed)
 
 
+def _transposed(terms: CenterTerms) -> bool:
+    return terms.sq_norms.numel() <= SMALL_K
+
+
+def _chunk_scores_into(data: KMeansData, chunk: Chunk, terms: CenterTerms,
+                       buffer: Tensor | None) -> Tensor:
+    """Scores of a chunk in the layout its ``k`` calls for, in ``buffer`` if given."""
+    n_rows, k = chunk.stop - chunk.start, terms.sq_norms.numel()
+    transposed = _transposed(terms)
+    out = None
+    if buffer is not None:
+        out = buffer[: n_rows * k].view((k, n_rows) if transposed else (n_rows, k))
+    return chunk_scores(data, chunk, terms, out, transposed=transposed)
+
+
 def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
                     buffer: Tensor | None = None,
                     previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -130,26 +147,64 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     labels : Tensor
         Index of the nearest center (the first one on ties), int64.
     """
-    n_rows, k = chunk.stop - chunk.start, terms.sq_norms.numel()
-    transposed = k <= SMALL_K
-    dim = 0 if transposed else 1
-    out = None
-    if buffer is not None:
-        out = buffer[: n_rows * k].view((k, n_rows) if transposed else (n_rows, k))
-    scores = chunk_scores(data, chunk, terms, out, transposed=transposed)
+    transposed = _transposed(terms)
+    scores = _chunk_scores_into(data, chunk, terms, buffer)
     if previous is None:
         return _first_minimum(scores, transposed)
-    # The previous label stays iff its score is strictly below every other score:
-    # hide it (+inf), take the minimum of the rest, put it back.
+    values, recheck, new_labels = _recheck_previous(scores, previous, transposed)
+    labels = previous.clone()
+    labels[recheck] = new_labels
+    return values, labels
+
+
+class Moves(NamedTuple):
+    """What :func:`update_nearest` changed in a chunk's labels."""
+
+    partial_sq_dist: Tensor
+    """``min_j ||c_j||^2 - 2 x.c_j`` of every row of the chunk."""
+    rows: Tensor
+    """Indices (within the chunk) of the rows whose label changed."""
+    old: Tensor
+    """Their previous labels."""
+    new: Tensor
+    """Their new labels."""
+
+
+def update_nearest(data: KMeansData, chunk: Chunk, terms: CenterTerms, buffer: Tensor,
+                   labels: Tensor) -> Moves:
+    """Update a chunk's valid ``labels`` in place to the nearest centers; report the moves.
+
+    Same labels as :func:`nearest_centers` with ``previous=labels``, but only
+    the rows that are rechecked are touched, so late Lloyd passes (few moves)
+    do no work proportional to the chunk beyond the scores and their minimum.
+    """
+    scores = _chunk_scores_into(data, chunk, terms, buffer)
+    values, recheck, new_labels = _recheck_previous(scores, labels, _transposed(terms))
+    old_labels = labels[recheck]
+    moved = new_labels != old_labels
+    rows = recheck[moved]
+    new_labels = new_labels[moved]
+    labels[rows] = new_labels
+    return Moves(values, rows, old_labels[moved], new_labels)
+
+
+def _recheck_previous(scores: Tensor, previous: Tensor,
+                      transposed: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Minimum of each row; the rows whose previous label is not the strict minimum; their labels.
+
+    The previous label stays iff its score is strictly below every other score:
+    hide it (+inf), take the minimum of the rest, put it back. Only the other rows
+    (moved or tied) get the exact first-minimum search.
+    """
+    dim = 0 if transposed else 1
     index = previous.unsqueeze(dim)
     at_previous = scores.gather(dim, index)
     others = scores.scatter_(dim, index, torch.inf).amin(dim=dim)
     scores.scatter_(dim, index, at_previous)
     at_previous = at_previous.squeeze(dim)
     recheck = torch.nonzero(~(at_previous < others)).squeeze(1)
-    labels = previous.clone()
-    labels[recheck] = _first_minimum(scores.index_select(1 - dim, recheck), transposed)[1]
-    return torch.minimum(at_previous, others), labels
+    _, labels = _first_minimum(scores.index_select(1 - dim, recheck), transposed)
+    return torch.minimum(at_previous, others), recheck, labels
 
 
 def assign(
