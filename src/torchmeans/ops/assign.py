@@ -193,18 +193,20 @@ def _recheck_previous(scores: Tensor, previous: Tensor,
     """Minimum of each row; the rows whose previous label is not the strict minimum; their labels.
 
     The previous label stays iff its score is strictly below every other score:
-    hide it (+inf), take the minimum of the rest, put it back. Only the other rows
-    (moved or tied) get the exact first-minimum search.
+    hide it (+inf) and take the minimum of the rest. Only the other rows (moved or
+    tied) get the exact first-minimum search, on their scores with the hidden one
+    put back. ``scores`` is left modified.
     """
     dim = 0 if transposed else 1
     index = previous.unsqueeze(dim)
     at_previous = scores.gather(dim, index)
     others = scores.scatter_(dim, index, torch.inf).amin(dim=dim)
-    scores.scatter_(dim, index, at_previous)
-    at_previous = at_previous.squeeze(dim)
-    recheck = torch.nonzero(~(at_previous < others)).squeeze(1)
-    _, labels = _first_minimum(scores.index_select(1 - dim, recheck), transposed)
-    return torch.minimum(at_previous, others), recheck, labels
+    recheck = torch.nonzero(~(at_previous.squeeze(dim) < others)).squeeze(1)
+    subset = scores.index_select(1 - dim, recheck)
+    subset.scatter_(dim, index.index_select(1 - dim, recheck),
+                    at_previous.index_select(1 - dim, recheck))
+    _, labels = _first_minimum(subset, transposed)
+    return torch.minimum(at_previous.squeeze(dim), others), recheck, labels
 
 
 def assign(
