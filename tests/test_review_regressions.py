@@ -104,3 +104,14 @@ def test_weighted_relocation_leaves_no_residual_cluster():
     low, high = X.min(axis=0) - 1e-9, X.max(axis=0) + 1e-9
     assert ((km.cluster_centers_ >= low) & (km.cluster_centers_ <= high)).all()
 
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+@pytest.mark.parametrize("copy", [True, False])
+def test_dense_tolerance_scale_matches_numpy(offset, copy):
+    from torchmeans.data import DenseData
+
+    X = np.random.default_rng(3).normal(size=(5000, 7)) * [1, 2, 3, 4, 5, 6, 7] + offset
+    data = DenseData(torch.from_numpy(X), torch.ones(5000, dtype=torch.float64),
+                     precompute_shift=copy)
+    assert float(data.mean_variance()) == pytest.approx(X.var(axis=0).mean(), rel=1e-10)

@@ -257,13 +257,19 @@ class DenseData(KMeansData):
     def sq_norms(self) -> Tensor:
         """``||x||^2`` of every shifted row, computed on first use."""
         if self._sq_norms is None:
-            norms = torch.empty(self.n_samples, dtype=self.acc_dtype, device=self.device)
-            rows = max(1, (1 << 24) // max(1, self.n_features))
-            for start, stop in _row_chunks(self.n_samples, rows):
-                x = self._shifted(start, stop).to(self.acc_dtype)
-                norms[start:stop] = x.square().sum(dim=1)
-            self._sq_norms = norms
+            self._row_statistics()
         return self._sq_norms
+
+    def _row_statistics(self) -> None:
+        """One pass: squared norms of the shifted rows, and their column sums."""
+        norms = torch.empty(self.n_samples, dtype=self.acc_dtype, device=self.device)
+        total = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
+        rows = max(1, (1 << 24) // max(1, self.n_features))
+        for start, stop in _row_chunks(self.n_samples, rows):
+            x = self._shifted(start, stop).to(self.acc_dtype)
+            norms[start:stop] = x.square().sum(dim=1)
+            total += x.sum(dim=0)
+        self._sq_norms, self._column_sums = norms, total
 
     def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
         for start, stop in _row_chunks(self.n_samples, rows):
@@ -303,18 +309,13 @@ class DenseData(KMeansData):
         return rows if self._lazy_offset is None else rows - self.offset
 
     def mean_variance(self) -> Tensor:  # noqa: D102
-        # Two-pass variance by chunks, in at least float32, of the shifted rows.
-        total = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
-        total_sq = torch.zeros_like(total)
-        rows = max(1, (1 << 24) // max(1, self.n_features))
-        for start, stop in _row_chunks(self.n_samples, rows):
-            x = self._shifted(start, stop).to(self.acc_dtype)
-            total += x.sum(dim=0)
-        mean = total / self.n_samples
-        for start, stop in _row_chunks(self.n_samples, rows):
-            x = self._shifted(start, stop).to(self.acc_dtype)
-            total_sq += (x - mean).square_().sum(dim=0)
-        return (total_sq / self.n_samples).mean()
+        # E[x^2] - E[x]^2 of the shifted rows, from the squared norms' pass: the rows
+        # are shifted by (about) their mean, so E[x] is ~0 and nothing cancels.
+        dtype = torch.float64 if supports_float64(self.device) else self.acc_dtype
+        sq_norms = self.sq_norms
+        mean = self._column_sums.to(dtype) / self.n_samples
+        mean_square = sq_norms.sum(dtype=dtype) / (self.n_samples * self.n_features)
+        return (mean_square - mean.square().mean()).clamp(min=0).to(self.acc_dtype)
 
 
 class SparseData(KMeansData):
