@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
 from torchmeans._init import kmeans_plusplus_centers, random_centers
-from torchmeans._lloyd import IterationStats, Reducer, _no_reduce, lloyd
+from torchmeans._lloyd import IterationStats, Reducer, _no_reduce, lloyd, resolve_algorithm
 from torchmeans._validation import (
     as_tensor,
     check_init_array,
@@ -25,6 +25,7 @@ from torchmeans._validation import (
 )
 from torchmeans.data import KMeansData
 from torchmeans.ops.assign import assign
+from torchmeans.ops.backend import resolve_backend
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
 
@@ -101,6 +102,8 @@ def fit_data(
     chunk_bytes: int | None = None,
     reduce: Reducer = _no_reduce,
     verbose: bool = False,
+    algorithm: str = "lloyd",
+    backend: str = "auto",
 ) -> KMeansResult:
     """Run ``n_init`` initializations of Lloyd on prepared data; keep the best.
 
@@ -108,16 +111,19 @@ def fit_data(
     computed against exactly those centers (as ``predict`` and ``score`` will).
     """
     tol_abs = float(data.mean_variance()) * tol if tol > 0 else 0.0
+    kernels = resolve_backend(backend, data, n_clusters)
+    algorithm = resolve_algorithm(algorithm, data, n_clusters)
     best: KMeansResult | None = None
     for run in range(n_init):
         initial = init(data, n_clusters, generator).to(data.acc_dtype)
         if verbose:
             logger.info("initialization %d/%d complete", run + 1, n_init)
         result = lloyd(data, initial, max_iter=max_iter, tol=tol_abs,
-                       chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose)
+                       chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose,
+                       kernels=kernels, algorithm=algorithm)
         centers = result.centers + data.offset
         final = assign(data, centers - data.offset, chunk_bytes=chunk_bytes,
-                       labels_out=result.labels, previous=result.labels)
+                       labels_out=result.labels, previous=result.labels, kernels=kernels)
         inertia = float(final.inertia)
         if verbose:
             logger.info("initialization %d/%d: inertia %.6g after %d iterations",
@@ -170,6 +176,8 @@ def kmeans(
     chunk_bytes: int | None = None,
     copy: bool = True,
     verbose: bool = False,
+    algorithm: str = "lloyd",
+    backend: str = "auto",
 ) -> KMeansResult:
     """Exact Lloyd k-means on any torch device.
 
@@ -203,6 +211,14 @@ def kmeans(
         shift each chunk as it is read (no copy of ``X``).
     verbose : bool
         Log progress on the ``torchmeans`` logger.
+    algorithm : {'lloyd', 'elkan', 'hamerly', 'yinyang', 'auto'}
+        Lloyd computes every distance each iteration; the others keep distance
+        bounds per sample and skip the samples that cannot change cluster (same
+        result, less work; see :class:`torchmeans.KMeans`).
+    backend : {'auto', 'torch', 'numba'}
+        Kernels of the assignment pass: torch ops everywhere, or fused numba
+        kernels on the CPU (``'auto'``: numba when installed, for dense CPU data
+        with few clusters). Same labels either way.
 
     Returns
     -------
@@ -223,7 +239,8 @@ def kmeans(
     n_samples, n_features = X_tensor.shape
     effective_n_init = check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
                                     n_init=n_init, max_iter=max_iter, tol=tol,
-                                    chunk_bytes=chunk_bytes)
+                                    chunk_bytes=chunk_bytes, algorithm=algorithm,
+                                    backend=backend)
     weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, compute_device)
     data = make_data(X_tensor, weight, copy=copy)
     init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
@@ -238,6 +255,8 @@ def kmeans(
         generator=make_generator(random_state, compute_device),
         chunk_bytes=chunk_bytes,
         verbose=verbose_logging(verbose),
+        algorithm=algorithm,
+        backend=backend,
     )
 
 

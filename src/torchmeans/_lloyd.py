@@ -18,8 +18,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from torchmeans._bounds import BoundedPass, center_groups
 from torchmeans.data import KMeansData, supports_float64, weighted_sum
+from torchmeans.ops import _numba
 from torchmeans.ops.assign import (
+    _chunk_scores_into,
     center_terms,
     chunk_rows_for,
     nearest_centers,
@@ -27,11 +30,29 @@ from torchmeans.ops.assign import (
     update_nearest,
 )
 
-__all__ = ["IterationStats", "LloydResult", "lloyd"]
+__all__ = ["ALGORITHMS", "IterationStats", "LloydResult", "lloyd"]
+
+ALGORITHMS = ("lloyd", "elkan", "hamerly", "yinyang", "auto")
+"""``algorithm`` values: Lloyd, the bound-based variants (``torchmeans._bounds``), or auto."""
 
 logger = logging.getLogger("torchmeans")
 
 Reducer = Callable[[Tensor], Tensor]
+
+
+def resolve_algorithm(algorithm: str, data: KMeansData, n_clusters: int) -> str:
+    """Return the algorithm that runs for ``algorithm='auto'`` (others are returned as given).
+
+    All algorithms give the same result; ``'auto'`` picks the fastest measured in
+    benchmarks/RESULTS.md ("converged fits"): the bound-based passes pay once
+    iterations move few samples, which is most of a converging fit.
+    """
+    if algorithm != "auto":
+        return algorithm
+    return "hamerly" if n_clusters < AUTO_YINYANG_MIN_CLUSTERS else "yinyang"
+
+
+AUTO_YINYANG_MIN_CLUSTERS = 64
 
 
 def _no_reduce(accumulator: Tensor) -> Tensor:
@@ -78,7 +99,7 @@ def _split(flat: Tensor, n_clusters: int, n_features: int) -> _Accumulator:
 
 
 def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
-               incremental: bool = False) -> Tensor:
+               incremental: bool = False, kernels: str = "torch") -> Tensor:
     """One pass: assign every row, update ``labels`` in place, return the flat accumulator.
 
     The flat accumulator is ``[sums (k*d) | weights (k) | partial inertia | n changed]``,
@@ -87,6 +108,8 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
     labels: each row whose label changed is added to its new cluster and
     subtracted from its old one, and rows that stayed cost nothing (late
     iterations move few rows). ``labels`` must then hold valid previous labels.
+    ``kernels='numba'`` (dense CPU data) fuses the minimum, the label update and
+    the sums in one kernel per chunk (never incremental: a full pass is cheap there).
     """
     n_clusters, n_features = centers.shape
     flat = torch.zeros(n_clusters * n_features + n_clusters + 2, dtype=centers.dtype,
@@ -96,7 +119,10 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
     buffer = score_buffer(data, centers, rows)
     for chunk in data.chunks(rows):
         chunk_labels = labels[chunk.start : chunk.stop]
-        if incremental:
+        if kernels == "numba":
+            scores = _chunk_scores_into(data, chunk, terms, buffer, transposed=False)
+            _numba.assign_accumulate(scores, chunk.x, chunk.weight, chunk_labels, flat)
+        elif incremental:
             moves = update_nearest(data, chunk, terms, buffer, chunk_labels)
             acc.n_changed.add_(moves.rows.numel())
             acc.partial_inertia.add_(weighted_sum(moves.partial_sq_dist, chunk.weight))
@@ -171,6 +197,8 @@ def lloyd(
     chunk_bytes: int | None = None,
     reduce: Reducer = _no_reduce,
     verbose: bool = False,
+    kernels: str = "torch",
+    algorithm: str = "lloyd",
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers`` until convergence.
 
@@ -193,6 +221,11 @@ def lloyd(
         ``all_reduce`` for distributed data).
     verbose : bool
         Log each iteration at INFO level on the ``torchmeans`` logger.
+    kernels : {'torch', 'numba'}
+        Resolved backend (:func:`torchmeans.ops.backend.resolve_backend`).
+    algorithm : {'lloyd', 'hamerly', 'yinyang', 'elkan'}
+        The assignment pass: all distances, or the bound-based pass of
+        :mod:`torchmeans._bounds` (same labels, same iterations, less work).
 
     Returns
     -------
@@ -213,8 +246,18 @@ def lloyd(
     total_dtype = torch.float64 if supports_float64(data.device) else data.acc_dtype
     sums = weights = torch.empty(0)
     incremental = False
+    if algorithm == "lloyd":
+        def assignment_pass(centers: Tensor, labels: Tensor, incremental: bool) -> Tensor:
+            return accumulate(data, centers, labels, rows, incremental=incremental,
+                              kernels=kernels)
+        # The fused kernels make a full pass cheap: they never go incremental.
+        can_go_incremental = kernels == "torch"
+    else:
+        assignment_pass = BoundedPass(data, center_groups(centers, algorithm, n_features), rows,
+                                      kernels=kernels, exact_inertia=verbose)
+        can_go_incremental = True
     for iteration in range(max_iter):
-        flat = reduce(accumulate(data, centers, labels, rows, incremental=incremental))
+        flat = reduce(assignment_pass(centers, labels, incremental))
         acc = _split(flat, n_clusters, n_features)
         if incremental:
             sums += acc.sums
@@ -234,7 +277,7 @@ def lloyd(
             shift_value = float((new_centers - centers).square().sum())
         # After the first pass (all labels new) the labels are valid; go incremental
         # unless more than half of them just moved (then a full pass is cheaper).
-        incremental = data.unit_weights and not n_empty and (
+        incremental = can_go_incremental and data.unit_weights and not n_empty and (
             iteration == 0 or 2 * n_changed <= data.n_samples
         )
         stats = IterationStats(iteration, inertia, shift_value, int(n_changed), int(n_empty))

@@ -12,6 +12,7 @@ import torch
 from sklearn.utils import check_array, check_random_state
 from torch import Tensor
 
+from torchmeans._lloyd import ALGORITHMS
 from torchmeans.data import (
     DenseData,
     KMeansData,
@@ -20,6 +21,7 @@ from torchmeans.data import (
     csr_tensor,
     supports_float64,
 )
+from torchmeans.ops.backend import BACKENDS
 
 __all__ = [
     "as_tensor",
@@ -208,6 +210,8 @@ def check_params(
     max_iter: Any,
     tol: Any,
     chunk_bytes: Any = None,
+    algorithm: Any = "lloyd",
+    backend: Any = "auto",
 ) -> int:
     """Check the k-means parameters against the data; return the effective ``n_init``.
 
@@ -228,6 +232,10 @@ def check_params(
         raise ValueError(f"tol must be a number >= 0, got {tol!r}.")
     if chunk_bytes is not None and (not _is_int(chunk_bytes) or chunk_bytes < 1):
         raise ValueError(f"chunk_bytes must be None or an integer >= 1, got {chunk_bytes!r}.")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
     if isinstance(init, str):
         if init not in ("k-means++", "random"):
             raise ValueError(

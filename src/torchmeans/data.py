@@ -75,7 +75,8 @@ class Chunk:
     ``x`` is a dense ``(rows, n_features)`` tensor or a sparse CSR tensor,
     already shifted by the data's offset; ``weight`` is ``(rows,)`` in the
     accumulation dtype, or None when every sample weighs 1 (so the hot loop
-    skips the multiplications).
+    skips the multiplications). A chunk made by :meth:`KMeansData.select` holds
+    only the rows ``start + index`` of its block.
     """
 
     start: int
@@ -83,11 +84,13 @@ class Chunk:
     x: Tensor
     weight: Tensor | None
     source: KMeansData
+    index: Tensor | None = None
 
     @property
     def sq_norms(self) -> Tensor:
         """``||x||^2`` of each (shifted) row, from the data's cached norms."""
-        return self.source.sq_norms[self.start : self.stop]
+        norms = self.source.sq_norms[self.start : self.stop]
+        return norms if self.index is None else norms.index_select(0, self.index)
 
 
 class KMeansData(ABC):
@@ -108,6 +111,8 @@ class KMeansData(ABC):
     """True when every weight is 1: chunks then carry ``weight=None``."""
     sq_norms: Tensor
     """``(n_samples,)`` squared norms of the shifted rows (may be computed on first use)."""
+    dense_rows: bool
+    """True when chunks hold dense rows (``chunk.x`` is a strided tensor)."""
     dense_width: int
     """Floats per row that chunk temporaries hold besides the scores (``n_features``
     for dense rows, 0 for sparse rows, whose products never densify a row)."""
@@ -172,6 +177,16 @@ class KMeansData(ABC):
     def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:
         """Return exact ``||x_i - centers[labels_i]||^2`` for each row of ``chunk``."""
 
+    def select(self, chunk: Chunk, rows: Tensor) -> Chunk:
+        """Return the rows ``rows`` (indices within ``chunk``) of a whole chunk as a chunk."""
+        weight = None if chunk.weight is None else chunk.weight.index_select(0, rows)
+        return Chunk(chunk.start, chunk.stop, self._select_rows(chunk.x, rows), weight, self,
+                     rows)
+
+    @abstractmethod
+    def _select_rows(self, x: Tensor, rows: Tensor) -> Tensor:
+        """Return rows ``rows`` of a chunk's ``x``, in the same storage."""
+
     @abstractmethod
     def take(self, indices: Tensor) -> Tensor:
         """Return the (shifted) rows at ``indices`` as a dense tensor in the accumulation dtype."""
@@ -232,6 +247,7 @@ class DenseData(KMeansData):
         precompute_shift: bool = True,
     ) -> None:
         self.n_samples, self.n_features = X.shape
+        self.dense_rows = True
         self.dense_width = self.n_features
         self.dtype = X.dtype
         self.device = X.device
@@ -300,6 +316,9 @@ class DenseData(KMeansData):
                               device=sums.device)
         sums.add_(columns.index_add_(1, labels, x.T).T, alpha=alpha)
 
+    def _select_rows(self, x: Tensor, rows: Tensor) -> Tensor:
+        return x.index_select(0, rows)
+
     def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:  # noqa: D102
         assigned = centers.index_select(0, labels)
         return (chunk.x.to(assigned.dtype) - assigned).square_().sum(dim=1)
@@ -336,6 +355,7 @@ class SparseData(KMeansData):
 
     def __init__(self, X: Tensor, sample_weight: Tensor) -> None:
         self.n_samples, self.n_features = X.shape
+        self.dense_rows = False
         self.dense_width = 0
         self.dtype = X.dtype
         self.device = X.device
@@ -368,8 +388,17 @@ class SparseData(KMeansData):
         return _expand(x @ centers_t.to(x.dtype), center_sq_norms, out, transposed)
 
     def _coo(self, chunk: Chunk) -> tuple[Tensor, Tensor, Tensor]:
-        _, col, values, rows = self._slice(chunk.start, chunk.stop)
+        if chunk.index is None:
+            _, col, values, rows = self._slice(chunk.start, chunk.stop)
+        else:
+            crow, col, values = chunk.x.crow_indices(), chunk.x.col_indices(), chunk.x.values()
+            rows = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=self.device),
+                                           crow.diff())
         return rows, col, values.to(self.acc_dtype)
+
+    def _select_rows(self, x: Tensor, rows: Tensor) -> Tensor:
+        crow, col, values = _gather_csr_rows(x.crow_indices(), x.col_indices(), x.values(), rows)
+        return csr_tensor(crow, col, values, (rows.numel(), self.n_features))
 
     def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
                   alpha: float) -> None:
@@ -397,17 +426,11 @@ class SparseData(KMeansData):
         return distances.clamp_(min=0)
 
     def take(self, indices: Tensor) -> Tensor:  # noqa: D102
-        starts = self._crow[indices]
-        lengths = self._crow[indices + 1] - starts
-        out_rows = torch.repeat_interleave(torch.arange(len(indices), device=self.device), lengths)
-        first = torch.cumsum(lengths, 0) - lengths
-        positions = (
-            torch.arange(out_rows.numel(), device=self.device)
-            - torch.repeat_interleave(first, lengths)
-            + torch.repeat_interleave(starts, lengths)
-        )
+        crow, col, values = _gather_csr_rows(self._crow, self._col, self._values, indices)
+        out_rows = torch.repeat_interleave(torch.arange(indices.numel(), device=self.device),
+                                           crow.diff())
         dense = torch.zeros(len(indices), self.n_features, dtype=self.acc_dtype, device=self.device)
-        dense[out_rows, self._col[positions]] = self._values[positions].to(self.acc_dtype)
+        dense[out_rows, col] = values.to(self.acc_dtype)
         return dense
 
     def mean_variance(self) -> Tensor:  # noqa: D102
@@ -421,6 +444,21 @@ class SparseData(KMeansData):
         deviations = total.index_add(0, self._col, (values - mean[self._col]).square())
         variance = (deviations + (self.n_samples - stored) * mean.square()) / self.n_samples
         return variance.mean().to(self.acc_dtype)
+
+
+def _gather_csr_rows(crow: Tensor, col: Tensor, values: Tensor,
+                     rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """CSR parts (crow, col, values) of the rows ``rows`` of a CSR matrix, in that order."""
+    starts = crow[rows]
+    lengths = crow[rows + 1] - starts
+    first = torch.cumsum(lengths, 0) - lengths
+    positions = (
+        torch.arange(int(lengths.sum()), device=crow.device)
+        - torch.repeat_interleave(first, lengths)
+        + torch.repeat_interleave(starts, lengths)
+    )
+    new_crow = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)])
+    return new_crow, col[positions], values[positions]
 
 
 def rows_per_chunk(chunk_bytes: int, n_clusters: int, n_features: int, itemsize: int) -> int:

@@ -1,0 +1,286 @@
+"""Exact k-means that skips distance work with bounds: Hamerly, Yinyang and Elkan.
+
+Lloyd recomputes the distance of every sample to every center on each
+iteration, although late iterations move few samples. The bound-based algorithms
+keep, per sample, an upper bound ``u`` on the distance to its assigned center and
+lower bounds ``l_g`` on the distance to the other centers of each *group* of
+centers. When centers move by ``delta_j``, the triangle inequality keeps the
+bounds valid after ``u += delta[label]`` and ``l_g -= max_{j in g} delta_j``; a
+sample whose ``u`` is below every ``l_g`` (or below half the distance from its
+center to the nearest other center, Hamerly's test) cannot change its label and
+costs nothing. The others first tighten ``u`` to their exact distance, and the
+ones that still fail get their distances to all centers recomputed, gathered into
+a dense block so the recomputation is still one GEMM.
+
+One engine covers the three published variants; they differ only in the groups:
+
+- ``'hamerly'``: one group (one lower bound per sample, Hamerly 2010);
+- ``'yinyang'``: about ``k / 10`` groups from a k-means of the initial centers
+  (Ding et al. 2015, global filter), capped so the bounds stay small next to the data;
+- ``'elkan'``: one group per center (Elkan 2003: ``k`` lower bounds per sample,
+  ``N x k`` memory as scikit-learn's).
+
+**Same labels as Lloyd.** Bounds hold for the exact distances, and the skip test
+keeps a margin ``2 E`` that covers the rounding of the scores Lloyd computes
+(``E = gamma (R + ||x||)^2``, ``gamma`` a worst-case dot-product error bound for
+``n_features`` terms, ``R`` the largest center norm): a skipped sample is one whose
+label Lloyd's floating-point scores could not change either. Recomputed samples
+use the same score primitive as Lloyd. Center updates, relocation of empty
+clusters and the convergence tests are Lloyd's own (:func:`torchmeans._lloyd.lloyd`
+runs this pass in place of its full one).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from torchmeans.data import Chunk, KMeansData, weighted_sum
+from torchmeans.ops import _numba
+from torchmeans.ops.assign import (
+    CenterTerms,
+    _first_minimum,
+    center_terms,
+    chunk_budget,
+    score_buffer,
+)
+
+__all__ = ["BoundedPass", "center_groups"]
+
+YINYANG_GROUP_SIZE = 10
+"""Centers per group for ``'yinyang'`` (the paper's ``t = k / 10``)."""
+
+
+def center_groups(centers: Tensor, algorithm: str, n_features: int) -> Tensor:
+    """Return the group of each center, ``(k,)`` int64, for a bound-based algorithm.
+
+    ``'yinyang'`` groups the initial centers by a few Lloyd iterations over them
+    (deterministic: seeded with evenly spaced centers), with at most
+    ``max(1, n_features // 2)`` groups so the ``N x groups`` bounds stay below
+    half the size of the data.
+    """
+    k = centers.shape[0]
+    device = centers.device
+    if algorithm == "elkan":
+        return torch.arange(k, device=device)
+    n_groups = min(k // YINYANG_GROUP_SIZE, max(1, n_features // 2))
+    if algorithm == "hamerly" or n_groups <= 1:
+        return torch.zeros(k, dtype=torch.int64, device=device)
+    means = centers[torch.linspace(0, k - 1, n_groups, device=device).round().long()]
+    groups = torch.zeros(k, dtype=torch.int64, device=device)
+    for _ in range(5):
+        groups = torch.cdist(centers, means).argmin(dim=1)
+        counts = torch.bincount(groups, minlength=n_groups).to(centers.dtype)
+        sums = torch.zeros_like(means).index_add_(0, groups, centers)
+        means = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], means)
+    # Renumber the groups that are used, in order of first appearance: 0..G-1.
+    used = torch.bincount(groups, minlength=n_groups) > 0
+    return (torch.cumsum(used, 0) - 1)[groups]
+
+
+def _group_minimum(values: Tensor, groups: Tensor, n_groups: int) -> Tensor:
+    """Per-row minimum of ``values`` (rows, k) within each group of columns: (rows, G)."""
+    if n_groups == 1:
+        return values.amin(dim=1, keepdim=True)
+    if n_groups == values.shape[1]:
+        return values.clone()
+    out = values.new_full((values.shape[0], n_groups), torch.inf)
+    return out.scatter_reduce_(1, groups.expand_as(values), values, "amin")
+
+
+class BoundedPass:
+    """The assignment pass of a bound-based algorithm, with its per-sample bounds.
+
+    Called like :func:`torchmeans._lloyd.accumulate` (same flat accumulator) once
+    per iteration with the current centers; it remembers the previous centers to
+    move the bounds by how far each center drifted.
+
+    Parameters
+    ----------
+    data : KMeansData
+        The rows.
+    groups : Tensor
+        ``(k,)`` group of each center (see :func:`center_groups`).
+    rows : int
+        Rows per chunk.
+    kernels : {'torch', 'numba'}
+        Kernels for the first-minimum search of the first pass.
+    exact_inertia : bool
+        Report each iteration's inertia (one extra pass over the data); otherwise
+        the flat accumulator carries NaN there.
+    """
+
+    def __init__(self, data: KMeansData, groups: Tensor, rows: int, *, kernels: str = "torch",
+                 exact_inertia: bool = False) -> None:
+        self.data = data
+        self.groups = groups
+        self.n_groups = int(groups.max()) + 1
+        self.rows = rows
+        self.kernels = kernels
+        self.exact_inertia = exact_inertia
+        dtype = data.acc_dtype
+        self.upper = torch.empty(data.n_samples, dtype=dtype, device=data.device)
+        self.lower = torch.empty(data.n_samples, self.n_groups, dtype=dtype, device=data.device)
+        self.norms = data.sq_norms.sqrt()
+        self.largest_norm = float(self.norms.max())
+        eps = torch.finfo(dtype).eps
+        # Worst-case relative error of a score ||c||^2 - 2 x.c over n_features terms
+        # (the GEMM's dot products, the norms, addmm's scaling), with 4x headroom.
+        self.gamma = 4 * (data.n_features + 8) * eps
+        self.eps = eps
+        self.previous_centers: Tensor | None = None
+        self.n_recomputed = 0
+        """Samples whose distances to all centers were recomputed (last pass)."""
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _margin(self, norms: Tensor, largest_center: float) -> Tensor:
+        """``E``: bound on the rounding error of a score for rows of these norms."""
+        return self.gamma * (norms + largest_center).square()
+
+    def _bounds_from_scores(self, scores: Tensor, chunk: Chunk, labels: Tensor,
+                            margin: Tensor) -> tuple[Tensor, Tensor]:
+        """Upper and group lower bounds (true distances) from a block of scores."""
+        sq_norms = chunk.sq_norms[:, None]
+        best = scores.gather(1, labels[:, None])
+        upper = (best + sq_norms + margin[:, None]).clamp_(min=0).sqrt_().squeeze(1)
+        others = scores.scatter(1, labels[:, None], torch.inf)
+        lower = _group_minimum(others, self.groups, self.n_groups)
+        lower = (lower + sq_norms - margin[:, None]).clamp_(min=0).sqrt_()
+        return upper, lower
+
+    def _half_gaps(self, centers: Tensor, largest_center: float) -> Tensor:
+        """Half the distance from each center to its nearest other center (a lower bound)."""
+        k = centers.shape[0]
+        if k == 1:
+            return centers.new_full((1,), torch.inf)
+        terms = center_terms(centers)
+        block = max(1, chunk_budget(self.data, None) // (4 * k))
+        gaps = []
+        for start in range(0, k, block):
+            part = centers[start : start + block]
+            sq = torch.addmm(terms.sq_norms, part, terms.transposed, alpha=-2)
+            sq += part.square().sum(dim=1, keepdim=True)
+            sq[torch.arange(part.shape[0]), torch.arange(start, start + part.shape[0])] = (
+                torch.inf
+            )
+            gaps.append(sq.amin(dim=1))
+        sq_gap = torch.cat(gaps) - self.gamma * (2 * largest_center) ** 2
+        return 0.5 * sq_gap.clamp_(min=0).sqrt_()
+
+    # -- the pass -------------------------------------------------------------------
+
+    def __call__(self, centers: Tensor, labels: Tensor, incremental: bool) -> Tensor:
+        """Assign every row (updating ``labels`` in place); return the flat accumulator.
+
+        See :func:`torchmeans._lloyd.accumulate` for the layout and for ``incremental``.
+        """
+        n_clusters, n_features = centers.shape
+        flat = torch.zeros(n_clusters * n_features + n_clusters + 2, dtype=centers.dtype,
+                           device=centers.device)
+        sums, weights, scalars = flat.split([n_clusters * n_features, n_clusters, 2])
+        sums = sums.view(n_clusters, n_features)
+        terms = center_terms(centers)
+        largest_center = float(terms.sq_norms.max().sqrt())
+        buffer = score_buffer(self.data, centers, self.rows)
+        if self.previous_centers is None:
+            self._first_pass(centers, terms, labels, buffer, scalars, largest_center)
+        else:
+            self._update_bounds(centers, labels, largest_center)
+            self._bounded_pass(centers, terms, labels, buffer, scalars, largest_center,
+                               sums, weights, incremental)
+        self.previous_centers = centers
+        if not incremental:
+            for chunk in self.data.chunks(self.rows):
+                self.data.add_weighted_sums(chunk, labels[chunk.start : chunk.stop], sums,
+                                            weights)
+        scalars[0] = self._partial_inertia(centers, labels) if self.exact_inertia else torch.nan
+        return flat
+
+    def _first_pass(self, centers: Tensor, terms: CenterTerms, labels: Tensor, buffer: Tensor,
+                    scalars: Tensor, largest_center: float) -> None:
+        k = centers.shape[0]
+        for chunk in self.data.chunks(self.rows):
+            n_rows = chunk.stop - chunk.start
+            scores = self.data.scores(chunk.x, terms.transposed, terms.sq_norms,
+                                      out=buffer[: n_rows * k].view(n_rows, k))
+            if self.kernels == "numba":
+                _, new_labels = _numba.first_minimum(scores)
+            else:
+                _, new_labels = _first_minimum(scores, False)
+            chunk_labels = labels[chunk.start : chunk.stop]
+            scalars[1] += (chunk_labels != new_labels).sum()
+            chunk_labels.copy_(new_labels)
+            margin = self._margin(self.norms[chunk.start : chunk.stop], largest_center)
+            upper, lower = self._bounds_from_scores(scores, chunk, new_labels, margin)
+            self.upper[chunk.start : chunk.stop] = upper
+            self.lower[chunk.start : chunk.stop] = lower
+        self.n_recomputed = self.data.n_samples
+
+    def _update_bounds(self, centers: Tensor, labels: Tensor, largest_center: float) -> None:
+        """Move the bounds by each center's drift, rounded outwards."""
+        drift = (centers.double() - self.previous_centers.double()).square().sum(dim=1).sqrt()
+        # Slack for the rounding of the bound updates themselves (bounds are at most
+        # ||x|| + R, so each addition rounds by less than eps * (max ||x|| + R)).
+        slack = 2 * self.eps * (self.largest_norm + largest_center)
+        drift = (drift * (1 + 2 * self.eps) + slack).to(self.upper.dtype)
+        group_drift = drift.new_zeros(self.n_groups).scatter_reduce_(0, self.groups, drift, "amax")
+        self.upper += drift[labels]
+        self.lower -= group_drift
+
+    def _bounded_pass(self, centers: Tensor, terms: CenterTerms, labels: Tensor, buffer: Tensor,
+                      scalars: Tensor, largest_center: float, sums: Tensor, weights: Tensor,
+                      incremental: bool) -> None:
+        data, k = self.data, centers.shape[0]
+        half_gaps = self._half_gaps(centers, largest_center)
+        margin = self._margin(self.norms, largest_center)
+        lower = self.lower.amin(dim=1) if self.n_groups > 1 else self.lower[:, 0]
+        lower = torch.maximum(lower, 2 * half_gaps[labels] - self.upper)
+        failing = self.upper.square() + 2 * margin >= lower.square()
+        self.n_recomputed = 0
+        for chunk in data.chunks(self.rows):
+            start, stop = chunk.start, chunk.stop
+            rows = torch.nonzero(failing[start:stop]).squeeze(1)
+            if rows.numel() == 0:
+                continue
+            # Tighten the upper bound to the exact distance; recheck.
+            subset = data.select(chunk, rows)
+            chunk_labels = labels[start:stop]
+            row_labels = chunk_labels.index_select(0, rows)
+            row_margin = margin[start:stop].index_select(0, rows)
+            exact = data.sq_distances_to(subset, centers, row_labels)
+            upper = (exact + row_margin).sqrt_()
+            self.upper[start + rows] = upper
+            row_lower = lower[start:stop].index_select(0, rows)
+            still = upper.square() + 2 * row_margin >= row_lower.square()
+            rows, row_labels, row_margin = rows[still], row_labels[still], row_margin[still]
+            if rows.numel() == 0:
+                continue
+            self.n_recomputed += rows.numel()
+            subset = data.select(chunk, rows)
+            n_rows = rows.numel()
+            scores = data.scores(subset.x, terms.transposed, terms.sq_norms,
+                                 out=buffer[: n_rows * k].view(n_rows, k))
+            _, new_labels = _first_minimum(scores, False)
+            upper, group_lower = self._bounds_from_scores(scores, subset, new_labels, row_margin)
+            self.upper[start + rows] = upper
+            self.lower[start + rows] = group_lower
+            moved = new_labels != row_labels
+            moved_rows = rows[moved]
+            scalars[1] += moved_rows.numel()
+            if moved_rows.numel() == 0:
+                continue
+            old, new = row_labels[moved], new_labels[moved]
+            chunk_labels[moved_rows] = new
+            if incremental:
+                data.add_weighted_sums(chunk, new, sums, weights, rows=moved_rows)
+                data.add_weighted_sums(chunk, old, sums, weights, rows=moved_rows, alpha=-1)
+
+    def _partial_inertia(self, centers: Tensor, labels: Tensor) -> Tensor:
+        """Exact inertia of ``labels`` against ``centers``, less ``sum w ||x||^2``."""
+        total = torch.zeros((), dtype=centers.dtype, device=centers.device)
+        for chunk in self.data.chunks(self.rows):
+            distances = self.data.sq_distances_to(chunk, centers, labels[chunk.start : chunk.stop])
+            total += weighted_sum(distances - chunk.sq_norms, chunk.weight)
+        return total
+
