@@ -25,7 +25,6 @@ PARAMS = {
     "algorithm": "lloyd",
     "device": None,
     "chunk_bytes": None,
-    "backend": "auto",
 }
 
 
@@ -81,7 +80,6 @@ def test_get_set_params_round_trip():
         algorithm="elkan",
         device="cpu",
         chunk_bytes=4096,
-        backend="torch",
     )
     assert km.set_params(**new) is km
     assert km.get_params() == new

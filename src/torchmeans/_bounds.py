@@ -36,7 +36,6 @@ import torch
 from torch import Tensor
 
 from torchmeans.data import Chunk, KMeansData, weighted_sum
-from torchmeans.ops import _numba
 from torchmeans.ops.assign import (
     CenterTerms,
     _first_minimum,
@@ -103,20 +102,17 @@ class BoundedPass:
         ``(k,)`` group of each center (see :func:`center_groups`).
     rows : int
         Rows per chunk.
-    kernels : {'torch', 'numba'}
-        Kernels for the first-minimum search of the first pass.
     exact_inertia : bool
         Report each iteration's inertia (one extra pass over the data); otherwise
         the flat accumulator carries NaN there.
     """
 
-    def __init__(self, data: KMeansData, groups: Tensor, rows: int, *, kernels: str = "torch",
+    def __init__(self, data: KMeansData, groups: Tensor, rows: int, *,
                  exact_inertia: bool = False) -> None:
         self.data = data
         self.groups = groups
         self.n_groups = int(groups.max()) + 1
         self.rows = rows
-        self.kernels = kernels
         self.exact_inertia = exact_inertia
         dtype = data.acc_dtype
         self.upper = torch.empty(data.n_samples, dtype=dtype, device=data.device)
@@ -204,10 +200,7 @@ class BoundedPass:
             n_rows = chunk.stop - chunk.start
             scores = self.data.scores(chunk.x, terms.transposed, terms.sq_norms,
                                       out=buffer[: n_rows * k].view(n_rows, k))
-            if self.kernels == "numba":
-                _, new_labels = _numba.first_minimum(scores)
-            else:
-                _, new_labels = _first_minimum(scores, False)
+            _, new_labels = _first_minimum(scores, False)
             chunk_labels = labels[chunk.start : chunk.stop]
             scalars[1] += (chunk_labels != new_labels).sum()
             chunk_labels.copy_(new_labels)

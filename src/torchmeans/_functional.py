@@ -25,7 +25,6 @@ from torchmeans._validation import (
 )
 from torchmeans.data import KMeansData
 from torchmeans.ops.assign import assign
-from torchmeans.ops.backend import resolve_backend
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
 
@@ -103,7 +102,6 @@ def fit_data(
     reduce: Reducer = _no_reduce,
     verbose: bool = False,
     algorithm: str = "lloyd",
-    backend: str = "auto",
 ) -> KMeansResult:
     """Run ``n_init`` initializations of Lloyd on prepared data; keep the best.
 
@@ -111,7 +109,6 @@ def fit_data(
     computed against exactly those centers (as ``predict`` and ``score`` will).
     """
     tol_abs = float(data.mean_variance()) * tol if tol > 0 else 0.0
-    kernels = resolve_backend(backend, data, n_clusters)
     algorithm = resolve_algorithm(algorithm, data, n_clusters)
     best: KMeansResult | None = None
     for run in range(n_init):
@@ -120,10 +117,10 @@ def fit_data(
             logger.info("initialization %d/%d complete", run + 1, n_init)
         result = lloyd(data, initial, max_iter=max_iter, tol=tol_abs,
                        chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose,
-                       kernels=kernels, algorithm=algorithm)
+                       algorithm=algorithm)
         centers = result.centers + data.offset
         final = assign(data, centers - data.offset, chunk_bytes=chunk_bytes,
-                       labels_out=result.labels, previous=result.labels, kernels=kernels)
+                       labels_out=result.labels, previous=result.labels)
         inertia = float(final.inertia)
         if verbose:
             logger.info("initialization %d/%d: inertia %.6g after %d iterations",
@@ -177,7 +174,6 @@ def kmeans(
     copy: bool = True,
     verbose: bool = False,
     algorithm: str = "lloyd",
-    backend: str = "auto",
 ) -> KMeansResult:
     """Exact Lloyd k-means on any torch device.
 
@@ -215,10 +211,6 @@ def kmeans(
         Lloyd computes every distance each iteration; the others keep distance
         bounds per sample and skip the samples that cannot change cluster (same
         result, less work; see :class:`torchmeans.KMeans`).
-    backend : {'auto', 'torch', 'numba'}
-        Kernels of the assignment pass: torch ops everywhere, or fused numba
-        kernels on the CPU (``'auto'``: numba when installed, for dense CPU data
-        with few clusters). Same labels either way.
 
     Returns
     -------
@@ -239,8 +231,7 @@ def kmeans(
     n_samples, n_features = X_tensor.shape
     effective_n_init = check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
                                     n_init=n_init, max_iter=max_iter, tol=tol,
-                                    chunk_bytes=chunk_bytes, algorithm=algorithm,
-                                    backend=backend)
+                                    chunk_bytes=chunk_bytes, algorithm=algorithm)
     weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, compute_device)
     data = make_data(X_tensor, weight, copy=copy)
     init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
@@ -256,7 +247,6 @@ def kmeans(
         chunk_bytes=chunk_bytes,
         verbose=verbose_logging(verbose),
         algorithm=algorithm,
-        backend=backend,
     )
 
 

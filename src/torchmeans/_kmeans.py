@@ -31,8 +31,7 @@ from torchmeans._validation import (
     to_device,
 )
 from torchmeans.data import KMeansData, accumulation_dtype
-from torchmeans.ops.assign import Assignment, assign, pairwise_distances
-from torchmeans.ops.backend import resolve_backend
+from torchmeans.ops.assign import assign, pairwise_distances
 
 __all__ = ["KMeans"]
 
@@ -102,12 +101,6 @@ default='k-means++'
     chunk_bytes : int, default=None
         Working-memory budget of one chunk's temporaries (default 16 MiB on the
         CPU, 256 MiB on accelerators).
-    backend : {'auto', 'torch', 'numba'}, default='auto'
-        Kernels of the assignment step. ``'torch'``: torch ops (every device).
-        ``'numba'``: fused CPU kernels (``pip install 'torchmeans[numba]'``) that
-        find the nearest center and add the sample to its cluster's sum in one
-        pass over the distance block. ``'auto'`` uses numba when installed for
-        dense CPU data with at most 64 clusters. Same labels either way.
 
     Attributes
     ----------
@@ -157,7 +150,6 @@ default='k-means++'
         algorithm: str = "lloyd",
         device: str | torch.device | None = None,
         chunk_bytes: int | None = None,
-        backend: str = "auto",
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -170,7 +162,6 @@ default='k-means++'
         self.algorithm = algorithm
         self.device = device
         self.chunk_bytes = chunk_bytes
-        self.backend = backend
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -214,10 +205,6 @@ default='k-means++'
             centers = torch.from_numpy(centers)
         return data, centers.to(acc).to(X.device) - data.offset
 
-    def _assign(self, data: KMeansData, centers: Tensor) -> Assignment:
-        kernels = resolve_backend(self.backend, data, centers.shape[0])
-        return assign(data, centers, chunk_bytes=self.chunk_bytes, kernels=kernels)
-
     # -- estimator API ------------------------------------------------------------
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
@@ -242,8 +229,7 @@ default='k-means++'
         n_samples, n_features = X_tensor.shape
         n_init = check_params(n_clusters=self.n_clusters, n_samples=n_samples, init=self.init,
                               n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                              chunk_bytes=self.chunk_bytes, algorithm=self.algorithm,
-                              backend=self.backend)
+                              chunk_bytes=self.chunk_bytes, algorithm=self.algorithm)
         device = X_tensor.device
         weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, device)
         data = make_data(X_tensor, weight, copy=self.copy_x)
@@ -260,7 +246,6 @@ default='k-means++'
             chunk_bytes=self.chunk_bytes,
             verbose=verbose_logging(self.verbose),
             algorithm=self.algorithm,
-            backend=self.backend,
         )
         self._offset = data.offset
         self.cluster_centers_ = output(result.centers)
@@ -306,7 +291,7 @@ default='k-means++'
         check_is_fitted(self)
         X_tensor, _, output = self._prepare(X, reset=False)
         data, centers = self._fitted_terms(X_tensor)
-        return output(self._assign(data, centers).labels, labels=True)
+        return output(assign(data, centers, chunk_bytes=self.chunk_bytes).labels, labels=True)
 
     def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return the distance of each sample to each center.
@@ -365,4 +350,4 @@ default='k-means++'
         check_is_fitted(self)
         X_tensor, _, _ = self._prepare(X, reset=False)
         data, centers = self._fitted_terms(X_tensor, sample_weight)
-        return -float(self._assign(data, centers).inertia)
+        return -float(assign(data, centers, chunk_bytes=self.chunk_bytes).inertia)

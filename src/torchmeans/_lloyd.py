@@ -20,9 +20,7 @@ from torch import Tensor
 
 from torchmeans._bounds import BoundedPass, center_groups
 from torchmeans.data import KMeansData, supports_float64, weighted_sum
-from torchmeans.ops import _numba
 from torchmeans.ops.assign import (
-    _chunk_scores_into,
     center_terms,
     chunk_rows_for,
     nearest_centers,
@@ -99,7 +97,7 @@ def _split(flat: Tensor, n_clusters: int, n_features: int) -> _Accumulator:
 
 
 def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
-               incremental: bool = False, kernels: str = "torch") -> Tensor:
+               incremental: bool = False) -> Tensor:
     """One pass: assign every row, update ``labels`` in place, return the flat accumulator.
 
     The flat accumulator is ``[sums (k*d) | weights (k) | partial inertia | n changed]``,
@@ -108,8 +106,6 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
     labels: each row whose label changed is added to its new cluster and
     subtracted from its old one, and rows that stayed cost nothing (late
     iterations move few rows). ``labels`` must then hold valid previous labels.
-    ``kernels='numba'`` (dense CPU data) fuses the minimum, the label update and
-    the sums in one kernel per chunk (never incremental: a full pass is cheap there).
     """
     n_clusters, n_features = centers.shape
     flat = torch.zeros(n_clusters * n_features + n_clusters + 2, dtype=centers.dtype,
@@ -119,10 +115,7 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
     buffer = score_buffer(data, centers, rows)
     for chunk in data.chunks(rows):
         chunk_labels = labels[chunk.start : chunk.stop]
-        if kernels == "numba":
-            scores = _chunk_scores_into(data, chunk, terms, buffer, transposed=False)
-            _numba.assign_accumulate(scores, chunk.x, chunk.weight, chunk_labels, flat)
-        elif incremental:
+        if incremental:
             moves = update_nearest(data, chunk, terms, buffer, chunk_labels)
             acc.n_changed.add_(moves.rows.numel())
             acc.partial_inertia.add_(weighted_sum(moves.partial_sq_dist, chunk.weight))
@@ -197,7 +190,6 @@ def lloyd(
     chunk_bytes: int | None = None,
     reduce: Reducer = _no_reduce,
     verbose: bool = False,
-    kernels: str = "torch",
     algorithm: str = "lloyd",
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers`` until convergence.
@@ -221,8 +213,6 @@ def lloyd(
         ``all_reduce`` for distributed data).
     verbose : bool
         Log each iteration at INFO level on the ``torchmeans`` logger.
-    kernels : {'torch', 'numba'}
-        Resolved backend (:func:`torchmeans.ops.backend.resolve_backend`).
     algorithm : {'lloyd', 'hamerly', 'yinyang', 'elkan'}
         The assignment pass: all distances, or the bound-based pass of
         :mod:`torchmeans._bounds` (same labels, same iterations, less work).
@@ -248,14 +238,10 @@ def lloyd(
     incremental = False
     if algorithm == "lloyd":
         def assignment_pass(centers: Tensor, labels: Tensor, incremental: bool) -> Tensor:
-            return accumulate(data, centers, labels, rows, incremental=incremental,
-                              kernels=kernels)
-        # The fused kernels make a full pass cheap: they never go incremental.
-        can_go_incremental = kernels == "torch"
+            return accumulate(data, centers, labels, rows, incremental=incremental)
     else:
         assignment_pass = BoundedPass(data, center_groups(centers, algorithm, n_features), rows,
-                                      kernels=kernels, exact_inertia=verbose)
-        can_go_incremental = True
+                                      exact_inertia=verbose)
     for iteration in range(max_iter):
         flat = reduce(assignment_pass(centers, labels, incremental))
         acc = _split(flat, n_clusters, n_features)
@@ -277,7 +263,7 @@ def lloyd(
             shift_value = float((new_centers - centers).square().sum())
         # After the first pass (all labels new) the labels are valid; go incremental
         # unless more than half of them just moved (then a full pass is cheaper).
-        incremental = can_go_incremental and data.unit_weights and not n_empty and (
+        incremental = data.unit_weights and not n_empty and (
             iteration == 0 or 2 * n_changed <= data.n_samples
         )
         stats = IterationStats(iteration, inertia, shift_value, int(n_changed), int(n_empty))

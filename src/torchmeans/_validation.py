@@ -21,7 +21,6 @@ from torchmeans.data import (
     csr_tensor,
     supports_float64,
 )
-from torchmeans.ops.backend import BACKENDS
 
 __all__ = [
     "as_tensor",
@@ -211,7 +210,6 @@ def check_params(
     tol: Any,
     chunk_bytes: Any = None,
     algorithm: Any = "lloyd",
-    backend: Any = "auto",
 ) -> int:
     """Check the k-means parameters against the data; return the effective ``n_init``.
 
@@ -234,8 +232,6 @@ def check_params(
         raise ValueError(f"chunk_bytes must be None or an integer >= 1, got {chunk_bytes!r}.")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
     if isinstance(init, str):
         if init not in ("k-means++", "random"):
             raise ValueError(

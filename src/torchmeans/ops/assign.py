@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from torchmeans.data import Chunk, KMeansData, rows_per_chunk, weighted_sum
-from torchmeans.ops import _numba
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -113,14 +112,10 @@ def _transposed(terms: CenterTerms) -> bool:
 
 
 def _chunk_scores_into(data: KMeansData, chunk: Chunk, terms: CenterTerms,
-                       buffer: Tensor | None, transposed: bool | None = None) -> Tensor:
-    """Scores of a chunk in the layout its ``k`` calls for, in ``buffer`` if given.
-
-    ``transposed=False`` forces the ``(rows, k)`` layout (the fused kernels read rows).
-    """
+                       buffer: Tensor | None) -> Tensor:
+    """Scores of a chunk in the layout its ``k`` calls for, in ``buffer`` if given."""
     n_rows, k = chunk.stop - chunk.start, terms.sq_norms.numel()
-    if transposed is None:
-        transposed = _transposed(terms)
+    transposed = _transposed(terms)
     out = None
     if buffer is not None:
         out = buffer[: n_rows * k].view((k, n_rows) if transposed else (n_rows, k))
@@ -129,8 +124,7 @@ def _chunk_scores_into(data: KMeansData, chunk: Chunk, terms: CenterTerms,
 
 def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
                     buffer: Tensor | None = None,
-                    previous: Tensor | None = None,
-                    kernels: str = "torch") -> tuple[Tensor, Tensor]:
+                    previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Nearest center of each row of ``chunk``.
 
     Parameters
@@ -145,9 +139,6 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
         only on the other rows (moved or tied). Same result as without
         ``previous``, but ``amin`` is several times faster than ``min`` with
         indices on the CPU.
-    kernels : {'torch', 'numba'}
-        Resolved backend (:func:`torchmeans.ops.backend.resolve_backend`); the
-        numba kernel scans each row once and needs no ``previous``.
 
     Returns
     -------
@@ -156,8 +147,6 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     labels : Tensor
         Index of the nearest center (the first one on ties), int64.
     """
-    if kernels == "numba":
-        return _numba.first_minimum(_chunk_scores_into(data, chunk, terms, buffer, False))
     transposed = _transposed(terms)
     scores = _chunk_scores_into(data, chunk, terms, buffer)
     if previous is None:
@@ -227,7 +216,6 @@ def assign(
     chunk_bytes: int | None = None,
     labels_out: Tensor | None = None,
     previous: Tensor | None = None,
-    kernels: str = "torch",
 ) -> Assignment:
     """Assign every row of ``data`` to its nearest center and return the exact inertia.
 
@@ -247,8 +235,6 @@ def assign(
     previous : Tensor, optional
         ``(n_samples,)`` labels from a nearby set of centers (e.g. the last Lloyd
         iteration's): speeds up the search, same result (see :func:`nearest_centers`).
-    kernels : {'torch', 'numba'}
-        Resolved backend (see :func:`nearest_centers`).
 
     Returns
     -------
@@ -264,8 +250,7 @@ def assign(
     buffer = score_buffer(data, centers, rows)
     for chunk in data.chunks(rows):
         chunk_previous = None if previous is None else previous[chunk.start : chunk.stop]
-        _, chunk_labels = nearest_centers(data, chunk, terms, buffer, previous=chunk_previous,
-                                          kernels=kernels)
+        _, chunk_labels = nearest_centers(data, chunk, terms, buffer, previous=chunk_previous)
         labels[chunk.start : chunk.stop] = chunk_labels
         distances = data.sq_distances_to(chunk, centers, chunk_labels)
         inertia += weighted_sum(distances, chunk.weight)
