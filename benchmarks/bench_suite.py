@@ -32,8 +32,9 @@ Modes:
 
 Quality, both modes: each library's returned centers are scored the same way, by an
 exact float64 nearest-center assignment of every point (chunked): the inertia relative
-to the best library's, and the labels against scikit-learn ``'lloyd'``'s (fraction
-equal, adjusted Rand index).
+to the best library's (in ``fixed`` mode, the best of those started from the same
+centers), and the labels against scikit-learn ``'lloyd'``'s (fraction equal, adjusted
+Rand index).
 
 Shapes ``NxDxk``: float32 gaussian mixtures from ``bench_lloyd.make_data``, except
 ``300x2x4``, which is the classic ``make_blobs(n_samples=300, centers=4,
@@ -44,9 +45,15 @@ overrides of this workplace unset, in that command only::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
         .venv/bin/python benchmarks/bench_suite.py --mode fixed --markdown
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+        .venv/bin/python benchmarks/bench_suite.py --mode default \
+        --shapes 300x2x4,1000000x8x16 --markdown
 
 ``--quick`` is a smoke test (tiny shapes, both modes, under a minute); ``--mode default``
-at the large shapes takes a long time on a small machine.
+at the large shapes takes a long time on a small machine. Under each table, the CPUs that
+other processes used meanwhile (from /proc/stat, steal time included): far above 0 on a
+2-core machine, the numbers are not worth keeping (2-thread OpenMP code waits at every
+barrier for a descheduled thread).
 """
 
 from __future__ import annotations
@@ -272,6 +279,27 @@ def exact_assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, float]
 # -- measurement ----------------------------------------------------------------------
 
 
+def _cpu_snapshot() -> tuple[float, float, float] | None:
+    """Wall clock, busy CPU seconds of the whole machine (steal included), and this process's."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(value) for value in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    own = os.times()
+    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+def other_cpus(before: tuple[float, float, float] | None) -> float | None:
+    """Average CPUs used by everything but this process since ``before`` (noisy neighbours)."""
+    after = _cpu_snapshot()
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    wall, busy, own = (a - b for a, b in zip(after, before, strict=True))
+    return max(0.0, (busy - own) / wall)
+
+
 @dataclass
 class Result:
     """Everything measured for one peer, one shape, one mode."""
@@ -312,6 +340,7 @@ class ShapeRun:
     floor: float
     floor_how: str
     modes: dict[str, list[Result]] = field(default_factory=dict)
+    other_cpus: float | None = None  # CPUs used by other processes meanwhile, on average
 
 
 def _fit_args(mode: str, init: np.ndarray, iters: int) -> tuple[np.ndarray | None, int | None]:
@@ -352,19 +381,25 @@ def run_mode(mode: str, peers: Sequence[Peer], X: np.ndarray, init: np.ndarray, 
             result = results[peer.name]
             if result.ok:
                 # The peak is reached in the first pass: 2 iterations are enough.
-                with PeakRSS() as peak:
-                    peer.fit(X, k, fit_init, None if fit_iters is None else 2)
-                result.peak = peak.peak_growth
+                try:
+                    with PeakRSS() as peak:
+                        peer.fit(X, k, init, 2)
+                except Exception as err:
+                    log(f"  {peer.name:<20} memory fit failed: {_reason(err)}")
+                else:
+                    result.peak = peak.peak_growth
     return list(results.values())
 
 
 def _score(results: dict[str, Result], last: dict[str, FitOut], X: np.ndarray) -> None:
+    """Exact inertia and labels of each peer's centers; the best inertia is the lowest of
+    the peers that started from the same centers (of all of them in ``default`` mode)."""
     labels = {}
     for name, out in last.items():
         labels[name], results[name].inertia = exact_assign(X, out.centers)
-    finite = [r.inertia for r in results.values()
-              if r.inertia is not None and math.isfinite(r.inertia)]
-    best = min(finite, default=None)
+    scored = [r for r in results.values() if r.inertia is not None and math.isfinite(r.inertia)]
+    same_start = [r for r in scored if r.init == "same"]
+    best = min((r.inertia for r in same_start or scored), default=None)
     reference = labels.get(LABELS_REFERENCE)
     for name, result in results.items():
         if name not in labels:
@@ -380,6 +415,7 @@ def bench_shape(shape: tuple[int, int, int], peers: Sequence[Peer], modes: Seque
                 iters: int, repeats: int, memory: bool, log: Callable[[str], None]) -> ShapeRun:
     """Floor, warm-up, then every mode for one shape."""
     n, _, k = shape
+    start = _cpu_snapshot()
     X, init = dataset(shape)
     floor, floor_how = gemm_floor(X, init, repeats=max(2, repeats))
     log(f"  GEMM floor {1e3 * floor:.3f} ms ({floor_how})")
@@ -397,6 +433,8 @@ def bench_shape(shape: tuple[int, int, int], peers: Sequence[Peer], modes: Seque
     for mode in modes:
         run.modes[mode] = run_mode(mode, peers, X, init, iters=iters, repeats=repeats,
                                    broken=broken, memory=memory and mode == "fixed", log=log)
+    run.other_cpus = other_cpus(start)
+    log(f"  other processes used {_cpus(run.other_cpus)} CPUs meanwhile")
     return run
 
 
@@ -407,6 +445,10 @@ FIXED_COLUMNS = ("library", "init", "ms/iter", "x floor", "/ tm lloyd", "n_iter"
                  "inertia vs best", "labels = sk lloyd", "ARI vs sk lloyd", "peak MiB")
 DEFAULT_COLUMNS = ("library", "total s", "/ tm lloyd", "n_iter", "ms/iter",
                    "inertia vs best", "ARI vs sk lloyd")
+
+
+def _cpus(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _ms(seconds: float) -> str:
@@ -501,19 +543,26 @@ def report(runs: Sequence[ShapeRun], peers: Sequence[Peer], iters: int, *,
     """All tables, one per shape and mode, with the notes they need."""
     out = []
     for run in runs:
+        load = (f"Other processes used {_cpus(run.other_cpus)} CPUs on average during this "
+                "shape (all modes).")
         if "fixed" in run.modes:
             out += [f"### fixed, {_shape_name(run.shape)}: {iters} iterations from the "
                     "same centers", "",
-                    render(FIXED_COLUMNS, fixed_rows(run, iters), markdown=markdown), ""]
+                    render(FIXED_COLUMNS, fixed_rows(run, iters), markdown=markdown), "",
+                    load, ""]
         if "default" in run.modes:
             out += [f"### default, {_shape_name(run.shape)}: each library's defaults", "",
-                    render(DEFAULT_COLUMNS, default_rows(run), markdown=markdown), ""]
+                    render(DEFAULT_COLUMNS, default_rows(run), markdown=markdown), "",
+                    load, ""]
     if any("fixed" in run.modes for run in runs):
-        out += ["Fixed mode: ms/iter = fit time / the library's n_iter (median); `*`: stopped "
-                f"before {iters} iterations (no label changed). Ratios `/ tm lloyd` are "
-                f"against {REFERENCE}. `labels = sk lloyd` only for peers started from the "
-                "same centers (cluster numbers differ otherwise; the ARI does not depend on "
-                "them).", ""]
+        out += [" ".join([
+            "Fixed mode: ms/iter = fit time / the library's n_iter (median);",
+            f"`*`: stopped before {iters} iterations (no label changed).",
+            f"`/ tm lloyd`: against {REFERENCE}.",
+            "`inertia vs best`: against the lowest of the libraries started from the same",
+            "centers. `labels = sk lloyd`: only for those (cluster numbers differ otherwise;",
+            "the ARI does not depend on them).",
+        ]), ""]
     if any("default" in run.modes for run in runs):
         out += ["Defaults used:"] + [f"- {p.name}: {p.defaults}" for p in peers
                                      if not p.name.startswith("torchmeans ")]
@@ -545,7 +594,7 @@ def to_json(runs: Sequence[ShapeRun], header: list[str], args: argparse.Namespac
         "environment": header,
         "args": {key: value for key, value in vars(args).items() if key != "json"},
         "shapes": [{"shape": list(run.shape), "gemm_floor_seconds": run.floor,
-                    "gemm_floor_how": run.floor_how,
+                    "gemm_floor_how": run.floor_how, "other_cpus": run.other_cpus,
                     **{mode: [result(r) for r in results]
                        for mode, results in run.modes.items()}} for run in runs],
     }

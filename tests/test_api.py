@@ -25,6 +25,7 @@ PARAMS = {
     "algorithm": "lloyd",
     "device": None,
     "chunk_bytes": None,
+    "init_size": None,
 }
 
 
@@ -80,6 +81,7 @@ def test_get_set_params_round_trip():
         algorithm="elkan",
         device="cpu",
         chunk_bytes=4096,
+        init_size=100,
     )
     assert km.set_params(**new) is km
     assert km.get_params() == new

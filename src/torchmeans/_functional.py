@@ -24,7 +24,7 @@ from torchmeans._validation import (
     resolve_device,
 )
 from torchmeans.data import KMeansData
-from torchmeans.ops.assign import assign
+from torchmeans.ops.assign import Assignment, assign, inertia_of
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
 
@@ -60,17 +60,29 @@ class KMeansResult(NamedTuple):
 
 
 def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype,
-                 device: torch.device, callable_input: Any = None) -> InitFunction:
+                 device: torch.device, callable_input: Any = None,
+                 init_size: int | None = None) -> InitFunction:
     """Turn a user ``init`` into a function of ``(data, n_clusters, generator)``.
+
+    With ``init_size``, ``'k-means++'`` and ``'random'`` seed on that many rows
+    drawn uniformly without replacement (their weights kept), as scikit-learn's
+    ``MiniBatchKMeans`` does: the seeding then costs ``init_size / n_samples`` of
+    a full one.
 
     A user callable is called as ``init(X, n_clusters, random_state=RandomState)``
     with ``callable_input`` (the data as the user passed it, not shifted) and
     must return centers in that same (unshifted) space.
     """
-    if isinstance(init, str) and init == "k-means++":
-        return lambda data, k, g: kmeans_plusplus_centers(data, k, g)[0]
-    if isinstance(init, str) and init == "random":
-        return lambda data, k, g: random_centers(data, k, g)[0]
+    if isinstance(init, str) and init in ("k-means++", "random"):
+        sampler = kmeans_plusplus_centers if init == "k-means++" else random_centers
+
+        def seed(data: KMeansData, k: int, generator: torch.Generator) -> Tensor:
+            if init_size is not None and init_size < data.n_samples:
+                rows = torch.randperm(data.n_samples, generator=generator,
+                                      device=data.device)[: max(init_size, k)]
+                data = data.subset(rows)
+            return sampler(data, k, generator)[0]
+        return seed
     if callable(init):
         def call_user_init(data: KMeansData, k: int, generator: torch.Generator) -> Tensor:
             seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
@@ -119,8 +131,16 @@ def fit_data(
                        chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose,
                        algorithm=algorithm)
         centers = result.centers + data.offset
-        final = assign(data, centers - data.offset, chunk_bytes=chunk_bytes,
-                       labels_out=result.labels, previous=result.labels)
+        # predict() shifts the returned centers back; label against exactly those.
+        shifted = centers - data.offset
+        if result.labels_are_final and torch.equal(shifted, result.centers):
+            # Converged with labels unchanged: the last pass already assigned against
+            # these exact centers (scikit-learn skips this step then, too).
+            final = Assignment(result.labels, inertia_of(data, shifted, result.labels,
+                                                         chunk_bytes=chunk_bytes))
+        else:
+            final = assign(data, shifted, chunk_bytes=chunk_bytes,
+                           labels_out=result.labels, previous=result.labels)
         inertia = float(final.inertia)
         if verbose:
             logger.info("initialization %d/%d: inertia %.6g after %d iterations",
@@ -174,6 +194,7 @@ def kmeans(
     copy: bool = True,
     verbose: bool = False,
     algorithm: str = "lloyd",
+    init_size: int | None = None,
 ) -> KMeansResult:
     """Exact Lloyd k-means on any torch device.
 
@@ -211,6 +232,9 @@ def kmeans(
         Lloyd computes every distance each iteration; the others keep distance
         bounds per sample and skip the samples that cannot change cluster (same
         result, less work; see :class:`torchmeans.KMeans`).
+    init_size : int, optional
+        Seed ``'k-means++'`` / ``'random'`` on this many rows drawn uniformly
+        (default: all rows, as scikit-learn's ``KMeans``).
 
     Returns
     -------
@@ -231,11 +255,12 @@ def kmeans(
     n_samples, n_features = X_tensor.shape
     effective_n_init = check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
                                     n_init=n_init, max_iter=max_iter, tol=tol,
-                                    chunk_bytes=chunk_bytes, algorithm=algorithm)
+                                    chunk_bytes=chunk_bytes, algorithm=algorithm,
+                                    init_size=init_size)
     weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, compute_device)
     data = make_data(X_tensor, weight, copy=copy)
     init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
-                           callable_input=X)
+                           callable_input=X, init_size=init_size)
     return fit_data(
         data,
         n_clusters,

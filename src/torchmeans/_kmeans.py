@@ -101,6 +101,11 @@ default='k-means++'
     chunk_bytes : int, default=None
         Working-memory budget of one chunk's temporaries (default 16 MiB on the
         CPU, 256 MiB on accelerators).
+    init_size : int, default=None
+        Seed ``'k-means++'`` or ``'random'`` on this many rows drawn uniformly
+        without replacement (their sample weights kept), as scikit-learn's
+        ``MiniBatchKMeans``; None seeds on all rows. For very large data: the
+        seeding then costs ``init_size / n_samples`` of a full one.
 
     Attributes
     ----------
@@ -150,6 +155,7 @@ default='k-means++'
         algorithm: str = "lloyd",
         device: str | torch.device | None = None,
         chunk_bytes: int | None = None,
+        init_size: int | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -162,6 +168,7 @@ default='k-means++'
         self.algorithm = algorithm
         self.device = device
         self.chunk_bytes = chunk_bytes
+        self.init_size = init_size
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -229,12 +236,13 @@ default='k-means++'
         n_samples, n_features = X_tensor.shape
         n_init = check_params(n_clusters=self.n_clusters, n_samples=n_samples, init=self.init,
                               n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                              chunk_bytes=self.chunk_bytes, algorithm=self.algorithm)
+                              chunk_bytes=self.chunk_bytes, algorithm=self.algorithm,
+                              init_size=self.init_size)
         device = X_tensor.device
         weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, device)
         data = make_data(X_tensor, weight, copy=self.copy_x)
         init = resolve_init(self.init, self.n_clusters, n_features, data.acc_dtype, device,
-                            callable_input=validated)
+                            callable_input=validated, init_size=self.init_size)
         result = fit_data(
             data,
             self.n_clusters,

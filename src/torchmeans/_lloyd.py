@@ -47,10 +47,13 @@ def resolve_algorithm(algorithm: str, data: KMeansData, n_clusters: int) -> str:
     """
     if algorithm != "auto":
         return algorithm
-    return "hamerly" if n_clusters < AUTO_YINYANG_MIN_CLUSTERS else "yinyang"
+    return "lloyd" if n_clusters < AUTO_BOUNDS_MIN_CLUSTERS else "hamerly"
 
 
-AUTO_YINYANG_MIN_CLUSTERS = 64
+AUTO_BOUNDS_MIN_CLUSTERS = 64
+"""Below this many clusters a Lloyd pass is cheap next to the bookkeeping of the bounds
+(1,000,000 x 8, k=16: bounds 1.9x Lloyd's time per iteration; 200,000 x 32, k=256:
+Hamerly 0.3x scikit-learn's converged fit; benchmarks/RESULTS.md)."""
 
 
 def _no_reduce(accumulator: Tensor) -> Tensor:
@@ -82,6 +85,9 @@ class LloydResult(NamedTuple):
     labels: Tensor
     n_iter: int
     history: list[IterationStats]
+    labels_are_final: bool = False
+    """True when ``labels`` are already the nearest centers of ``centers``: the last
+    iteration changed no label and left the centers bit-for-bit where they were."""
 
 
 class _Accumulator(NamedTuple):
@@ -228,6 +234,7 @@ def lloyd(
     labels = torch.full((data.n_samples,), -1, dtype=torch.int64, device=data.device)
     inertia_offset = data.sq_norms @ data.sample_weight
     history: list[IterationStats] = []
+    labels_are_final = False
     # Running per-cluster sums and weights. With unit weights, once few labels change,
     # a pass only adds the rows that moved (``incremental``); the totals are kept in
     # float64 so that adding and removing rows does not drift, and the weights stay
@@ -273,6 +280,8 @@ def lloyd(
                 "iteration %d: inertia %.6g, center shift %.3g, %d labels changed, %d empty",
                 *stats,
             )
+        if n_changed == 0:
+            labels_are_final = bool(torch.equal(new_centers, centers))
         centers = new_centers
         if n_changed == 0:
             if verbose:
@@ -285,4 +294,4 @@ def lloyd(
                     iteration, shift_value, tol,
                 )
             break
-    return LloydResult(centers, labels, len(history), history)
+    return LloydResult(centers, labels, len(history), history, labels_are_final)

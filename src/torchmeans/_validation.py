@@ -210,6 +210,7 @@ def check_params(
     tol: Any,
     chunk_bytes: Any = None,
     algorithm: Any = "lloyd",
+    init_size: Any = None,
 ) -> int:
     """Check the k-means parameters against the data; return the effective ``n_init``.
 
@@ -230,6 +231,8 @@ def check_params(
         raise ValueError(f"tol must be a number >= 0, got {tol!r}.")
     if chunk_bytes is not None and (not _is_int(chunk_bytes) or chunk_bytes < 1):
         raise ValueError(f"chunk_bytes must be None or an integer >= 1, got {chunk_bytes!r}.")
+    if init_size is not None and (not _is_int(init_size) or init_size < 1):
+        raise ValueError(f"init_size must be None or an integer >= 1, got {init_size!r}.")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
     if isinstance(init, str):

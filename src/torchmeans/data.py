@@ -184,6 +184,14 @@ class KMeansData(ABC):
                      rows)
 
     @abstractmethod
+    def subset(self, indices: Tensor) -> KMeansData:
+        """Return the rows ``indices`` (and their weights) as data of the same kind.
+
+        The rows are already shifted: the subset's ``offset`` is zero, so centers
+        found on it live in this data's shifted space.
+        """
+
+    @abstractmethod
     def _select_rows(self, x: Tensor, rows: Tensor) -> Tensor:
         """Return rows ``rows`` of a chunk's ``x``, in the same storage."""
 
@@ -319,6 +327,10 @@ class DenseData(KMeansData):
     def _select_rows(self, x: Tensor, rows: Tensor) -> Tensor:
         return x.index_select(0, rows)
 
+    def subset(self, indices: Tensor) -> DenseData:  # noqa: D102
+        return DenseData(self.take(indices), self.sample_weight[indices],
+                         torch.zeros_like(self.offset))
+
     def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:  # noqa: D102
         assigned = centers.index_select(0, labels)
         return (chunk.x.to(assigned.dtype) - assigned).square_().sum(dim=1)
@@ -399,6 +411,11 @@ class SparseData(KMeansData):
     def _select_rows(self, x: Tensor, rows: Tensor) -> Tensor:
         crow, col, values = _gather_csr_rows(x.crow_indices(), x.col_indices(), x.values(), rows)
         return csr_tensor(crow, col, values, (rows.numel(), self.n_features))
+
+    def subset(self, indices: Tensor) -> SparseData:  # noqa: D102
+        crow, col, values = _gather_csr_rows(self._crow, self._col, self._values, indices)
+        rows = csr_tensor(crow, col, values, (indices.numel(), self.n_features))
+        return SparseData(rows, self.sample_weight[indices])
 
     def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
                   alpha: float) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "Moves",
     "assign",
     "chunk_rows_for",
+    "inertia_of",
     "nearest_centers",
     "pairwise_distances",
     "update_nearest",
@@ -205,8 +206,12 @@ def _recheck_previous(scores: Tensor, previous: Tensor,
     subset = scores.index_select(1 - dim, recheck)
     subset.scatter_(dim, index.index_select(1 - dim, recheck),
                     at_previous.index_select(1 - dim, recheck))
-    _, labels = _first_minimum(subset, transposed)
-    return torch.minimum(at_previous.squeeze(dim), others), recheck, labels
+    subset_values, labels = _first_minimum(subset, transposed)
+    # Kept rows: the minimum is their previous score; only rechecked rows need theirs
+    # (cheaper than a minimum over every row).
+    values = at_previous.squeeze(dim)
+    values[recheck] = subset_values
+    return values, recheck, labels
 
 
 def assign(
@@ -255,6 +260,17 @@ def assign(
         distances = data.sq_distances_to(chunk, centers, chunk_labels)
         inertia += weighted_sum(distances, chunk.weight)
     return Assignment(labels, inertia)
+
+
+def inertia_of(data: KMeansData, centers: Tensor, labels: Tensor, *,
+               chunk_bytes: int | None = None) -> Tensor:
+    """Exact weighted inertia ``sum_i w_i ||x_i - centers[labels_i]||^2`` (a 0-d tensor)."""
+    rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
+    inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
+    for chunk in data.chunks(rows):
+        distances = data.sq_distances_to(chunk, centers, labels[chunk.start : chunk.stop])
+        inertia += weighted_sum(distances, chunk.weight)
+    return inertia
 
 
 def pairwise_distances(
