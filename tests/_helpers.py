@@ -1,5 +1,7 @@
 """Reference implementations and data makers shared by the tests (not a test module)."""
 
+from fractions import Fraction
+
 import numpy as np
 import torch
 from sklearn.datasets import make_blobs
@@ -74,3 +76,44 @@ def random_row_data(n_samples, n_features, n_blobs, n_clusters, *, seed=0):
     )
     init = X[rng.choice(n_samples, n_clusters, replace=False)]
     return X, init
+
+
+def exact_lloyd(X, init, max_iter=50):
+    """Lloyd in rational arithmetic, first center on ties: labels per iteration, centers."""
+    X = [[Fraction(int(v)) for v in row] for row in X]
+    centers = [[Fraction(v) for v in row] for row in init]
+    labels, changed = [-1] * len(X), []
+    for _ in range(max_iter):
+        new = []
+        for x in X:
+            d = [sum((a - b) ** 2 for a, b in zip(x, c, strict=True)) for c in centers]
+            new.append(d.index(min(d)))
+        changed.append(sum(a != b for a, b in zip(labels, new, strict=True)))
+        labels = new
+        members = [[x for x, label in zip(X, labels, strict=True) if label == j]
+                   for j in range(len(centers))]
+        assert all(members), "the oracle does not relocate empty clusters"
+        new_centers = [[sum(col) / len(m) for col in zip(*m, strict=True)] for m in members]
+        moved = new_centers != centers
+        centers = new_centers
+        if changed[-1] == 0 or not moved:
+            break
+    return np.array(labels), np.array(centers, dtype=np.float64), changed
+
+
+# Integer rows with an exactly zero mean (the engine's shift is then exact) whose Lloyd
+# centers stay dyadic: every score is exact in every layout, and later iterations have
+# exact ties (found by search with `exact_lloyd`).
+EXACT_TIES = {
+    "16x2-k4": (
+        [[-1, 0], [3, -2], [4, -2], [-4, -2], [2, 3], [-4, 2], [-3, -1], [-3, 4], [1, 0],
+         [-3, 2], [-4, 2], [4, 2], [-2, -3], [4, -2], [3, 1], [3, -4]],
+        [[2, 3], [4, 2], [-4, -2], [3, 1]],
+    ),
+    "12x2-k3": (
+        [[2, -4], [4, -2], [1, 0], [-2, 1], [0, -1], [4, 1], [-2, 4], [-4, 2], [-1, 0],
+         [2, -1], [0, 1], [-4, -1]],
+        [[-2, 4], [2, -4], [0, -1]],
+    ),
+    "4x1-k2": ([[-1], [3], [1], [-3]], [[-3], [-1]]),
+}

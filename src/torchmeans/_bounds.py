@@ -37,6 +37,7 @@ from torch import Tensor
 
 from torchmeans.data import Chunk, KMeansData, weighted_sum
 from torchmeans.ops.assign import (
+    SMALL_K,
     CenterTerms,
     _first_minimum,
     center_terms,
@@ -123,6 +124,7 @@ class BoundedPass:
     def __init__(self, data: KMeansData, groups: Tensor, rows: int, *,
                  exact_inertia: bool = False) -> None:
         self.data = data
+        self.transposed = groups.numel() <= SMALL_K
         self.groups = _Groups(groups)
         self.n_groups = self.groups.count
         self.rows = rows
@@ -142,6 +144,20 @@ class BoundedPass:
         """Samples whose distances to all centers were recomputed (last pass)."""
 
     # -- helpers ------------------------------------------------------------------
+
+    def _scores(self, chunk: Chunk, terms: CenterTerms, buffer: Tensor) -> Tensor:
+        """``(rows, k)`` scores of a chunk (or selected rows), computed in Lloyd's layout.
+
+        Lloyd computes ``(k, rows)`` products when ``k <= SMALL_K``; the same layout
+        here gives the same rounding, so ties break as in Lloyd. Returns a view.
+        """
+        n_rows = chunk.x.shape[0]
+        k = terms.sq_norms.numel()
+        shape = (k, n_rows) if self.transposed else (n_rows, k)
+        scores = self.data.scores(chunk.x, terms.transposed, terms.sq_norms,
+                                  out=buffer[: n_rows * k].view(shape),
+                                  transposed=self.transposed)
+        return scores.T if self.transposed else scores
 
     def _margin(self, norms: Tensor, largest_center: float) -> Tensor:
         """``E``: bound on the rounding error of a score for rows of these norms."""
@@ -208,11 +224,8 @@ class BoundedPass:
 
     def _first_pass(self, centers: Tensor, terms: CenterTerms, labels: Tensor, buffer: Tensor,
                     scalars: Tensor, largest_center: float) -> None:
-        k = centers.shape[0]
         for chunk in self.data.chunks(self.rows):
-            n_rows = chunk.stop - chunk.start
-            scores = self.data.scores(chunk.x, terms.transposed, terms.sq_norms,
-                                      out=buffer[: n_rows * k].view(n_rows, k))
+            scores = self._scores(chunk, terms, buffer)
             _, new_labels = _first_minimum(scores, False)
             chunk_labels = labels[chunk.start : chunk.stop]
             scalars[1] += (chunk_labels != new_labels).sum()
@@ -238,11 +251,13 @@ class BoundedPass:
     def _bounded_pass(self, centers: Tensor, terms: CenterTerms, labels: Tensor, buffer: Tensor,
                       scalars: Tensor, largest_center: float, sums: Tensor, weights: Tensor,
                       incremental: bool) -> None:
-        data, k = self.data, centers.shape[0]
+        data = self.data
         half_gaps = self._half_gaps(centers, largest_center)
         margin = self._margin(self.norms, largest_center)
         lower = self.lower.amin(dim=1) if self.n_groups > 1 else self.lower[:, 0]
-        lower = torch.maximum(lower, 2 * half_gaps[labels] - self.upper)
+        # Hamerly's bound 2 s - u is negative for samples far from their center: clamp
+        # it (and so the maximum) at 0 before the test squares it.
+        lower = torch.maximum(lower, (2 * half_gaps[labels] - self.upper).clamp_(min=0))
         failing = self.upper.square() + 2 * margin >= lower.square()
         self.n_recomputed = 0
         for chunk in data.chunks(self.rows):
@@ -265,9 +280,7 @@ class BoundedPass:
                 continue
             self.n_recomputed += rows.numel()
             subset = data.select(chunk, rows)
-            n_rows = rows.numel()
-            scores = data.scores(subset.x, terms.transposed, terms.sq_norms,
-                                 out=buffer[: n_rows * k].view(n_rows, k))
+            scores = self._scores(subset, terms, buffer)
             _, new_labels = _first_minimum(scores, False)
             upper, group_lower = self._bounds_from_scores(scores, subset, new_labels, row_margin)
             self.upper[start + rows] = upper

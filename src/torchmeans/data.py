@@ -436,7 +436,7 @@ class SparseData(KMeansData):
     def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:  # noqa: D102
         # ||x||^2 - 2 x.c + ||c||^2 with x.c gathered per non-zero: O(nnz), no dense row.
         rows, col, values = self._coo(chunk)
-        dots = torch.zeros(chunk.stop - chunk.start, dtype=centers.dtype, device=self.device)
+        dots = torch.zeros(labels.numel(), dtype=centers.dtype, device=self.device)
         dots.index_add_(0, rows, values * centers[labels[rows], col])
         center_sq_norms = centers.square().sum(dim=1)
         distances = chunk.sq_norms - 2 * dots + center_sq_norms[labels]
