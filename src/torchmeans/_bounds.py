@@ -40,6 +40,7 @@ from torchmeans.ops.assign import (
     SMALL_K,
     CenterTerms,
     _first_minimum,
+    _recheck_previous,
     center_terms,
     chunk_budget,
     score_buffer,
@@ -165,14 +166,42 @@ class BoundedPass:
 
     def _bounds_from_scores(self, scores: Tensor, chunk: Chunk, labels: Tensor,
                             margin: Tensor) -> tuple[Tensor, Tensor]:
-        """Upper and group lower bounds (true distances) from a block of scores."""
+        """Upper and group lower bounds (true distances) from a block of scores.
+
+        ``scores`` (a view of the pass's buffer) is overwritten.
+        """
         sq_norms = chunk.sq_norms[:, None]
         best = scores.gather(1, labels[:, None])
         upper = (best + sq_norms + margin[:, None]).clamp_(min=0).sqrt_().squeeze(1)
-        others = scores.scatter(1, labels[:, None], torch.inf)
+        others = scores.scatter_(1, labels[:, None], torch.inf)
         lower = self.groups.minimum(others)
         lower = (lower + sq_norms - margin[:, None]).clamp_(min=0).sqrt_()
         return upper, lower
+
+    def _reassign(self, scores: Tensor, chunk: Chunk, previous: Tensor,
+                  margin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Nearest centers of rows with valid previous labels, and their new bounds.
+
+        Lloyd's previous-label check (``amin`` with the previous center hidden; the
+        slow first-minimum search only for rows whose previous center is not the
+        strict minimum, usually few) leaves the (unchanged) center hidden for the
+        kept rows; for the rechecked rows the previous center is put back and the
+        new one hidden. The group minima of what is left are the lower bounds.
+        ``scores`` is overwritten.
+        """
+        at_previous = scores.gather(1, previous[:, None]).squeeze(1)
+        values, recheck, rechecked_labels = _recheck_previous(scores, previous, False)
+        labels = previous.clone()
+        labels[recheck] = rechecked_labels
+        # Rechecked rows: the previous center is one of the others again, the new hidden.
+        previous_of_rechecked = previous[recheck]
+        scores[recheck, previous_of_rechecked] = at_previous[recheck]
+        scores[recheck, rechecked_labels] = torch.inf
+        sq_norms = chunk.sq_norms
+        upper = (values + sq_norms + margin).clamp_(min=0).sqrt_()
+        lower = self.groups.minimum(scores)
+        lower = (lower + sq_norms[:, None] - margin[:, None]).clamp_(min=0).sqrt_()
+        return labels, upper, lower
 
     def _half_gaps(self, centers: Tensor, largest_center: float) -> Tensor:
         """Half the distance from each center to its nearest other center (a lower bound)."""
@@ -279,10 +308,17 @@ class BoundedPass:
             if rows.numel() == 0:
                 continue
             self.n_recomputed += rows.numel()
-            subset = data.select(chunk, rows)
+            if 2 * rows.numel() > stop - start:
+                # Most of the chunk fails: recompute all of it, no gathered copy.
+                rows = torch.arange(stop - start, device=rows.device)
+                row_labels = chunk_labels.clone()
+                row_margin = margin[start:stop]
+                subset = chunk
+            else:
+                subset = data.select(chunk, rows)
             scores = self._scores(subset, terms, buffer)
-            _, new_labels = _first_minimum(scores, False)
-            upper, group_lower = self._bounds_from_scores(scores, subset, new_labels, row_margin)
+            new_labels, upper, group_lower = self._reassign(scores, subset, row_labels,
+                                                            row_margin)
             self.upper[start + rows] = upper
             self.lower[start + rows] = group_lower
             moved = new_labels != row_labels

@@ -1,0 +1,114 @@
+r"""k-means++ seeding: its cost in Lloyd iterations, and its quality against scikit-learn's.
+
+Cost: time of ``torchmeans.kmeans_plusplus`` (full data, and with ``init_size``
+subsampling through ``KMeans``) and of scikit-learn's ``kmeans_plusplus``, each
+divided by the time of one torchmeans Lloyd iteration on the same data (from a
+fixed-iteration fit), all measured in one process.
+
+Quality: mean potential (inertia of the seeds) and mean converged inertia over
+``--seeds`` seeds for both libraries; the ratio should be 1 within the spread
+printed beside it (different random streams, same algorithm).
+
+Command (from the repository root)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+        .venv/bin/python benchmarks/bench_init.py --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans as SKLearnKMeans
+from sklearn.cluster import kmeans_plusplus
+from threadpoolctl import threadpool_limits
+
+import torchmeans
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from bench_lloyd import make_data
+
+COST_SHAPE = (200_000, 128, 1024)
+QUALITY_SHAPE = (200_000, 8, 16)
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def potential(X: np.ndarray, centers: np.ndarray) -> float:
+    """Inertia of ``X`` against ``centers`` in float64, chunked."""
+    X64, C64 = torch.from_numpy(X).double(), torch.as_tensor(np.asarray(centers)).double()
+    total = 0.0
+    for start in range(0, len(X64), 65536):
+        total += float(torch.cdist(X64[start : start + 65536], C64).amin(dim=1).square().sum())
+    return total
+
+
+def cost(shape: tuple[int, int, int], init_sizes: tuple[int, ...]) -> None:
+    n, d, k = shape
+    X, init = make_data(n, d, k)
+    X_tensor = torch.from_numpy(X)
+    lloyd = torchmeans.KMeans(k, init=init, n_init=1, max_iter=3, tol=0)
+    iteration = timed(lambda: lloyd.fit(X_tensor)) / 3
+    rows = [("torchmeans kmeans_plusplus", timed(
+        lambda: torchmeans.kmeans_plusplus(X_tensor, k, random_state=0)))]
+    for size in init_sizes:
+        seeding = torchmeans.KMeans(k, init_size=size, n_init=1, max_iter=1, tol=0,
+                                    random_state=0)
+        rows.append((f"torchmeans init_size={size:_} (+1 iteration)",
+                     timed(lambda s=seeding: s.fit(X_tensor)) - iteration))
+    rows.append(("scikit-learn kmeans_plusplus", timed(
+        lambda: kmeans_plusplus(X, k, random_state=0))))
+    print(f"\nSeeding cost at {n:_} x {d} x {k}; one torchmeans Lloyd iteration: "
+          f"{iteration * 1e3:.0f} ms\n")
+    print("| seeding | time / one Lloyd iteration |\n|---|---:|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds / iteration:.1f} |", flush=True)
+
+
+def quality(shape: tuple[int, int, int], seeds: int) -> None:
+    n, d, k = shape
+    X, _ = make_data(n, d, k)
+    seeded = {"scikit-learn": [], "torchmeans": []}
+    fitted = {"scikit-learn": [], "torchmeans": []}
+    for seed in range(seeds):
+        seeded["scikit-learn"].append(potential(X, kmeans_plusplus(X, k, random_state=seed)[0]))
+        seeded["torchmeans"].append(
+            potential(X, torchmeans.kmeans_plusplus(X, k, random_state=seed)[0]))
+        fitted["scikit-learn"].append(SKLearnKMeans(k, random_state=seed).fit(X).inertia_)
+        fitted["torchmeans"].append(torchmeans.KMeans(k, random_state=seed).fit(X).inertia_)
+    print(f"\nk-means++ quality at {n:_} x {d} x {k}, {seeds} seeds each\n")
+    print("| stage | torchmeans mean / scikit-learn mean | std of per-seed ratio |\n"
+          "|---|---:|---:|")
+    for stage, values in (("seeds (potential)", seeded), ("converged fit", fitted)):
+        ours, theirs = np.array(values["torchmeans"]), np.array(values["scikit-learn"])
+        print(f"| {stage} | {ours.mean() / theirs.mean():.3f} | "
+              f"{np.std(ours / theirs):.3f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
+    parser.add_argument("--markdown", action="store_true", help="(tables are markdown)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cost_shape = (20_000, 16, 64) if args.quick else COST_SHAPE
+    quality_shape = (5_000, 4, 8) if args.quick else QUALITY_SHAPE
+    print(f"torch {torch.__version__}, torchmeans {torchmeans.__version__}, "
+          f"{args.threads} threads")
+    with threadpool_limits(args.threads):
+        cost(cost_shape, (cost_shape[0] // 10, cost_shape[0] // 40))
+        quality(quality_shape, 3 if args.quick else args.seeds)
+
+
+if __name__ == "__main__":
+    main()
