@@ -49,13 +49,20 @@ def kmeans_plusplus_centers(
     n_local_trials: int | None = None,
     chunk_bytes: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Greedy k-means++ seeding (scikit-learn's algorithm), fully on the device.
+    """Greedy k-means++ seeding (scikit-learn's algorithm), skipping rows that cannot gain.
 
     Each new center is the best, by resulting potential, of ``n_local_trials``
-    rows sampled with probability proportional to ``w * D(x)^2``. No host
-    synchronisation happens between steps. The ``(n_local_trials, n)`` block of
-    candidate distances is kept only if it fits the chunk budget; otherwise the
-    potentials are reduced chunk by chunk and the winner's distances recomputed.
+    rows sampled with probability proportional to ``w * D(x)^2``. A step only
+    evaluates the rows a candidate can bring closer: every row remembers its
+    nearest chosen center ``a`` and each center a radius ``r_a`` (an upper bound on
+    its rows' distances), and by the triangle inequality a candidate ``t`` cannot
+    move a row of ``a`` when ``||c_a - t|| >= 2 r_a``, nor any row ``x`` with
+    ``||c_a - t|| >= 2 D(x)``. Only the remaining rows get candidate distances (a
+    GEMM on the gathered rows); late steps of a large-k seeding touch a fraction
+    of the data. The ``(n_local_trials, rows)``
+    block of candidate distances is kept only if it fits the chunk budget;
+    otherwise the potentials are reduced chunk by chunk and the winner's distances
+    recomputed.
 
     Returns
     -------
@@ -69,31 +76,60 @@ def kmeans_plusplus_centers(
     device, dtype = data.device, data.acc_dtype
     weight = data.sample_weight
     n = data.n_samples
-    rows = chunk_rows_for(data, n_local_trials, chunk_bytes)
     itemsize = torch.finfo(dtype).bits // 8
-    keep_block = n_local_trials * n * itemsize <= chunk_budget(data, chunk_bytes)
 
     centers = torch.empty(n_clusters, data.n_features, dtype=dtype, device=device)
     indices = torch.empty(n_clusters, dtype=torch.int64, device=device)
     first = _weighted_choice(weight, 1, generator)
     indices[:1] = first
     centers[:1] = data.take(first)
-    closest = _sq_distances(data, centers[:1], rows)[0]
+    closest = _sq_distances(data, centers[:1], chunk_rows_for(data, 1, chunk_bytes))[0]
+    nearest = torch.zeros(n, dtype=torch.int64, device=device)
+    radius = torch.zeros(n_clusters, dtype=dtype, device=device)
+    radius[0] = closest.max().sqrt()
     for c in range(1, n_clusters):
         candidate_ids = _weighted_choice(weight * closest, n_local_trials, generator)
         candidates = data.take(candidate_ids)
-        if keep_block:
-            block = torch.minimum(_sq_distances(data, candidates, rows), closest)
-            potentials = block @ weight
-            best = potentials.argmin()
-            closest = block[best]
+        # Centers whose rows a candidate may reach (1e-3 of slack covers rounding).
+        gaps = torch.cdist(centers[:c], candidates)
+        reach = (gaps < (2 * (1 + 1e-3)) * radius[:c, None]).any(dim=1)
+        rows = torch.nonzero(reach[nearest]).squeeze(1)
+        # The same test row by row, with the row's own distance instead of the radius.
+        limit = (2 * (1 + 1e-3)) * closest[rows].sqrt()
+        evaluate = rows[(gaps[nearest[rows]] < limit[:, None]).any(dim=1)]
+        if evaluate.numel() == 0:  # no candidate can improve any row: take the first
+            best = 0
         else:
-            potentials = _candidate_potentials(data, candidates, closest, rows)
-            best = potentials.argmin()
-            closest = torch.minimum(closest, _sq_distances(data, candidates[best][None], rows)[0])
+            part = data if evaluate.numel() == n else data.subset(evaluate)
+            part_closest = closest if evaluate.numel() == n else closest[evaluate]
+            best_distances, best = _best_candidate(part, candidates, part_closest,
+                                                   itemsize, chunk_bytes)
+            improved = best_distances < part_closest
+            moved = evaluate[improved]
+            closest[moved] = best_distances[improved]
+            nearest[moved] = c
+            # ``rows`` holds every row of the reached centers and of the new one:
+            # their radii become exact again (others keep a valid, older bound).
+            sq_radius = torch.zeros(c + 1, dtype=dtype, device=device).scatter_reduce_(
+                0, nearest[rows], closest[rows], "amax")
+            reach = torch.cat([reach, reach.new_ones(1)])
+            radius[: c + 1] = torch.where(reach, sq_radius.sqrt(), radius[: c + 1])
         centers[c] = candidates[best]
         indices[c] = candidate_ids[best]
     return centers, indices
+
+
+def _best_candidate(data: KMeansData, candidates: Tensor, closest: Tensor, itemsize: int,
+                    chunk_bytes: int | None) -> tuple[Tensor, Tensor]:
+    """Return the candidate leaving the lowest potential on ``data``, and its distances."""
+    trials = candidates.shape[0]
+    rows = chunk_rows_for(data, trials, chunk_bytes)
+    if trials * data.n_samples * itemsize <= chunk_budget(data, chunk_bytes):
+        block = _sq_distances(data, candidates, rows)
+        best = (torch.minimum(block, closest) @ data.sample_weight).argmin()
+        return block[best], best
+    best = _candidate_potentials(data, candidates, closest, rows).argmin()
+    return _sq_distances(data, candidates[best][None], rows)[0], best
 
 
 def random_centers(
