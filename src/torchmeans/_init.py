@@ -94,12 +94,19 @@ def kmeans_plusplus_centers(
         gaps = torch.cdist(centers[:c], candidates)
         reach = (gaps < (2 * (1 + 1e-3)) * radius[:c, None]).any(dim=1)
         rows = torch.nonzero(reach[nearest]).squeeze(1)
-        # The same test row by row, with the row's own distance instead of the radius.
-        limit = (2 * (1 + 1e-3)) * closest[rows].sqrt()
-        evaluate = rows[(gaps[nearest[rows]] < limit[:, None]).any(dim=1)]
+        if 2 * rows.numel() > n:
+            # Little to skip (high dimensions, early steps): evaluate every row, no copies.
+            rows = evaluate = torch.arange(n, device=device)
+        else:
+            # The same test row by row, with the row's own distance instead of the radius.
+            limit = (2 * (1 + 1e-3)) * closest[rows].sqrt()
+            evaluate = rows[(gaps[nearest[rows]] < limit[:, None]).any(dim=1)]
         if evaluate.numel() == 0:  # no candidate can improve any row: take the first
             best = 0
         else:
+            if 4 * evaluate.numel() > n:
+                # Gathering a large subset costs more than one more GEMM over all rows.
+                rows = evaluate = torch.arange(n, device=device)
             part = data if evaluate.numel() == n else data.subset(evaluate)
             part_closest = closest if evaluate.numel() == n else closest[evaluate]
             best_distances, best = _best_candidate(part, candidates, part_closest,

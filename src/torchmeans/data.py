@@ -244,6 +244,9 @@ class DenseData(KMeansData):
         read and keep no copy (saves the memory of ``X``). float16/bfloat16
         rows are always shifted per chunk, in float32: chunks of half-precision
         data are float32 (products in half precision overflow past 65504).
+    shifted : bool
+        ``X`` is already shifted, in the accumulation dtype (rows taken from other
+        data): used as it is, no copy; ``offset`` is only recorded.
     """
 
     def __init__(
@@ -253,6 +256,7 @@ class DenseData(KMeansData):
         offset: Tensor | None = None,
         *,
         precompute_shift: bool = True,
+        shifted: bool = False,
     ) -> None:
         self.n_samples, self.n_features = X.shape
         self.dense_rows = True
@@ -263,7 +267,10 @@ class DenseData(KMeansData):
         if offset is None:
             offset = X.mean(dim=0, dtype=self.acc_dtype)
         self.offset = offset.to(self.acc_dtype)
-        if precompute_shift and X.dtype == self.acc_dtype:
+        if shifted:
+            self._rows = X
+            self._lazy_offset = None
+        elif precompute_shift and X.dtype == self.acc_dtype:
             self._rows = X - self.offset
             self._lazy_offset = None
         else:
@@ -329,7 +336,7 @@ class DenseData(KMeansData):
 
     def subset(self, indices: Tensor) -> DenseData:  # noqa: D102
         return DenseData(self.take(indices), self.sample_weight[indices],
-                         torch.zeros_like(self.offset))
+                         torch.zeros_like(self.offset), shifted=True)
 
     def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:  # noqa: D102
         assigned = centers.index_select(0, labels)
