@@ -58,11 +58,12 @@ def kmeans_plusplus_centers(
     its rows' distances), and by the triangle inequality a candidate ``t`` cannot
     move a row of ``a`` when ``||c_a - t|| >= 2 r_a``, nor any row ``x`` with
     ``||c_a - t|| >= 2 D(x)``. Only the remaining rows get candidate distances (a
-    GEMM on the gathered rows); late steps of a large-k seeding touch a fraction
-    of the data. The ``(n_local_trials, rows)``
-    block of candidate distances is kept only if it fits the chunk budget;
-    otherwise the potentials are reduced chunk by chunk and the winner's distances
-    recomputed.
+    GEMM on the gathered rows, or on all rows when more than a quarter remain);
+    late steps of a large-k seeding in low dimensions touch a fraction of the data.
+    Each step reads the number of rows left (a host synchronisation). The
+    ``(n_local_trials, rows)`` block of candidate distances is kept only if it
+    fits the chunk budget; otherwise the potentials are reduced chunk by chunk and
+    the winner's distances recomputed.
 
     Returns
     -------
