@@ -182,3 +182,22 @@ def test_verbose_logs_iterations(caplog, device):
     with caplog.at_level(logging.INFO, logger="torchmeans"):
         KMeans(3, verbose=0, random_state=0, device=device).fit(X)
     assert not [r for r in caplog.records if r.name == "torchmeans"]
+
+
+def test_threadpoolctl_limits_reach_the_fit():
+    # torchmeans computes with torch's intra-op pool and never sets thread counts itself:
+    # a threadpoolctl limit around a fit is what the fit runs with.
+    from threadpoolctl import threadpool_limits
+
+    seen = []
+
+    def init(X, n_clusters, random_state):
+        seen.append(torch.get_num_threads())
+        return X[:n_clusters]
+
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    with threadpool_limits(limits=1):
+        KMeans(3, init=init, n_init=1).fit(X)
+        inside = torch.get_num_threads()
+    assert seen == [1]
+    assert inside == 1
