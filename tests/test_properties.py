@@ -31,14 +31,18 @@ def problem(seed, n_samples, n_features, n_clusters, weighted, dtype=np.float64)
     return X.astype(dtype), init.astype(dtype), weight, rng
 
 
-problems = st.builds(
-    problem,
-    seed=st.integers(0, 2**32 - 1),
-    n_samples=st.integers(5, 150),
-    n_features=st.integers(1, 12),
-    n_clusters=st.integers(1, 5),
-    weighted=st.booleans(),
-)
+def problems_up_to(max_samples, max_features):
+    return st.builds(
+        problem,
+        seed=st.integers(0, 2**32 - 1),
+        n_samples=st.integers(5, max_samples),
+        n_features=st.integers(1, max_features),
+        n_clusters=st.integers(1, 5),
+        weighted=st.booleans(),
+    )
+
+
+problems = problems_up_to(150, 12)
 
 
 def cancellation_scale(X, weight):
@@ -92,14 +96,7 @@ def test_labels_equal_predict(p, kind, copy_x, device):
 
 @settings(max_examples=20)
 @given(
-    p=st.builds(
-        problem,
-        seed=st.integers(0, 2**32 - 1),
-        n_samples=st.integers(5, 80),
-        n_features=st.integers(1, 8),
-        n_clusters=st.integers(1, 5),
-        weighted=st.booleans(),
-    ),
+    p=problems_up_to(80, 8),
     chunk_bytes=st.one_of(st.sampled_from([1, 100, 1000, 10**4]), st.integers(1, 10**8)),
     copy_x=st.booleans(),
 )

@@ -32,6 +32,14 @@ def assert_same_fit(ours, ref, X, dtype=np.float64):
     assert ours.cluster_centers_.dtype == ref.cluster_centers_.dtype
 
 
+def assert_same_outputs(labels, centers, inertia, n_iter, ref):
+    """Tensor or array outputs equal a float64 scikit-learn fit ``ref``."""
+    np.testing.assert_array_equal(to_numpy(labels), ref.labels_)
+    np.testing.assert_allclose(to_numpy(centers), ref.cluster_centers_, rtol=1e-10)
+    assert inertia == pytest.approx(ref.inertia_, rel=1e-10)
+    assert n_iter == ref.n_iter_
+
+
 SHAPES = [
     pytest.param(2000, 1, 3, id="n2000-d1-k3"),
     pytest.param(5000, 16, 8, id="n5000-d16-k8"),
@@ -106,20 +114,14 @@ def test_torch_input_matches_sklearn(device):
         torch.tensor(X, device=device), sample_weight=torch.tensor(weight, device=device)
     )
     assert isinstance(ours.cluster_centers_, torch.Tensor)
-    np.testing.assert_array_equal(to_numpy(ours.labels_), ref.labels_)
-    np.testing.assert_allclose(to_numpy(ours.cluster_centers_), ref.cluster_centers_, rtol=1e-10)
-    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
-    assert ours.n_iter_ == ref.n_iter_
+    assert_same_outputs(ours.labels_, ours.cluster_centers_, ours.inertia_, ours.n_iter_, ref)
 
 
 def test_functional_kmeans_matches_sklearn(device):
     X, init = random_row_data(2500, 5, 6, 9, seed=6)
     result = kmeans(X, 9, init=init, n_init=1, device=device)
     ref = SKKMeans(9, init=init, n_init=1).fit(X)
-    np.testing.assert_array_equal(to_numpy(result.labels), ref.labels_)
-    np.testing.assert_allclose(to_numpy(result.centers), ref.cluster_centers_, rtol=1e-10)
-    assert result.inertia == pytest.approx(ref.inertia_, rel=1e-10)
-    assert result.n_iter == ref.n_iter_
+    assert_same_outputs(result.labels, result.centers, result.inertia, result.n_iter, ref)
 
 
 def test_default_n_init_with_array_init_matches_sklearn(device):

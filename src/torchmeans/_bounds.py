@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from torchmeans.data import Chunk, KMeansData, weighted_sum
+from torchmeans.data import Chunk, KMeansData
 from torchmeans.ops.assign import (
     SMALL_K,
     CenterTerms,
@@ -43,6 +43,7 @@ from torchmeans.ops.assign import (
     _recheck_previous,
     center_terms,
     chunk_budget,
+    inertia_of,
     score_buffer,
 )
 
@@ -79,27 +80,14 @@ def center_groups(centers: Tensor, algorithm: str, n_features: int) -> Tensor:
     return (torch.cumsum(used, 0) - 1)[groups]
 
 
-class _Groups:
-    """Centers grouped for the per-group minimum: an order that makes groups contiguous."""
-
-    def __init__(self, groups: Tensor) -> None:
-        self.index = groups
-        self.count = int(groups.max()) + 1
-        self.order = torch.argsort(groups, stable=True)
-        sizes = torch.bincount(groups, minlength=self.count)
-        ends = torch.cumsum(sizes, 0).tolist()
-        self.segments = list(zip([0, *ends[:-1]], ends, strict=True))
-
-    def minimum(self, values: Tensor) -> Tensor:
-        """Per-row minimum of ``values`` (rows, k) within each group of columns: (rows, G)."""
-        if self.count == 1:
-            return values.amin(dim=1, keepdim=True)
-        if self.count == values.shape[1]:
-            return values.clone()
-        # One gather makes every group a contiguous column range; one reduction per
-        # group (a few dozen at most) beats scatter_reduce by far on the CPU.
-        ordered = values.index_select(1, self.order)
-        return torch.stack([ordered[:, a:b].amin(dim=1) for a, b in self.segments], dim=1)
+def _group_minimum(values: Tensor, groups: Tensor, n_groups: int) -> Tensor:
+    """Per-row minimum of ``values`` (rows, k) within each group of columns: (rows, G)."""
+    if n_groups == 1:
+        return values.amin(dim=1, keepdim=True)
+    if n_groups == values.shape[1]:
+        return values.clone()
+    out = values.new_full((values.shape[0], n_groups), torch.inf)
+    return out.scatter_reduce_(1, groups.expand_as(values), values, "amin")
 
 
 class BoundedPass:
@@ -126,8 +114,8 @@ class BoundedPass:
                  exact_inertia: bool = False) -> None:
         self.data = data
         self.transposed = groups.numel() <= SMALL_K
-        self.groups = _Groups(groups)
-        self.n_groups = self.groups.count
+        self.groups = groups
+        self.n_groups = int(groups.max()) + 1
         self.rows = rows
         self.exact_inertia = exact_inertia
         dtype = data.acc_dtype
@@ -174,7 +162,7 @@ class BoundedPass:
         best = scores.gather(1, labels[:, None])
         upper = (best + sq_norms + margin[:, None]).clamp_(min=0).sqrt_().squeeze(1)
         others = scores.scatter_(1, labels[:, None], torch.inf)
-        lower = self.groups.minimum(others)
+        lower = _group_minimum(others, self.groups, self.n_groups)
         lower = (lower + sq_norms - margin[:, None]).clamp_(min=0).sqrt_()
         return upper, lower
 
@@ -199,7 +187,7 @@ class BoundedPass:
         scores[recheck, rechecked_labels] = torch.inf
         sq_norms = chunk.sq_norms
         upper = (values + sq_norms + margin).clamp_(min=0).sqrt_()
-        lower = self.groups.minimum(scores)
+        lower = _group_minimum(scores, self.groups, self.n_groups)
         lower = (lower + sq_norms[:, None] - margin[:, None]).clamp_(min=0).sqrt_()
         return labels, upper, lower
 
@@ -272,8 +260,7 @@ class BoundedPass:
         # ||x|| + R, so each addition rounds by less than eps * (max ||x|| + R)).
         slack = 2 * self.eps * (self.largest_norm + largest_center)
         drift = (drift * (1 + 2 * self.eps) + slack).to(self.upper.dtype)
-        group_drift = drift.new_zeros(self.n_groups).scatter_reduce_(0, self.groups.index, drift,
-                                                                     "amax")
+        group_drift = drift.new_zeros(self.n_groups).scatter_reduce_(0, self.groups, drift, "amax")
         self.upper += drift[labels]
         self.lower -= group_drift
 
@@ -334,9 +321,4 @@ class BoundedPass:
 
     def _partial_inertia(self, centers: Tensor, labels: Tensor) -> Tensor:
         """Exact inertia of ``labels`` against ``centers``, less ``sum w ||x||^2``."""
-        total = torch.zeros((), dtype=centers.dtype, device=centers.device)
-        for chunk in self.data.chunks(self.rows):
-            distances = self.data.sq_distances_to(chunk, centers, labels[chunk.start : chunk.stop])
-            total += weighted_sum(distances - chunk.sq_norms, chunk.weight)
-        return total
-
+        return inertia_of(self.data, centers, labels) - self.data.sq_norms @ self.data.sample_weight
