@@ -179,6 +179,8 @@ class Row:
     floor_how: str
     sk_times: list[float]
     tm_times: list[float]
+    torch_iter: float = float("nan")
+    """torchmeans with ``backend='torch'`` (the pure-torch reference path)."""
     sk_peak: int | None = None
     tm_peak: int | None = None
 
@@ -200,6 +202,8 @@ def _estimators(k: int, init: np.ndarray, iters: int,
     return {
         "sklearn": lambda: SKLearnKMeans(**common),
         "torchmeans": lambda: torchmeans.KMeans(**common, chunk_bytes=chunk_bytes),
+        "torch-backend": lambda: torchmeans.KMeans(**common, chunk_bytes=chunk_bytes,
+                                                   backend="torch"),
     }
 
 
@@ -246,6 +250,7 @@ def bench_shape(shape: tuple[int, int, int], *, iters: int, repeats: int,
         floor_how=floor_how,
         sk_times=times["sklearn"],
         tm_times=times["torchmeans"],
+        torch_iter=statistics.median(times["torch-backend"]),
     )
     del models, sk, tm
     if memory:
@@ -308,7 +313,8 @@ def _shape_name(shape: tuple[int, int, int]) -> str:
     return f"{n:_} x {d} x {k}"
 
 
-COLUMNS = ("N x D x k", "sklearn ms/iter", "torchmeans ms/iter", "tm/sk", "GEMM floor ms",
+COLUMNS = ("N x D x k", "sklearn ms/iter", "torchmeans ms/iter", "tm/sk",
+           "backend='torch'/sk", "GEMM floor ms",
            "sk/floor", "tm/floor", "n_iter sk/tm", "inertia rel diff", "labels equal",
            "peak MiB sk/tm")
 
@@ -319,6 +325,7 @@ def _cells(row: Row) -> list[str]:
         _ms(row.sk_iter),
         _ms(row.tm_iter),
         f"**{row.ratio:.2f}**",
+        f"{row.torch_iter / row.sk_iter:.2f}",
         _ms(row.floor),
         f"{row.sk_iter / row.floor:.1f}",
         f"{row.tm_iter / row.floor:.1f}",

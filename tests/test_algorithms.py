@@ -43,6 +43,9 @@ RTOL = {np.float64: 1e-12, np.float32: 1e-5}
 
 
 def fit(X, init, algorithm, device, sample_weight=None, **params):
+    # backend="torch": the bounded passes add sums with the torch ops, so they match its
+    # Lloyd to the bit (the native kernel adds in float64: same labels, other rounding).
+    params.setdefault("backend", "torch")
     km = KMeans(len(init), init=init, n_init=1, algorithm=algorithm, device=device, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # duplicate points, k = N

@@ -23,6 +23,7 @@ PARAMS = {
     "random_state": None,
     "copy_x": True,
     "algorithm": "lloyd",
+    "backend": "auto",
     "device": None,
     "chunk_bytes": None,
     "init_size": None,
@@ -82,6 +83,7 @@ def test_get_set_params_round_trip():
         device="cpu",
         chunk_bytes=4096,
         init_size=100,
+        backend="torch",
     )
     assert km.set_params(**new) is km
     assert km.get_params() == new

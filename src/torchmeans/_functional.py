@@ -13,7 +13,14 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
 from torchmeans._init import kmeans_plusplus_centers, random_centers
-from torchmeans._lloyd import IterationStats, Reducer, _no_reduce, lloyd, resolve_algorithm
+from torchmeans._lloyd import (
+    IterationStats,
+    Reducer,
+    _no_reduce,
+    lloyd,
+    resolve_algorithm,
+    resolve_backend,
+)
 from torchmeans._validation import (
     as_tensor,
     check_init_array,
@@ -114,6 +121,7 @@ def fit_data(
     reduce: Reducer = _no_reduce,
     verbose: bool = False,
     algorithm: str = "lloyd",
+    backend: str = "auto",
 ) -> KMeansResult:
     """Run ``n_init`` initializations of Lloyd on prepared data; keep the best.
 
@@ -122,6 +130,7 @@ def fit_data(
     """
     tol_abs = float(data.mean_variance()) * tol if tol > 0 else 0.0
     algorithm = resolve_algorithm(algorithm, data, n_clusters)
+    backend = resolve_backend(backend, data)  # used by Lloyd passes (bounded ones are torch)
     best: KMeansResult | None = None
     for run in range(n_init):
         initial = init(data, n_clusters, generator).to(data.acc_dtype)
@@ -129,7 +138,7 @@ def fit_data(
             logger.info("initialization %d/%d complete", run + 1, n_init)
         result = lloyd(data, initial, max_iter=max_iter, tol=tol_abs,
                        chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose,
-                       algorithm=algorithm)
+                       algorithm=algorithm, backend=backend)
         centers = result.centers + data.offset
         # predict() shifts the returned centers back; label against exactly those.
         shifted = centers - data.offset
@@ -195,6 +204,7 @@ def kmeans(
     verbose: bool = False,
     algorithm: str = "lloyd",
     init_size: int | None = None,
+    backend: str = "auto",
 ) -> KMeansResult:
     """Exact Lloyd k-means on any torch device.
 
@@ -235,6 +245,8 @@ def kmeans(
     init_size : int, optional
         Seed ``'k-means++'`` / ``'random'`` on this many rows drawn uniformly
         (default: all rows, as scikit-learn's ``KMeans``).
+    backend : {'auto', 'torch', 'native'}
+        How a Lloyd pass runs after its distance GEMM (see :class:`torchmeans.KMeans`).
 
     Returns
     -------
@@ -256,7 +268,7 @@ def kmeans(
     effective_n_init = check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
                                     n_init=n_init, max_iter=max_iter, tol=tol,
                                     chunk_bytes=chunk_bytes, algorithm=algorithm,
-                                    init_size=init_size)
+                                    init_size=init_size, backend=backend)
     weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, compute_device)
     data = make_data(X_tensor, weight, copy=copy)
     init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
@@ -272,6 +284,7 @@ def kmeans(
         chunk_bytes=chunk_bytes,
         verbose=verbose_logging(verbose),
         algorithm=algorithm,
+        backend=backend,
     )
 
 

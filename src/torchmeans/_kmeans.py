@@ -106,6 +106,13 @@ default='k-means++'
         without replacement (their sample weights kept), as scikit-learn's
         ``MiniBatchKMeans``; None seeds on all rows. For very large data: the
         seeding then costs ``init_size / n_samples`` of a full one.
+    backend : {'auto', 'torch', 'native'}, default='auto'
+        How a Lloyd pass runs after its distance GEMM. ``'torch'``: torch ops, on
+        every device (the reference). ``'native'``: a small C/OpenMP kernel that
+        fuses the nearest-center search, label update and cluster sums on the CPU
+        (dense float32/float64 data); it is compiled with the system C compiler on
+        first use (well under a second) and cached. ``'auto'``: native when it
+        applies and builds, torch otherwise. Same labels either way.
 
     Attributes
     ----------
@@ -156,6 +163,7 @@ default='k-means++'
         device: str | torch.device | None = None,
         chunk_bytes: int | None = None,
         init_size: int | None = None,
+        backend: str = "auto",
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -169,6 +177,7 @@ default='k-means++'
         self.device = device
         self.chunk_bytes = chunk_bytes
         self.init_size = init_size
+        self.backend = backend
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -237,7 +246,7 @@ default='k-means++'
         n_init = check_params(n_clusters=self.n_clusters, n_samples=n_samples, init=self.init,
                               n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                               chunk_bytes=self.chunk_bytes, algorithm=self.algorithm,
-                              init_size=self.init_size)
+                              init_size=self.init_size, backend=self.backend)
         device = X_tensor.device
         weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, device)
         data = make_data(X_tensor, weight, copy=self.copy_x)
@@ -254,6 +263,7 @@ default='k-means++'
             chunk_bytes=self.chunk_bytes,
             verbose=verbose_logging(self.verbose),
             algorithm=self.algorithm,
+            backend=self.backend,
         )
         self._offset = data.offset
         self.cluster_centers_ = output(result.centers)

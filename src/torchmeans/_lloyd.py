@@ -20,18 +20,27 @@ from torch import Tensor
 
 from torchmeans._bounds import BoundedPass, center_groups
 from torchmeans.data import KMeansData, supports_float64, weighted_sum
+from torchmeans.ops import _native
 from torchmeans.ops.assign import (
     center_terms,
     chunk_rows_for,
+    chunk_scores_into,
     nearest_centers,
     score_buffer,
+    transposed_layout,
     update_nearest,
 )
 
-__all__ = ["ALGORITHMS", "IterationStats", "LloydResult", "lloyd"]
+__all__ = ["ALGORITHMS", "BACKENDS", "IterationStats", "LloydResult", "lloyd"]
 
 ALGORITHMS = ("lloyd", "elkan", "hamerly", "yinyang", "auto")
 """``algorithm`` values: Lloyd, the bound-based variants (``torchmeans._bounds``), or auto."""
+
+BACKENDS = ("auto", "torch", "native")
+"""``backend`` values: how a Lloyd pass runs after its score GEMM. ``'torch'``: torch
+ops (the reference, every device). ``'native'``: the compiled CPU kernel of
+:mod:`torchmeans.ops._native` (dense float32/float64 rows on the CPU). ``'auto'``:
+native where it applies and builds, torch otherwise."""
 
 logger = logging.getLogger("torchmeans")
 
@@ -54,6 +63,32 @@ AUTO_BOUNDS_MIN_CLUSTERS = 64
 """Below this many clusters a Lloyd pass is cheap next to the bookkeeping of the bounds
 (1,000,000 x 8, k=16: bounds 1.9x Lloyd's time per iteration; 200,000 x 32, k=256:
 Hamerly 0.3x scikit-learn's converged fit; benchmarks/RESULTS.md)."""
+
+
+def native_unsupported(data: KMeansData) -> str | None:
+    """Why the native kernel cannot run on ``data`` (None when it can)."""
+    if data.device.type != "cpu":
+        return f"it runs on the CPU, the data is on {data.device}"
+    if not data.dense_rows:
+        return "it needs dense rows, the data is sparse"
+    if data.acc_dtype not in (torch.float32, torch.float64):
+        return f"it computes in float32 or float64, not {data.acc_dtype}"
+    return _native.unavailable_reason()
+
+
+def resolve_backend(backend: str, data: KMeansData) -> str:
+    """Return ``'torch'`` or ``'native'`` for ``backend`` on ``data``.
+
+    ``'auto'`` takes the native kernel whenever it can run: it was faster at every
+    shape measured (benchmarks/RESULTS.md). An explicit ``'native'`` that cannot
+    run raises.
+    """
+    if backend == "torch":
+        return backend
+    reason = native_unsupported(data)
+    if backend == "native" and reason is not None:
+        raise ValueError(f"backend='native' cannot run: {reason}.")
+    return "native" if reason is None else "torch"
 
 
 def _no_reduce(accumulator: Tensor) -> Tensor:
@@ -137,6 +172,26 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
     return flat
 
 
+def accumulate_native(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
+                      incremental: bool = False) -> Tensor:
+    """:func:`accumulate` with the compiled kernel after each chunk's GEMM (float64 result).
+
+    Same scores (:func:`~torchmeans.ops.assign.chunk_scores_into`), so the same
+    labels; the sums are added per thread in float64.
+    """
+    n_clusters, n_features = centers.shape
+    accumulators = _native.new_accumulators(n_clusters, n_features)
+    terms = center_terms(centers)
+    buffer = score_buffer(data, centers, rows)
+    transposed = transposed_layout(n_clusters)
+    for chunk in data.chunks(rows):
+        scores = chunk_scores_into(data, chunk, terms, buffer)
+        _native.lloyd_step(scores, chunk.x.contiguous(), chunk.weight,
+                           labels[chunk.start : chunk.stop], accumulators,
+                           transposed=transposed, incremental=incremental)
+    return accumulators.sum(dim=0)
+
+
 def _average(sums: Tensor, weights: Tensor) -> Tensor:
     """Weighted means; an empty cluster sits on the heaviest cluster's mean (as scikit-learn)."""
     means = sums / weights.clamp(min=torch.finfo(weights.dtype).tiny)[:, None]
@@ -197,6 +252,7 @@ def lloyd(
     reduce: Reducer = _no_reduce,
     verbose: bool = False,
     algorithm: str = "lloyd",
+    backend: str = "torch",
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers`` until convergence.
 
@@ -222,6 +278,9 @@ def lloyd(
     algorithm : {'lloyd', 'hamerly', 'yinyang', 'elkan'}
         The assignment pass: all distances, or the bound-based pass of
         :mod:`torchmeans._bounds` (same labels, same iterations, less work).
+    backend : {'torch', 'native'}
+        How a Lloyd pass runs after its score GEMM (see :data:`BACKENDS`; resolved
+        by :func:`resolve_backend`).
 
     Returns
     -------
@@ -244,8 +303,10 @@ def lloyd(
     sums = weights = torch.empty(0)
     incremental = False
     if algorithm == "lloyd":
+        lloyd_pass = accumulate_native if backend == "native" else accumulate
+
         def assignment_pass(centers: Tensor, labels: Tensor, incremental: bool) -> Tensor:
-            return accumulate(data, centers, labels, rows, incremental=incremental)
+            return lloyd_pass(data, centers, labels, rows, incremental=incremental)
     else:
         assignment_pass = BoundedPass(data, center_groups(centers, algorithm, n_features), rows,
                                       exact_inertia=verbose)

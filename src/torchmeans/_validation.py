@@ -12,7 +12,7 @@ import torch
 from sklearn.utils import check_array, check_random_state
 from torch import Tensor
 
-from torchmeans._lloyd import ALGORITHMS
+from torchmeans._lloyd import ALGORITHMS, BACKENDS
 from torchmeans.data import (
     DenseData,
     KMeansData,
@@ -211,6 +211,7 @@ def check_params(
     chunk_bytes: Any = None,
     algorithm: Any = "lloyd",
     init_size: Any = None,
+    backend: Any = "auto",
 ) -> int:
     """Check the k-means parameters against the data; return the effective ``n_init``.
 
@@ -235,6 +236,8 @@ def check_params(
         raise ValueError(f"init_size must be None or an integer >= 1, got {init_size!r}.")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
     if isinstance(init, str):
         if init not in ("k-means++", "random"):
             raise ValueError(

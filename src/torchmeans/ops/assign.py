@@ -23,9 +23,11 @@ __all__ = [
     "Moves",
     "assign",
     "chunk_rows_for",
+    "chunk_scores_into",
     "inertia_of",
     "nearest_centers",
     "pairwise_distances",
+    "transposed_layout",
     "update_nearest",
 ]
 
@@ -108,13 +110,22 @@ def chunk_scores(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     return data.scores(chunk.x, terms.transposed, terms.sq_norms, out=out, transposed=transposed)
 
 
+def transposed_layout(n_clusters: int) -> bool:
+    """Whether scores against ``n_clusters`` centers are laid out ``(k, rows)`` (see SMALL_K)."""
+    return n_clusters <= SMALL_K
+
+
 def _transposed(terms: CenterTerms) -> bool:
-    return terms.sq_norms.numel() <= SMALL_K
+    return transposed_layout(terms.sq_norms.numel())
 
 
-def _chunk_scores_into(data: KMeansData, chunk: Chunk, terms: CenterTerms,
-                       buffer: Tensor | None) -> Tensor:
-    """Scores of a chunk in the layout its ``k`` calls for, in ``buffer`` if given."""
+def chunk_scores_into(data: KMeansData, chunk: Chunk, terms: CenterTerms,
+                      buffer: Tensor | None) -> Tensor:
+    """Scores of a chunk in the layout its ``k`` calls for, in ``buffer`` if given.
+
+    Every assignment (fit, predict, the bounded passes, the native kernel) reads
+    scores made here, so all of them see the same rounding and pick the same labels.
+    """
     n_rows, k = chunk.stop - chunk.start, terms.sq_norms.numel()
     transposed = _transposed(terms)
     out = None
@@ -149,7 +160,7 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
         Index of the nearest center (the first one on ties), int64.
     """
     transposed = _transposed(terms)
-    scores = _chunk_scores_into(data, chunk, terms, buffer)
+    scores = chunk_scores_into(data, chunk, terms, buffer)
     if previous is None:
         return _first_minimum(scores, transposed)
     values, recheck, new_labels = _recheck_previous(scores, previous, transposed)
@@ -179,7 +190,7 @@ def update_nearest(data: KMeansData, chunk: Chunk, terms: CenterTerms, buffer: T
     the rows that are rechecked are touched, so late Lloyd passes (few moves)
     do no work proportional to the chunk beyond the scores and their minimum.
     """
-    scores = _chunk_scores_into(data, chunk, terms, buffer)
+    scores = chunk_scores_into(data, chunk, terms, buffer)
     values, recheck, new_labels = _recheck_previous(scores, labels, _transposed(terms))
     old_labels = labels[recheck]
     moved = new_labels != old_labels

@@ -1,0 +1,199 @@
+"""The optional compiled CPU kernel of a Lloyd pass (``backend='native'``).
+
+``_lloyd_kernel.c`` fuses what follows torch's score GEMM in a Lloyd pass (first
+minimum, label update, weighted sums, inertia, changed count) into one pass over a
+chunk. At small ``k`` those separate torch ops cost more than the GEMM itself
+(benchmarks/RESULTS.md). The kernel is plain C99 + OpenMP, compiled on first use
+with the system C compiler (``$CC``, else ``cc``) in well under a second, and
+cached per user:
+
+- It links against the OpenMP runtime torch has already loaded (found in
+  ``/proc/self/maps``). Torch and the kernel then share one thread pool, and
+  ``torch.set_num_threads`` and ``threadpoolctl`` limits apply to both.
+- It is built with ``-march=native``; the cache key holds the source, the
+  compiler, the flags, the runtime and the CPU's feature flags, so a cache shared
+  between different machines never loads code built for another CPU.
+- It has no torch ABI: it takes raw pointers through :mod:`ctypes`, which releases
+  the GIL during the call. There is nothing to rebuild when torch is upgraded.
+
+When any step fails (no compiler, not Linux, no OpenMP runtime in the process, a
+read-only cache) the kernel is unavailable and ``backend='auto'`` uses the torch
+path; :func:`unavailable_reason` says why. ``TORCHMEANS_NATIVE=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["available", "lloyd_step", "unavailable_reason"]
+
+logger = logging.getLogger("torchmeans")
+
+SOURCE = Path(__file__).with_name("_lloyd_kernel.c")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-std=c99")
+OPENMP_RUNTIMES = ("libgomp", "libomp", "libiomp5")
+
+
+class _Kernel:
+    """The loaded shared library, with typed entry points."""
+
+    def __init__(self, path: Path) -> None:
+        library = ctypes.CDLL(str(path))
+        args = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                                       ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                       ctypes.c_int]
+        self.steps = {}
+        for dtype, name in ((torch.float32, "tm_lloyd_step_f32"),
+                            (torch.float64, "tm_lloyd_step_f64")):
+            function = getattr(library, name)
+            function.argtypes, function.restype = args, None
+            self.steps[dtype] = function
+        self.max_threads = library.tm_max_threads
+        self.max_threads.argtypes, self.max_threads.restype = [], ctypes.c_int
+
+
+def _openmp_runtime() -> Path:
+    """Path of torch's OpenMP runtime, among those loaded in this process.
+
+    Other wheels load their own copies (scikit-learn vendors a ``libgomp`` under
+    ``scikit_learn.libs``): prefer the one inside torch's package, else one that no
+    other wheel vendors (a system or conda runtime).
+    """
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        raise OSError("no /proc/self/maps (the native kernel is built on Linux only)")
+    loaded = {Path(fields[-1]) for fields in map(str.split, maps.read_text().splitlines())
+              if len(fields) >= 6 and Path(fields[-1]).name.startswith(OPENMP_RUNTIMES)}
+    torch_dir = Path(torch.__file__).resolve().parent
+    ranked = sorted(loaded, key=lambda path: (not path.resolve().is_relative_to(torch_dir),
+                                              path.parent.name.endswith(".libs"), str(path)))
+    if not ranked or ranked[0].parent.name.endswith(".libs"):
+        raise OSError("torch has no OpenMP runtime loaded (a torch built without OpenMP)")
+    return ranked[0]
+
+
+def _cpu_flags() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return line
+    return ""
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("TORCHMEANS_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
+    return Path(base) / "torchmeans" if base else Path.home() / ".cache" / "torchmeans"
+
+
+def _build() -> _Kernel:
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        raise OSError("no C compiler found (set CC or install gcc/clang)")
+    runtime = _openmp_runtime()
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                             check=True).stdout
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), compiler, version, *FLAGS,
+                                    str(runtime), _cpu_flags()]).encode()).hexdigest()[:20]
+    target = _cache_dir() / f"lloyd_kernel_{key}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            objects = Path(scratch) / "kernel.o"
+            library = Path(scratch) / "kernel.so"
+            # Compile with -fopenmp, but link only the runtime torch loaded (not the
+            # compiler's own): one OpenMP pool in the process.
+            for command in ([compiler, *FLAGS, "-c", str(SOURCE), "-o", str(objects)],
+                            [compiler, "-shared", str(objects), str(runtime),
+                             "-o", str(library)]):
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode:
+                    raise OSError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+            os.replace(library, target)  # atomic: a concurrent build never sees half a file
+    return _Kernel(target)
+
+
+@cache
+def _load() -> _Kernel | str:
+    """Return the kernel, or the reason it cannot be used (built and loaded at most once)."""
+    if os.environ.get("TORCHMEANS_NATIVE", "1") == "0":
+        return "disabled by TORCHMEANS_NATIVE=0"
+    if not sys.platform.startswith("linux"):
+        return f"the native kernel is built on Linux only (this is {sys.platform})"
+    try:
+        return _build()
+    except (OSError, subprocess.SubprocessError) as error:
+        logger.debug("native kernel unavailable: %s", error)
+        return str(error)
+
+
+def available() -> bool:
+    """Return True when the compiled CPU kernel can run (building it on first call)."""
+    return isinstance(_load(), _Kernel)
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernel cannot run, or None when it can."""
+    loaded = _load()
+    return None if isinstance(loaded, _Kernel) else loaded
+
+
+def _kernel() -> _Kernel:
+    loaded = _load()
+    if not isinstance(loaded, _Kernel):
+        raise RuntimeError(f"backend='native' cannot run: {loaded}")
+    return loaded
+
+
+def new_accumulators(n_clusters: int, n_features: int) -> Tensor:
+    """Zeroed per-thread float64 accumulators for :func:`lloyd_step`."""
+    threads = _kernel().max_threads()
+    return torch.zeros(threads, n_clusters * n_features + n_clusters + 2, dtype=torch.float64)
+
+
+def lloyd_step(scores: Tensor, x: Tensor, weight: Tensor | None, labels: Tensor,
+               accumulators: Tensor, *, transposed: bool, incremental: bool) -> None:
+    """Label the rows of one chunk from its scores and add them to ``accumulators``.
+
+    Parameters
+    ----------
+    scores : Tensor
+        ``||c||^2 - 2 x.c``, ``(rows, k)``, or ``(k, rows)`` when ``transposed``;
+        contiguous, float32 or float64, on the CPU.
+    x : Tensor
+        ``(rows, d)`` shifted rows (unit stride along features), same dtype.
+    weight : Tensor, optional
+        ``(rows,)`` weights; None for unit weights.
+    labels : Tensor
+        ``(rows,)`` int64 previous labels, overwritten with the nearest centers.
+    accumulators : Tensor
+        From :func:`new_accumulators`; each thread adds its sums, weights, partial
+        inertia and changed count to its own row (sum the rows afterwards).
+    transposed, incremental : bool
+        Score layout; add only moved rows (old cluster minus, new cluster plus).
+    """
+    kernel = _kernel()
+    k = scores.shape[0] if transposed else scores.shape[1]
+    n_rows, n_features = x.shape
+    if not (scores.is_contiguous() and labels.is_contiguous() and x.stride(1) == 1
+            and scores.dtype == x.dtype and labels.dtype == torch.int64):
+        raise ValueError("lloyd_step needs contiguous scores, labels (int64) and rows")
+    if weight is not None:
+        weight = weight.to(x.dtype).contiguous()
+    row_stride, center_stride = (1, n_rows) if transposed else (k, 1)
+    kernel.steps[x.dtype](
+        n_rows, k, n_features, scores.data_ptr(), row_stride, center_stride,
+        x.data_ptr(), x.stride(0), None if weight is None else weight.data_ptr(),
+        labels.data_ptr(), int(incremental), accumulators.data_ptr(), accumulators.shape[0],
+    )

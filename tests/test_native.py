@@ -1,0 +1,235 @@
+"""``backend='native'``: the compiled CPU Lloyd kernel equals the torch path.
+
+The kernel (``torchmeans/ops/_lloyd_kernel.c``) reads the same score GEMM as the torch
+path, so one pass must give *identical* labels and the same sums, weights, inertia and
+changed count (the kernel adds in float64, so only to rounding). Whole fits from the
+same init must then give identical labels and ``n_iter_`` on data without near-ties.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
+
+from _helpers import EXACT_TIES, exact_lloyd, random_row_data, to_numpy
+from torchmeans import KMeans, kmeans
+from torchmeans._lloyd import accumulate, accumulate_native
+from torchmeans.data import DenseData
+from torchmeans.ops import _native
+from torchmeans.ops.assign import SMALL_K
+
+REASON = _native.unavailable_reason()
+needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"native kernel: {REASON}")
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **env})
+
+
+@needs_kernel
+def test_kernel_links_torchs_openmp_runtime_and_loads_no_other():
+    done = _run("""
+        from pathlib import Path
+        import torch, sklearn.cluster
+        def runtimes():
+            return {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+                    if "gomp" in line or "libomp" in line or "iomp" in line}
+        before = runtimes()
+        from torchmeans.ops import _native
+        assert _native.available()
+        runtime = _native._openmp_runtime()
+        assert runtime.resolve().is_relative_to(Path(torch.__file__).resolve().parent), runtime
+        assert runtimes() == before, (before, runtimes())
+        print("ok")
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+@needs_kernel
+def test_kernel_threads_follow_threadpoolctl():
+    kernel = _native._kernel()
+    with threadpool_limits(limits=1):
+        assert kernel.max_threads() == 1
+        assert _native.new_accumulators(3, 2).shape[0] == 1
+    assert kernel.max_threads() == torch.get_num_threads()
+
+
+def _pass_pair(X, weight, centers, rows, labels, incremental):
+    data = DenseData(X, weight)
+    shifted = centers - data.offset
+    torch_labels, native_labels = labels.clone(), labels.clone()
+    expected = accumulate(data, shifted, torch_labels, rows, incremental=incremental)
+    got = accumulate_native(data, shifted, native_labels, rows, incremental=incremental)
+    return expected, got, torch_labels, native_labels
+
+
+@needs_kernel
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_samples=st.integers(1, 700),
+    n_features=st.integers(1, 40),
+    n_clusters=st.sampled_from([1, 2, 5, SMALL_K, SMALL_K + 1, 70]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    weighted=st.booleans(),
+    incremental=st.booleans(),
+    rows=st.sampled_from([1, 7, 256, 257, 10_000]),
+)
+def test_one_pass_equals_the_torch_pass(seed, n_samples, n_features, n_clusters, dtype,
+                                        weighted, incremental, rows):
+    generator = torch.Generator().manual_seed(seed)
+    X = torch.randn(n_samples, n_features, generator=generator, dtype=dtype)
+    weight = torch.ones(n_samples, dtype=dtype)
+    if weighted and not incremental:  # the incremental pass is for unit weights
+        weight = torch.rand(n_samples, generator=generator, dtype=dtype) + 0.5
+    centers = torch.randn(n_clusters, n_features, generator=generator, dtype=dtype)
+    labels = torch.randint(n_clusters, (n_samples,), generator=generator)
+    if not incremental:
+        labels[: n_samples // 2] = -1  # no previous label
+    expected, got, torch_labels, native_labels = _pass_pair(X, weight, centers, rows, labels,
+                                                            incremental)
+    assert torch.equal(native_labels, torch_labels)
+    assert got.dtype == torch.float64
+    rtol = 1e-12 if dtype == torch.float64 else 2e-5
+    scale = float(expected.abs().max()) + 1.0
+    np.testing.assert_allclose(got.numpy(), expected.double().numpy(), rtol=0,
+                               atol=rtol * scale * (n_samples + 1))
+    assert got[-1] == expected[-1] == int((torch_labels != labels).sum())
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", list(EXACT_TIES))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_exact_ties_take_the_first_center(name, dtype):
+    rows, centers = EXACT_TIES[name]
+    labels, expected_centers, changed = exact_lloyd(rows, centers)
+    for chunk_bytes in (None, 1, 64):
+        km = KMeans(len(centers), init=np.array(centers, dtype=dtype), n_init=1, tol=0.0,
+                    backend="native", chunk_bytes=chunk_bytes).fit(np.array(rows, dtype=dtype))
+        np.testing.assert_array_equal(km.labels_, labels)
+        np.testing.assert_array_equal(km.cluster_centers_, expected_centers)
+        assert [s.n_changed for s in km.n_iter_history_] == changed
+
+
+@needs_kernel
+@pytest.mark.parametrize("n_clusters", [3, SMALL_K, 50])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fit_equals_the_torch_fit(n_clusters, weighted):
+    X, init = random_row_data(3000, 6, 8, n_clusters, seed=n_clusters)
+    weight = np.random.default_rng(1).uniform(0.5, 2, len(X)) if weighted else None
+    fits = {backend: KMeans(n_clusters, init=init, n_init=1, max_iter=100, tol=0.0,
+                            backend=backend, chunk_bytes=1 << 14).fit(X, sample_weight=weight)
+            for backend in ("torch", "native")}
+    torch_fit, native_fit = fits["torch"], fits["native"]
+    np.testing.assert_array_equal(native_fit.labels_, torch_fit.labels_)
+    np.testing.assert_allclose(native_fit.cluster_centers_, torch_fit.cluster_centers_,
+                               rtol=1e-12, atol=1e-12)
+    assert native_fit.n_iter_ == torch_fit.n_iter_
+    assert [s.n_changed for s in native_fit.n_iter_history_] == [
+        s.n_changed for s in torch_fit.n_iter_history_]
+    np.testing.assert_allclose(native_fit.inertia_, torch_fit.inertia_, rtol=1e-12)
+
+
+@needs_kernel
+def test_empty_clusters_are_relocated_as_with_torch():
+    X, _ = random_row_data(500, 3, 4, 4, seed=3)
+    init = np.repeat(X[:1], 6, axis=0) + np.arange(6)[:, None] * 1e-3  # most start empty
+    fits = [KMeans(6, init=init, n_init=1, tol=0.0, backend=backend).fit(X)
+            for backend in ("torch", "native")]
+    assert min(s.n_empty for s in fits[0].n_iter_history_[:1]) > 0
+    np.testing.assert_array_equal(fits[1].labels_, fits[0].labels_)
+    np.testing.assert_allclose(fits[1].cluster_centers_, fits[0].cluster_centers_, rtol=1e-12)
+
+
+@needs_kernel
+def test_half_precision_and_lazy_shift_run_native():
+    X, init = random_row_data(2000, 5, 4, 4, seed=5)
+    ref = kmeans(torch.from_numpy(X).float(), 4, init=torch.from_numpy(init), backend="torch",
+                 copy=False, tol=0.0)
+    got = kmeans(torch.from_numpy(X).float(), 4, init=torch.from_numpy(init), backend="native",
+                 copy=False, tol=0.0)
+    assert torch.equal(got.labels, ref.labels)
+    half = kmeans(torch.from_numpy(X).to(torch.bfloat16), 4, init=torch.from_numpy(init),
+                  backend="native", tol=0.0)
+    assert half.centers.dtype == torch.float32
+    assert half.n_iter >= 1
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        KMeans(2, backend="cuda").fit(np.random.default_rng(0).random((10, 2)))
+
+
+def test_native_on_sparse_data_names_the_problem():
+    X = sp.random(50, 8, density=0.3, format="csr", random_state=0)
+    with pytest.raises(ValueError, match=r"backend=.native. cannot run: .*sparse"):
+        KMeans(2, backend="native", n_init=1).fit(X)
+    assert KMeans(2, backend="auto", n_init=1, random_state=0).fit(X).n_iter_ >= 1
+
+
+def test_without_a_compiler_auto_falls_back_and_native_raises(tmp_path):
+    done = _run("""
+        import numpy as np, pytest
+        from torchmeans import KMeans
+        from torchmeans.ops import _native
+        reason = _native.unavailable_reason()
+        assert "no C compiler" in reason, reason
+        X = np.random.default_rng(0).normal(size=(200, 3))
+        auto = KMeans(3, random_state=0, n_init=1).fit(X)
+        torch_fit = KMeans(3, random_state=0, n_init=1, backend="torch").fit(X)
+        np.testing.assert_array_equal(auto.labels_, torch_fit.labels_)
+        with pytest.raises(ValueError, match="no C compiler"):
+            KMeans(3, backend="native").fit(X)
+        print("ok")
+    """, CC=str(tmp_path / "no-such-compiler"), TORCHMEANS_CACHE_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert not list(tmp_path.rglob("*.so"))
+
+
+def test_disabled_by_environment():
+    done = _run("from torchmeans.ops import _native; print(_native.unavailable_reason())",
+                TORCHMEANS_NATIVE="0")
+    assert done.returncode == 0, done.stderr
+    assert "TORCHMEANS_NATIVE=0" in done.stdout
+
+
+@needs_kernel
+def test_build_is_cached_per_source_and_cpu(tmp_path):
+    code = "from torchmeans.ops import _native; assert _native.available(); print('ok')"
+    for _ in range(2):
+        done = _run(code, TORCHMEANS_CACHE_DIR=str(tmp_path))
+        assert done.returncode == 0, done.stderr
+    built = list(tmp_path.rglob("*.so"))
+    assert len(built) == 1
+    assert built[0].name.startswith("lloyd_kernel_")
+    assert not [p for p in tmp_path.rglob("*") if p.is_dir() and p.name.startswith("tmp")]
+
+
+@needs_kernel
+def test_auto_uses_the_kernel_on_dense_cpu_data(monkeypatch):
+    calls = []
+    original = _native.lloyd_step
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["transposed"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_native, "lloyd_step", spy)
+    X, init = random_row_data(300, 2, 3, 3, seed=0)
+    km = KMeans(3, init=init, n_init=1).fit(X)
+    assert calls
+    assert all(calls)
+    calls.clear()
+    KMeans(3, init=init, n_init=1, backend="torch").fit(X)
+    assert not calls
+    assert to_numpy(km.labels_).shape == (300,)
