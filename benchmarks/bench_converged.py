@@ -46,14 +46,18 @@ def fitters(init: np.ndarray, k: int) -> dict[str, Callable[[np.ndarray], tuple[
             return float(km.inertia_), int(km.n_iter_)
         return fit
 
-    def torchmeans_fit(algorithm: str) -> Callable[[np.ndarray], tuple[float, int]]:
+    def torchmeans_fit(algorithm: str,
+                       backend: str = "auto") -> Callable[[np.ndarray], tuple[float, int]]:
         def fit(X: np.ndarray) -> tuple[float, int]:
-            km = torchmeans.KMeans(k, init=init, n_init=1, algorithm=algorithm).fit(X)
+            km = torchmeans.KMeans(k, init=init, n_init=1, algorithm=algorithm,
+                                   backend=backend).fit(X)
             return float(km.inertia_), int(km.n_iter_)
         return fit
 
     table = {f"sklearn {a}": sklearn_fit(a) for a in ("lloyd", "elkan")}
     table.update({f"torchmeans {a}": torchmeans_fit(a) for a in TORCHMEANS_ALGORITHMS})
+    # Lloyd's pure-torch path (backend='torch'); 'lloyd' above takes the native kernel.
+    table["torchmeans lloyd, backend=torch"] = torchmeans_fit("lloyd", "torch")
     return table
 
 

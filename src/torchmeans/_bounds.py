@@ -49,6 +49,10 @@ from torchmeans.ops.assign import (
 
 __all__ = ["BoundedPass", "center_groups"]
 
+FILTER_CHUNK_FACTOR = 16
+"""A bounded pass filters rows in chunks this many times the GEMM's (when chunks are
+views): fewer, larger per-chunk steps once few rows fail (benchmarks/RESULTS.md)."""
+
 YINYANG_GROUP_SIZE = 10
 """Centers per group for ``'yinyang'`` (the paper's ``t = k / 10``)."""
 
@@ -276,48 +280,56 @@ class BoundedPass:
         lower = torch.maximum(lower, (2 * half_gaps[labels] - self.upper).clamp_(min=0))
         failing = self.upper.square() + 2 * margin >= lower.square()
         self.n_recomputed = 0
-        for chunk in data.chunks(self.rows):
+        # Late passes recompute ~1% of rows: filter over larger chunks when they are views
+        # (no copy), and recompute the failing rows in gathered batches of the GEMM's size.
+        filter_rows = self.rows * (FILTER_CHUNK_FACTOR if data.chunks_are_views else 1)
+        for chunk in data.chunks(filter_rows):
             start, stop = chunk.start, chunk.stop
             rows = torch.nonzero(failing[start:stop]).squeeze(1)
             if rows.numel() == 0:
                 continue
             # Tighten the upper bound to the exact distance; recheck.
-            subset = data.select(chunk, rows)
             chunk_labels = labels[start:stop]
             row_labels = chunk_labels.index_select(0, rows)
             row_margin = margin[start:stop].index_select(0, rows)
-            exact = data.sq_distances_to(subset, centers, row_labels)
+            exact = data.sq_distances_to(data.select(chunk, rows), centers, row_labels)
             upper = (exact + row_margin).sqrt_()
             self.upper[start + rows] = upper
             row_lower = lower[start:stop].index_select(0, rows)
             still = upper.square() + 2 * row_margin >= row_lower.square()
             rows, row_labels, row_margin = rows[still], row_labels[still], row_margin[still]
-            if rows.numel() == 0:
-                continue
             self.n_recomputed += rows.numel()
-            if 2 * rows.numel() > stop - start:
-                # Most of the chunk fails: recompute all of it, no gathered copy.
-                rows = torch.arange(stop - start, device=rows.device)
-                row_labels = chunk_labels.clone()
-                row_margin = margin[start:stop]
-                subset = chunk
-            else:
-                subset = data.select(chunk, rows)
-            scores = self._scores(subset, terms, buffer)
-            new_labels, upper, group_lower = self._reassign(scores, subset, row_labels,
-                                                            row_margin)
-            self.upper[start + rows] = upper
-            self.lower[start + rows] = group_lower
-            moved = new_labels != row_labels
-            moved_rows = rows[moved]
-            scalars[1] += moved_rows.numel()
-            if moved_rows.numel() == 0:
-                continue
-            old, new = row_labels[moved], new_labels[moved]
-            chunk_labels[moved_rows] = new
-            if incremental:
-                data.add_weighted_sums(chunk, new, sums, weights, rows=moved_rows)
-                data.add_weighted_sums(chunk, old, sums, weights, rows=moved_rows, alpha=-1)
+            for begin in range(0, rows.numel(), self.rows):
+                batch = slice(begin, begin + self.rows)
+                self._recompute(chunk, rows[batch], row_labels[batch], row_margin[batch],
+                                terms, buffer, labels, scalars, sums, weights, incremental)
+
+    def _recompute(self, chunk: Chunk, rows: Tensor, row_labels: Tensor, row_margin: Tensor,
+                   terms: CenterTerms, buffer: Tensor, labels: Tensor, scalars: Tensor,
+                   sums: Tensor, weights: Tensor, incremental: bool) -> None:
+        """All distances of the failing ``rows`` of ``chunk`` (one GEMM); move their labels."""
+        data, start = self.data, chunk.start
+        first, last = (int(end) for end in rows[[0, -1]])
+        if data.chunks_are_views and last - first + 1 == rows.numel():
+            # A run of consecutive rows (early passes: most rows fail): a view, no copy.
+            weight = None if chunk.weight is None else chunk.weight[first : last + 1]
+            subset = Chunk(start, chunk.stop, chunk.x[first : last + 1], weight, data, rows)
+        else:
+            subset = data.select(chunk, rows)
+        scores = self._scores(subset, terms, buffer)
+        new_labels, upper, group_lower = self._reassign(scores, subset, row_labels, row_margin)
+        self.upper[start + rows] = upper
+        self.lower[start + rows] = group_lower
+        moved = new_labels != row_labels
+        moved_rows = rows[moved]
+        scalars[1] += moved_rows.numel()
+        if moved_rows.numel() == 0:
+            return
+        old, new = row_labels[moved], new_labels[moved]
+        labels[start + moved_rows] = new
+        if incremental:
+            data.add_weighted_sums(chunk, new, sums, weights, rows=moved_rows)
+            data.add_weighted_sums(chunk, old, sums, weights, rows=moved_rows, alpha=-1)
 
     def _partial_inertia(self, centers: Tensor, labels: Tensor) -> Tensor:
         """Exact inertia of ``labels`` against ``centers``, less ``sum w ||x||^2``."""

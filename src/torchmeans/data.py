@@ -113,6 +113,9 @@ class KMeansData(ABC):
     """``(n_samples,)`` squared norms of the shifted rows (may be computed on first use)."""
     dense_rows: bool
     """True when chunks hold dense rows (``chunk.x`` is a strided tensor)."""
+    chunks_are_views: bool = False
+    """True when a chunk's ``x`` is a view of rows held in memory (no copy per chunk), so
+    passes that touch few rows may read the data in larger chunks than the budget."""
     dense_width: int
     """Floats per row that chunk temporaries hold besides the scores (``n_features``
     for dense rows, 0 for sparse rows, whose products never densify a row)."""
@@ -279,6 +282,7 @@ class DenseData(KMeansData):
             self._rows = X
             self._lazy_offset = self.offset
         self._sq_norms: Tensor | None = None
+        self.chunks_are_views = self._lazy_offset is None
 
     def _shifted(self, start: int, stop: int) -> Tensor:
         x = self._rows[start:stop]
