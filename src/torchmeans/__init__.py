@@ -1,15 +1,22 @@
 """torchmeans: exact k-means on PyTorch, a scikit-learn drop-in for any torch device."""
 
+from torchmeans import metrics
 from torchmeans._functional import KMeansResult, kmeans, kmeans_plusplus
+from torchmeans._io import ModelFileError, load
 from torchmeans._kmeans import KMeans
 from torchmeans._lloyd import IterationStats
 from torchmeans._version import __version__
+from torchmeans.module import KMeansModule
 
 __all__ = [
     "IterationStats",
     "KMeans",
+    "KMeansModule",
     "KMeansResult",
+    "ModelFileError",
     "__version__",
     "kmeans",
     "kmeans_plusplus",
+    "load",
+    "metrics",
 ]

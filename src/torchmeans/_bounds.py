@@ -280,40 +280,46 @@ class BoundedPass:
         lower = torch.maximum(lower, (2 * half_gaps[labels] - self.upper).clamp_(min=0))
         failing = self.upper.square() + 2 * margin >= lower.square()
         self.n_recomputed = 0
-        # Late passes recompute ~1% of rows: filter over larger chunks when they are views
-        # (no copy), and recompute the failing rows in gathered batches of the GEMM's size.
-        filter_rows = self.rows * (FILTER_CHUNK_FACTOR if data.chunks_are_views else 1)
-        for chunk in data.chunks(filter_rows):
-            start, stop = chunk.start, chunk.stop
-            rows = torch.nonzero(failing[start:stop]).squeeze(1)
-            if rows.numel() == 0:
-                continue
-            # Tighten the upper bound to the exact distance; recheck.
-            chunk_labels = labels[start:stop]
-            row_labels = chunk_labels.index_select(0, rows)
-            row_margin = margin[start:stop].index_select(0, rows)
-            exact = data.sq_distances_to(data.select(chunk, rows), centers, row_labels)
-            upper = (exact + row_margin).sqrt_()
-            self.upper[start + rows] = upper
-            row_lower = lower[start:stop].index_select(0, rows)
-            still = upper.square() + 2 * row_margin >= row_lower.square()
-            rows, row_labels, row_margin = rows[still], row_labels[still], row_margin[still]
-            self.n_recomputed += rows.numel()
-            for begin in range(0, rows.numel(), self.rows):
-                batch = slice(begin, begin + self.rows)
-                self._recompute(chunk, rows[batch], row_labels[batch], row_margin[batch],
-                                terms, buffer, labels, scalars, sums, weights, incremental)
+        # Late passes fail ~1% of rows: then filter over chunks FILTER_CHUNK_FACTOR times
+        # larger when they are views (no copy), to save per-chunk steps. Failing rows are
+        # handled in batches of at most ``rows``, so temporaries stay within the budget.
+        few = int(failing.sum()) * FILTER_CHUNK_FACTOR <= data.n_samples
+        factor = FILTER_CHUNK_FACTOR if few and data.chunks_are_views else 1
+        for chunk in data.chunks(self.rows * factor):
+            failing_rows = torch.nonzero(failing[chunk.start : chunk.stop]).squeeze(1)
+            for begin in range(0, failing_rows.numel(), self.rows):
+                self._tighten_and_recompute(chunk, failing_rows[begin : begin + self.rows],
+                                            centers, terms, buffer, labels, margin, lower,
+                                            scalars, sums, weights, incremental)
 
-    def _recompute(self, chunk: Chunk, rows: Tensor, row_labels: Tensor, row_margin: Tensor,
-                   terms: CenterTerms, buffer: Tensor, labels: Tensor, scalars: Tensor,
-                   sums: Tensor, weights: Tensor, incremental: bool) -> None:
-        """All distances of the failing ``rows`` of ``chunk`` (one GEMM); move their labels."""
-        data, start = self.data, chunk.start
-        first, last = (int(end) for end in rows[[0, -1]])
-        if data.chunks_are_views and last - first + 1 == rows.numel():
-            # A run of consecutive rows (early passes: most rows fail): a view, no copy.
-            weight = None if chunk.weight is None else chunk.weight[first : last + 1]
-            subset = Chunk(start, chunk.stop, chunk.x[first : last + 1], weight, data, rows)
+    def _tighten_and_recompute(self, chunk: Chunk, rows: Tensor, centers: Tensor,
+                               terms: CenterTerms, buffer: Tensor, labels: Tensor,
+                               margin: Tensor, lower: Tensor, scalars: Tensor, sums: Tensor,
+                               weights: Tensor, incremental: bool) -> None:
+        """Rows of ``chunk`` that failed the test: tighten ``u``, recompute those still failing.
+
+        The recomputation is one GEMM on the gathered rows, or on the whole chunk (a
+        view, no copy) when more than half of it fails.
+        """
+        data, start, stop = self.data, chunk.start, chunk.stop
+        chunk_labels = labels[start:stop]
+        row_labels = chunk_labels.index_select(0, rows)
+        row_margin = margin[start:stop].index_select(0, rows)
+        exact = data.sq_distances_to(data.select(chunk, rows), centers, row_labels)
+        upper = (exact + row_margin).sqrt_()
+        self.upper[start + rows] = upper
+        row_lower = lower[start:stop].index_select(0, rows)
+        still = upper.square() + 2 * row_margin >= row_lower.square()
+        rows, row_labels, row_margin = rows[still], row_labels[still], row_margin[still]
+        if rows.numel() == 0:
+            return
+        self.n_recomputed += rows.numel()
+        if 2 * rows.numel() > stop - start and stop - start <= self.rows:
+            # Most of the chunk fails: recompute all of it, no gathered copy.
+            rows = torch.arange(stop - start, device=rows.device)
+            row_labels = chunk_labels.clone()
+            row_margin = margin[start:stop]
+            subset = chunk
         else:
             subset = data.select(chunk, rows)
         scores = self._scores(subset, terms, buffer)
@@ -326,7 +332,7 @@ class BoundedPass:
         if moved_rows.numel() == 0:
             return
         old, new = row_labels[moved], new_labels[moved]
-        labels[start + moved_rows] = new
+        chunk_labels[moved_rows] = new
         if incremental:
             data.add_weighted_sums(chunk, new, sums, weights, rows=moved_rows)
             data.add_weighted_sums(chunk, old, sums, weights, rows=moved_rows, alpha=-1)

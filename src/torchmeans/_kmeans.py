@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from torchmeans._validation import (
     to_device,
 )
 from torchmeans.data import KMeansData, accumulation_dtype
+from torchmeans.module import KMeansModule
 from torchmeans.ops.assign import assign, pairwise_distances
 
 __all__ = ["KMeans"]
@@ -273,6 +276,46 @@ default='k-means++'
         self.n_iter_history_ = result.history
         self._n_features_out = self.n_clusters
         return self
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model to a safetensors file (read it with :func:`torchmeans.load`).
+
+        Parameters
+        ----------
+        path : str or PathLike
+            Destination, conventionally ``*.safetensors``; written atomically.
+
+        Returns
+        -------
+        Path
+            The path written.
+        """
+        from torchmeans._io import save
+
+        return save(self, path)
+
+    def to_module(self, *, return_distances: bool = False) -> KMeansModule:
+        """Return a ``torch.nn.Module`` mapping vectors to their nearest center's index.
+
+        The module works under ``torch.compile`` and ``torch.export`` and gives
+        ``predict``'s labels (see :class:`torchmeans.module.KMeansModule`).
+
+        Parameters
+        ----------
+        return_distances : bool, default=False
+            Also return each vector's Euclidean distance to its center.
+
+        Returns
+        -------
+        KMeansModule
+            On the device the centers live on (move it with ``.to``).
+        """
+        check_is_fitted(self)
+        centers = self.cluster_centers_
+        if not isinstance(centers, Tensor):
+            centers = torch.from_numpy(np.ascontiguousarray(centers))
+        return KMeansModule(centers, self._offset.to(centers.device),
+                            return_distances=return_distances)
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return the cluster of each sample (``labels_``).

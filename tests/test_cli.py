@@ -1,0 +1,239 @@
+"""The ``torchmeans`` command line, through click's test runner (and one real subprocess)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.datasets import make_blobs
+
+import torchmeans
+from torchmeans.cli import build_cli
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+COMMANDS = ["fit", "predict", "sweep", "info", "demo", "env"]
+
+
+@pytest.fixture(scope="module")
+def cli():
+    return build_cli()
+
+
+def run(cli, *args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input,
+                              catch_exceptions=False)
+
+
+@pytest.fixture
+def blobs_csv(tmp_path):
+    X, _ = make_blobs(n_samples=300, centers=4, cluster_std=0.6, random_state=0)
+    path = tmp_path / "blobs.csv"
+    np.savetxt(path, X, delimiter=",", header="x,y", comments="")
+    return path, X
+
+
+def one_line_error(result):
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(cli, command):
+    result = run(cli, command, "--help")
+    assert result.exit_code == 0
+    assert result.output.startswith(f"Usage: {cli.name or 'cli'} {command}") or (
+        f" {command} " in result.output.splitlines()[0])
+
+
+def test_fit_writes_model_labels_and_plot(cli, blobs_csv, tmp_path):
+    path, X = blobs_csv
+    model, labels, plot = tmp_path / "m.safetensors", tmp_path / "l.npy", tmp_path / "c.png"
+    result = run(cli, "fit", path, "-k", 4, "--seed", 0, "--out", model, "--labels", labels,
+                 "--plot", plot, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["n_samples"] == 300
+    assert summary["n_features"] == 2
+    assert summary["n_clusters"] == 4
+    assert summary["cluster_size_min"] == summary["cluster_size_max"] == 75
+    reference = torchmeans.KMeans(4, random_state=0).fit(X)
+    np.testing.assert_array_equal(np.load(labels), reference.labels_)
+    assert summary["inertia"] == pytest.approx(reference.inertia_)
+    assert plot.read_bytes().startswith(PNG_SIGNATURE)
+    assert torchmeans.load(model).n_features_in_ == 2
+
+
+def test_fit_text_summary_and_options(cli, blobs_csv):
+    path, _ = blobs_csv
+    result = run(cli, "fit", path, "-k", 3, "--init", "random", "--n-init", 2, "--max-iter", 50,
+                 "--algorithm", "hamerly", "--dtype", "float32", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "n_clusters: 3" in result.output
+    assert "device: cpu" in result.output
+
+
+def test_csv_on_stdin_and_columns(cli, tmp_path):
+    text = "a,b,c\n1,2,x\n1.1,2.1,y\n9,9,z\n9.2,9.1,w\n"
+    result = run(cli, "fit", "-", "-k", 2, "--columns", "a,b", "--json", input=text)
+    # --columns applies after reading: the non-numeric column c is named in the error
+    assert result.exit_code != 0
+    assert "column c" in one_line_error(result)
+    numeric = "1,2\n1.1,2.1\n9,9\n9.2,9.1\n"
+    result = run(cli, "fit", "-", "-k", 2, "--json", input=numeric)
+    assert json.loads(result.output)["n_samples"] == 4
+
+
+def test_sample_weight_column_and_file(cli, tmp_path):
+    path = tmp_path / "w.csv"
+    path.write_text("x,y,w\n0,0,1\n0,1,1\n10,10,5\n10,11,1\n")
+    result = run(cli, "fit", path, "-k", 2, "--sample-weight", "w", "--seed", 0, "--json")
+    summary = json.loads(result.output)
+    assert summary["n_features"] == 2
+    expected = torchmeans.KMeans(2, random_state=0).fit(
+        np.array([[0, 0], [0, 1], [10, 10], [10, 11.0]]), sample_weight=[1, 1, 5, 1])
+    assert summary["inertia"] == pytest.approx(expected.inertia_)
+    weights = tmp_path / "weights.npy"
+    np.save(weights, np.ones(4))
+    data = tmp_path / "d.npy"
+    np.save(data, np.array([[0, 0], [0, 1], [10, 10], [10, 11.0]]))
+    assert run(cli, "fit", data, "-k", 2, "--sample-weight", weights).exit_code == 0
+    np.save(weights, np.ones(3))
+    assert "expected 4 weights" in one_line_error(run(cli, "fit", data, "-k", 2,
+                                                      "--sample-weight", weights))
+
+
+def test_predict_transform_and_info(cli, blobs_csv, tmp_path):
+    path, X = blobs_csv
+    model = tmp_path / "m.safetensors"
+    run(cli, "fit", path, "-k", 4, "--seed", 0, "--out", model)
+    km = torchmeans.load(model)
+    out = tmp_path / "p.npy"
+    assert run(cli, "predict", model, path, "--out", out).exit_code == 0
+    np.testing.assert_array_equal(np.load(out), km.predict(X))
+    assert run(cli, "predict", model, path, "--out", out, "--transform").exit_code == 0
+    np.testing.assert_allclose(np.load(out), km.transform(X))
+    info = json.loads(run(cli, "info", model, "--json").output)
+    assert info["n_clusters"] == 4
+    assert info["training"]["cluster_sizes"] == [75] * 4
+    assert "n_clusters: 4" in run(cli, "info", model).output
+
+
+def test_sweep_reports_scores_and_suggests_k(cli, blobs_csv, tmp_path):
+    path, _ = blobs_csv
+    plot = tmp_path / "elbow.png"
+    result = run(cli, "sweep", path, "--k", "2:6", "--plot", plot, "--json")
+    assert result.exit_code == 0, result.output
+    sweep = json.loads(result.output)
+    assert [p["n_clusters"] for p in sweep["points"]] == [2, 3, 4, 5, 6]
+    assert sweep["suggested_k"] == 4
+    assert sweep["elbow_k"] == 4
+    assert plot.read_bytes().startswith(PNG_SIGNATURE)
+    text = run(cli, "sweep", path, "--k", "2,4", "--quiet").output
+    assert "suggested k (best silhouette): 4" in text
+
+
+def test_env_lists_versions(cli):
+    details = json.loads(run(cli, "env", "--json").output)
+    assert details["torch"] != "not installed"
+    assert details["devices"][0] == "cpu"
+    assert "native_kernel" in details
+
+
+def test_demo_writes_png(cli, tmp_path):
+    out = tmp_path / "blobs.png"
+    assert run(cli, "demo", "--out", out).exit_code == 0
+    assert out.read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("1,2\n3,x\n", "row 2, column 1: 'x' is not a number"),
+    ("1,2\n3,4,5\n", "row 2 has 3 fields, expected 2"),
+    ("", "is empty"),
+    ("a,b\n", "has a header but no rows"),
+])
+def test_bad_csv_gives_one_line_error(cli, tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    line = one_line_error(run(cli, "fit", path, "-k", 2))
+    assert str(path) in line
+    assert message in line
+
+
+def test_bad_arrays_and_paths(cli, tmp_path):
+    nan = tmp_path / "nan.npy"
+    X = np.ones((5, 3))
+    X[3, 1] = np.nan
+    np.save(nan, X)
+    assert "row 3, column 1 is nan" in one_line_error(run(cli, "fit", nan, "-k", 2))
+    assert "no such file" in one_line_error(run(cli, "fit", tmp_path / "missing.npy", "-k", 2))
+    odd = tmp_path / "data.xyz"
+    odd.write_text("1,2")
+    assert "unknown file type" in one_line_error(run(cli, "fit", odd, "-k", 2))
+    archive = tmp_path / "two.npz"
+    np.savez(archive, a=np.ones((4, 2)), b=np.zeros((4, 2)))
+    assert "--array" in one_line_error(run(cli, "fit", archive, "-k", 2))
+    assert run(cli, "fit", archive, "-k", 2, "--array", "a").exit_code == 0
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert "not a numeric .npy array" in one_line_error(run(cli, "fit", objects, "-k", 1))
+
+
+def test_bad_parameters_and_models(cli, blobs_csv, tmp_path):
+    path, _ = blobs_csv
+    assert "n_samples=300 should be >= n_clusters=500" in one_line_error(
+        run(cli, "fit", path, "-k", 500))
+    assert "--n-init must be" in one_line_error(run(cli, "fit", path, "-k", 2, "--n-init", "x"))
+    assert "--k must be" in one_line_error(run(cli, "sweep", path, "--k", "a:b"))
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"not a model at all")
+    assert "corrupt or truncated" in one_line_error(
+        run(cli, "predict", corrupt, path, "--out", tmp_path / "o.npy"))
+    model = tmp_path / "m.safetensors"
+    run(cli, "fit", path, "-k", 2, "--out", model)
+    wide = tmp_path / "wide.npy"
+    np.save(wide, np.ones((4, 5)))
+    assert "5 features" in one_line_error(
+        run(cli, "predict", model, wide, "--out", tmp_path / "o.npy"))
+    usage = run(cli, "fit", path)  # -k missing: a usage error
+    assert usage.exit_code == 2
+
+
+def test_parquet_columns_and_embeddings(cli, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    X, _ = make_blobs(n_samples=60, centers=3, random_state=1)
+    table = pa.table({"x": X[:, 0], "y": X[:, 1]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    summary = json.loads(run(cli, "fit", tmp_path / "t.parquet", "-k", 3, "--json").output)
+    assert summary["n_features"] == 2
+    embeddings = pa.table({"emb": pa.array(list(X), type=pa.list_(pa.float64(), 2))})
+    pq.write_table(embeddings, tmp_path / "e.parquet")
+    summary = json.loads(run(cli, "fit", tmp_path / "e.parquet", "-k", 3, "--json").output)
+    assert summary["n_features"] == 2
+    pq.write_table(pa.table({"name": ["a"] * 60, "x": X[:, 0]}), tmp_path / "s.parquet")
+    assert "non-numeric columns ['name']" in one_line_error(
+        run(cli, "fit", tmp_path / "s.parquet", "-k", 3))
+
+
+def test_end_to_end_in_new_processes(blobs_csv, tmp_path):
+    path, _ = blobs_csv
+    model, labels = tmp_path / "m.safetensors", tmp_path / "fit.npy"
+    command = [sys.executable, "-m", "torchmeans"]
+    subprocess.run([*command, "fit", str(path), "-k", "4", "--seed", "1", "--out", str(model),
+                    "--labels", str(labels), "--quiet"], check=True, timeout=300,
+                   capture_output=True)
+    predicted = tmp_path / "predicted.npy"
+    done = subprocess.run([*command, "predict", str(model), str(path), "--out", str(predicted)],
+                          timeout=300, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(np.load(predicted), np.load(labels))
+    failed = subprocess.run([*command, "predict", str(tmp_path / "none.safetensors"), str(path),
+                             "--out", str(predicted)], timeout=300, capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().count("\n") == 0
+    assert "no such model file" in failed.stderr
