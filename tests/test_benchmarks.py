@@ -17,6 +17,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_converged.py", "torchmeans hamerly"),
         ("bench_init.py", "torchmeans kmeans_plusplus"),
         ("bench_suite.py", "torchmeans lloyd"),
+        ("bench_metrics.py", "silhouette_score"),
     ],
 )
 def test_benchmark_quick_mode_runs(script, expected):

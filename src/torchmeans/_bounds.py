@@ -280,48 +280,61 @@ class BoundedPass:
         lower = torch.maximum(lower, (2 * half_gaps[labels] - self.upper).clamp_(min=0))
         failing = self.upper.square() + 2 * margin >= lower.square()
         self.n_recomputed = 0
-        # Late passes fail ~1% of rows: then filter over chunks FILTER_CHUNK_FACTOR times
-        # larger when they are views (no copy), to save per-chunk steps. Failing rows are
-        # handled in batches of at most ``rows``, so temporaries stay within the budget.
-        few = int(failing.sum()) * FILTER_CHUNK_FACTOR <= data.n_samples
-        factor = FILTER_CHUNK_FACTOR if few and data.chunks_are_views else 1
+        # Chunks FILTER_CHUNK_FACTOR times the GEMM's size when they are views (no copy):
+        # fewer per-chunk steps. Within one, failing rows are tightened in batches of at most
+        # ``rows``; the GEMM-sized blocks where more than half still fail are recomputed
+        # whole (a view, no copy), the other still-failing rows in gathered batches.
+        factor = FILTER_CHUNK_FACTOR if data.chunks_are_views else 1
         for chunk in data.chunks(self.rows * factor):
-            failing_rows = torch.nonzero(failing[chunk.start : chunk.stop]).squeeze(1)
-            for begin in range(0, failing_rows.numel(), self.rows):
-                self._tighten_and_recompute(chunk, failing_rows[begin : begin + self.rows],
-                                            centers, terms, buffer, labels, margin, lower,
-                                            scalars, sums, weights, incremental)
+            start, stop = chunk.start, chunk.stop
+            failing_rows = torch.nonzero(failing[start:stop]).squeeze(1)
+            if failing_rows.numel() == 0:
+                continue
+            still = torch.cat([
+                self._tighten(chunk, failing_rows[begin : begin + self.rows], centers,
+                              margin, lower, labels)
+                for begin in range(0, failing_rows.numel(), self.rows)
+            ])
+            self.n_recomputed += still.numel()
+            block = torch.div(still, self.rows, rounding_mode="floor")
+            n_blocks = -(-(stop - start) // self.rows)
+            block_sizes = torch.full((n_blocks,), self.rows, device=still.device)
+            block_sizes[-1] = stop - start - (n_blocks - 1) * self.rows
+            dense = torch.bincount(block, minlength=n_blocks) * 2 > block_sizes
+            for index in torch.nonzero(dense).squeeze(1).tolist():
+                first, last = index * self.rows, min((index + 1) * self.rows, stop - start)
+                rows = torch.arange(first, last, device=still.device)
+                subset = chunk if last - first == stop - start else Chunk(
+                    start, stop, chunk.x[first:last],
+                    None if chunk.weight is None else chunk.weight[first:last], data, rows)
+                self._recompute(chunk, subset, rows, terms, buffer, labels, margin, scalars,
+                                sums, weights, incremental)
+            scattered = still[~dense[block]]
+            for begin in range(0, scattered.numel(), self.rows):
+                rows = scattered[begin : begin + self.rows]
+                self._recompute(chunk, data.select(chunk, rows), rows, terms, buffer, labels,
+                                margin, scalars, sums, weights, incremental)
 
-    def _tighten_and_recompute(self, chunk: Chunk, rows: Tensor, centers: Tensor,
-                               terms: CenterTerms, buffer: Tensor, labels: Tensor,
-                               margin: Tensor, lower: Tensor, scalars: Tensor, sums: Tensor,
-                               weights: Tensor, incremental: bool) -> None:
-        """Rows of ``chunk`` that failed the test: tighten ``u``, recompute those still failing.
-
-        The recomputation is one GEMM on the gathered rows, or on the whole chunk (a
-        view, no copy) when more than half of it fails.
-        """
+    def _tighten(self, chunk: Chunk, rows: Tensor, centers: Tensor, margin: Tensor,
+                 lower: Tensor, labels: Tensor) -> Tensor:
+        """Set ``u`` of ``rows`` (of ``chunk``) to the exact distance; return the still failing."""
         data, start, stop = self.data, chunk.start, chunk.stop
-        chunk_labels = labels[start:stop]
-        row_labels = chunk_labels.index_select(0, rows)
+        row_labels = labels[start:stop].index_select(0, rows)
         row_margin = margin[start:stop].index_select(0, rows)
         exact = data.sq_distances_to(data.select(chunk, rows), centers, row_labels)
         upper = (exact + row_margin).sqrt_()
         self.upper[start + rows] = upper
         row_lower = lower[start:stop].index_select(0, rows)
-        still = upper.square() + 2 * row_margin >= row_lower.square()
-        rows, row_labels, row_margin = rows[still], row_labels[still], row_margin[still]
-        if rows.numel() == 0:
-            return
-        self.n_recomputed += rows.numel()
-        if 2 * rows.numel() > stop - start and stop - start <= self.rows:
-            # Most of the chunk fails: recompute all of it, no gathered copy.
-            rows = torch.arange(stop - start, device=rows.device)
-            row_labels = chunk_labels.clone()
-            row_margin = margin[start:stop]
-            subset = chunk
-        else:
-            subset = data.select(chunk, rows)
+        return rows[upper.square() + 2 * row_margin >= row_lower.square()]
+
+    def _recompute(self, chunk: Chunk, subset: Chunk, rows: Tensor, terms: CenterTerms,
+                   buffer: Tensor, labels: Tensor, margin: Tensor, scalars: Tensor,
+                   sums: Tensor, weights: Tensor, incremental: bool) -> None:
+        """All distances of ``rows`` of ``chunk`` (held by ``subset``): new labels and bounds."""
+        data, start, stop = self.data, chunk.start, chunk.stop
+        chunk_labels = labels[start:stop]
+        row_labels = chunk_labels.index_select(0, rows)
+        row_margin = margin[start:stop].index_select(0, rows)
         scores = self._scores(subset, terms, buffer)
         new_labels, upper, group_lower = self._reassign(scores, subset, row_labels, row_margin)
         self.upper[start + rows] = upper
