@@ -77,34 +77,45 @@ def test_fit_text_summary_and_options(cli, blobs_csv):
     assert "device: cpu" in result.output
 
 
-def test_csv_on_stdin_and_columns(cli, tmp_path):
-    text = "a,b,c\n1,2,x\n1.1,2.1,y\n9,9,z\n9.2,9.1,w\n"
+def test_csv_on_stdin_and_columns(cli):
+    text = "name,a,b\nfirst,1,2\nsecond,1.1,2.1\nthird,9,9\nfourth,9.2,9.1\n"
     result = run(cli, "fit", "-", "-k", 2, "--columns", "a,b", "--json", input=text)
-    # --columns applies after reading: the non-numeric column c is named in the error
-    assert result.exit_code != 0
-    assert "column c" in one_line_error(result)
-    numeric = "1,2\n1.1,2.1\n9,9\n9.2,9.1\n"
-    result = run(cli, "fit", "-", "-k", 2, "--json", input=numeric)
-    assert json.loads(result.output)["n_samples"] == 4
+    assert json.loads(result.output)["n_features"] == 2  # the text column is never parsed
+    assert "column name: 'first' is not a number" in one_line_error(
+        run(cli, "fit", "-", "-k", 2, input=text))
+    assert "no column 'c'" in one_line_error(run(cli, "fit", "-", "-k", 2, "--columns", "a,c",
+                                                 input=text))
+    numeric = "1,2\n1.1,2.1\n9,9\n9.2,9.1\n"  # no header
+    result = run(cli, "fit", "-", "-k", 2, "--json", "--columns", "1", input=numeric)
+    summary = json.loads(result.output)
+    assert summary["n_samples"] == 4
+    assert summary["n_features"] == 1
 
 
 def test_sample_weight_column_and_file(cli, tmp_path):
     path = tmp_path / "w.csv"
-    path.write_text("x,y,w\n0,0,1\n0,1,1\n10,10,5\n10,11,1\n")
-    result = run(cli, "fit", path, "-k", 2, "--sample-weight", "w", "--seed", 0, "--json")
-    summary = json.loads(result.output)
-    assert summary["n_features"] == 2
+    path.write_text("id,x,y,w\na,0,0,1\nb,0,1,1\nc,10,10,5\nd,10,11,1\n")
     expected = torchmeans.KMeans(2, random_state=0).fit(
         np.array([[0, 0], [0, 1], [10, 10], [10, 11.0]]), sample_weight=[1, 1, 5, 1])
-    assert summary["inertia"] == pytest.approx(expected.inertia_)
+    for spec in ("w", "3"):
+        result = run(cli, "fit", path, "-k", 2, "--columns", "x,y", "--sample-weight", spec,
+                     "--seed", 0, "--json")
+        summary = json.loads(result.output)
+        assert summary["n_features"] == 2
+        assert summary["inertia"] == pytest.approx(expected.inertia_)
     weights = tmp_path / "weights.npy"
     np.save(weights, np.ones(4))
     data = tmp_path / "d.npy"
-    np.save(data, np.array([[0, 0], [0, 1], [10, 10], [10, 11.0]]))
+    np.save(data, np.array([[0, 0, 1], [0, 1, 1], [10, 10, 5], [10, 11.0, 1]]))
+    summary = json.loads(run(cli, "fit", data, "-k", 2, "--sample-weight", "2", "--seed", 0,
+                             "--json").output)
+    assert summary["inertia"] == pytest.approx(expected.inertia_)
     assert run(cli, "fit", data, "-k", 2, "--sample-weight", weights).exit_code == 0
     np.save(weights, np.ones(3))
     assert "expected 4 weights" in one_line_error(run(cli, "fit", data, "-k", 2,
                                                       "--sample-weight", weights))
+    assert "neither a file nor a column" in one_line_error(
+        run(cli, "fit", data, "-k", 2, "--sample-weight", "nothing"))
 
 
 def test_predict_transform_and_info(cli, blobs_csv, tmp_path):

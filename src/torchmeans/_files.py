@@ -62,7 +62,8 @@ def read_matrix(path: str, *, columns: str | None = None, array: str | None = No
     elif suffix == ".npz":
         X, names = _read_npz(path, array), None
     elif suffix in (".csv", ".tsv", ".txt"):
-        X, names = _read_text(path, name, delimiter="\t" if suffix == ".tsv" else None)
+        X, names = _read_text(path, name, "\t" if suffix == ".tsv" else None, columns)
+        columns = None  # already picked
     elif suffix == ".parquet":
         X, names = _read_parquet(path)
     else:
@@ -106,7 +107,9 @@ def _read_npz(path: str, array: str | None) -> np.ndarray:
         return archive[array]
 
 
-def _read_text(path: str, name: str, delimiter: str | None) -> tuple[np.ndarray, list[str] | None]:
+def _read_text(path: str, name: str, delimiter: str | None,
+               columns: str | None) -> tuple[np.ndarray, list[str] | None]:
+    """CSV/TSV: the header is detected; ``columns`` are picked before parsing numbers."""
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
@@ -119,34 +122,40 @@ def _read_text(path: str, name: str, delimiter: str | None) -> tuple[np.ndarray,
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter,
                            skipinitialspace=True))
     names = None
-    if not _is_numeric_row(rows[0]):
+    # A header has fewer numeric cells than the row below it (or is the only, non-numeric row).
+    if _numeric_cells(rows[0]) < (_numeric_cells(rows[1]) if len(rows) > 1 else 1):
         names, rows = [cell.strip() for cell in rows[0]], rows[1:]
     if not rows:
         raise _fail(name, "has a header but no rows", "add one sample per row")
     width = len(names) if names is not None else len(rows[0])
-    X = np.empty((len(rows), width), dtype=np.float64)
+    picked = list(range(width)) if columns is None else _column_indices(columns, names, width,
+                                                                         name)
+    X = np.empty((len(rows), len(picked)), dtype=np.float64)
     first_data_line = 2 if names is not None else 1
     for index, row in enumerate(rows):
         line = index + first_data_line
         if len(row) != width:
             raise _fail(name, f"row {line} has {len(row)} fields, expected {width}",
                         "every row needs the same number of columns")
-        for column, cell in enumerate(row):
+        for out, column in enumerate(picked):
             try:
-                X[index, column] = float(cell)
+                X[index, out] = float(row[column])
             except ValueError:
                 label = names[column] if names else str(column)
-                raise _fail(name, f"row {line}, column {label}: {cell!r} is not a number",
+                raise _fail(name, f"row {line}, column {label}: {row[column]!r} is not a number",
                             "keep numeric columns only (--columns)") from None
-    return X, names
+    return X, None if names is None else [names[i] for i in picked]
 
 
-def _is_numeric_row(row: list[str]) -> bool:
-    try:
-        [float(cell) for cell in row]
-    except ValueError:
-        return False
-    return True
+def _numeric_cells(row: list[str]) -> int:
+    count = 0
+    for cell in row:
+        try:
+            float(cell)
+        except ValueError:
+            continue
+        count += 1
+    return count
 
 
 def _read_parquet(path: str) -> tuple[np.ndarray, list[str]]:
@@ -186,18 +195,25 @@ def _read_parquet(path: str) -> tuple[np.ndarray, list[str]]:
 
 
 def select_columns(X: np.ndarray, names: list[str] | None, columns: str,
-                    name: str) -> tuple[np.ndarray, list[str] | None]:
+                   name: str) -> tuple[np.ndarray, list[str] | None]:
     """Keep the columns named (or 0-based indexed) in the comma-separated ``columns``."""
+    picked = _column_indices(columns, names, X.shape[1], name)
+    return X[:, picked], None if names is None else [names[i] for i in picked]
+
+
+def _column_indices(columns: str, names: list[str] | None, width: int, name: str) -> list[int]:
     picked = []
     for token in (t.strip() for t in columns.split(",") if t.strip()):
         if names is not None and token in names:
             picked.append(names.index(token))
-        elif token.lstrip("-").isdigit() and -X.shape[1] <= int(token) < X.shape[1]:
-            picked.append(int(token) % X.shape[1])
+        elif token.lstrip("-").isdigit() and -width <= int(token) < width:
+            picked.append(int(token) % width)
         else:
-            known = f"columns {names}" if names else f"{X.shape[1]} columns (0-based indices)"
+            known = f"columns {names}" if names else f"{width} columns (0-based indices)"
             raise _fail(name, f"no column {token!r}", f"the file has {known}")
-    return X[:, picked], None if names is None else [names[i] for i in picked]
+    if not picked:
+        raise _fail(name, "--columns names no column", "list names or indices, e.g. a,b or 0,2")
+    return picked
 
 
 def _check(X: Any, name: str) -> np.ndarray:

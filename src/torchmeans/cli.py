@@ -163,16 +163,23 @@ def build_cli() -> Any:
 
         from torchmeans import KMeans
 
-        X, names = read(data, None, array)
+        weight_column = None
+        if sample_weight is not None and not Path(sample_weight).is_file():
+            weight_column = sample_weight  # a column of DATA
+        wanted = columns if weight_column is None or columns is None else (
+            f"{columns},{weight_column}")
+        X, names = read(data, wanted, array)
         weight = None
-        if sample_weight is not None:
-            X, names, weight = _split_weight(X, names, sample_weight, data, fail)
-        if columns is not None:
-            from torchmeans._files import select_columns
+        if weight_column is not None:
+            X, names, weight = _split_weight_column(X, names, weight_column,
+                                                    last=columns is not None, data=data,
+                                                    fail=fail)
+        elif sample_weight is not None:
+            from torchmeans._files import read_vector
 
             try:
-                X, names = select_columns(X, names, columns, data)
-            except ValueError as error:
+                weight = read_vector(sample_weight, len(X))
+            except (ValueError, OSError) as error:
                 raise fail(error) from error
         n_init_value: int | str = n_init if n_init == "auto" else _positive_int(n_init, fail)
         km = KMeans(n_clusters, init=init, n_init=n_init_value, max_iter=max_iter, tol=tol,
@@ -422,28 +429,23 @@ def _parse_k_range(text: str, step: int, fail: Any) -> list[int]:
     return ks
 
 
-def _split_weight(X: Any, names: list | None, spec: str, data: str,
-                  fail: Any) -> tuple[Any, list | None, Any]:
-    """Take the sample weights from a column of ``X`` (removed from it) or from a file."""
+def _split_weight_column(X: Any, names: list | None, spec: str, *, last: bool, data: str,
+                         fail: Any) -> tuple[Any, list | None, Any]:
+    """Remove the weight column from ``X``: the last one (read after ``--columns``) or ``spec``."""
     import numpy as np
 
-    from torchmeans._files import read_vector
-
-    column = None
-    if names is not None and spec in names:
+    width = X.shape[1]
+    if last:
+        column = width - 1
+    elif names is not None and spec in names:
         column = names.index(spec)
-    elif spec.lstrip("-").isdigit() and not Path(spec).exists():
-        column = int(spec) % X.shape[1] if -X.shape[1] <= int(spec) < X.shape[1] else None
-        if column is None:
-            raise fail(ValueError(f"{data}: no column {spec} for --sample-weight"))
-    if column is not None:
-        weight = np.asarray(X[:, column], dtype=np.float64)
-        keep = [i for i in range(X.shape[1]) if i != column]
-        return X[:, keep], None if names is None else [names[i] for i in keep], weight
-    try:
-        return X, names, read_vector(spec, len(X))
-    except (ValueError, OSError) as error:
-        raise fail(error) from error
+    elif spec.lstrip("-").isdigit() and -width <= int(spec) < width:
+        column = int(spec) % width
+    else:
+        raise fail(ValueError(f"{data}: --sample-weight {spec!r} is neither a file nor a column"))
+    keep = [i for i in range(width) if i != column]
+    weight = np.asarray(X[:, column], dtype=np.float64)
+    return X[:, keep], None if names is None else [names[i] for i in keep], weight
 
 
 def _use_agg() -> None:

@@ -135,13 +135,16 @@ def plot_sweep(
     ax.plot(n_clusters, inertia, "o-", color="tab:blue", label="inertia")
     ax.set_xlabel("number of clusters k")
     ax.set_ylabel("inertia", color="tab:blue")
+    handles = ax.get_lines()
     if silhouette is not None:
         right = ax.twinx()
         right.plot(n_clusters, silhouette, "s--", color="tab:orange", label="silhouette")
         right.set_ylabel("silhouette", color="tab:orange")
+        handles = [*handles, *right.get_lines()]
     if suggested is not None:
-        ax.axvline(suggested, color="red", linestyle=":", label=f"suggested k = {suggested}")
-    ax.legend(loc="upper right")
+        handles = [*handles, ax.axvline(suggested, color="red", linestyle=":",
+                                        label=f"suggested k = {suggested}")]
+    ax.legend(handles=handles, loc="upper right")
     ax.set_title("Choosing k")
     return ax.figure
 
