@@ -248,3 +248,25 @@ def test_end_to_end_in_new_processes(blobs_csv, tmp_path):
     assert failed.returncode == 1
     assert failed.stderr.strip().count("\n") == 0
     assert "no such model file" in failed.stderr
+
+
+def test_progress_line_on_a_terminal_and_silence_otherwise(cli, blobs_csv):
+    import io
+    import logging
+
+    from torchmeans.cli import _Progress
+
+    stream = io.StringIO()
+    handler = _Progress(stream, n_samples=1000)
+    record = logging.LogRecord("torchmeans", logging.INFO, __file__, 1,
+                               "iteration %d: inertia %.6g, center shift %.3g", (3, 12.5, 0.25),
+                               None)
+    handler.emit(record)
+    handler.close()
+    line = stream.getvalue()
+    assert line.startswith("\riteration 3: inertia 12.5, center shift 0.25, ")
+    assert "M points/s" in line
+    assert line.endswith("\n")
+    path, _ = blobs_csv  # CliRunner's stderr is not a terminal: no progress at all
+    result = CliRunner().invoke(cli, ["fit", str(path), "-k", "4"], catch_exceptions=False)
+    assert "iteration" not in result.output

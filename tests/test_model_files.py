@@ -170,3 +170,11 @@ def test_module_compiles():
     compiled = torch.compile(km.to_module(), fullgraph=True)
     assert torch.equal(compiled(X), km.predict(X))
     assert to_numpy(compiled(X[:10])).shape == (10,)
+
+
+def test_joblib_round_trip(fitted, tmp_path):
+    import joblib
+
+    X, km = fitted
+    joblib.dump(km, tmp_path / "km.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "km.joblib").predict(X), km.predict(X))

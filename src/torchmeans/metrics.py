@@ -82,11 +82,16 @@ def _output(values: Tensor, like: Any) -> Any:
     return values if isinstance(like, Tensor) else values.cpu().numpy()
 
 
-def _cluster_means(X: Tensor, labels: Tensor, n_labels: int) -> tuple[Tensor, Tensor]:
-    counts = torch.bincount(labels, minlength=n_labels).to(X.dtype)
-    sums = torch.zeros(n_labels, X.shape[1], dtype=X.dtype, device=X.device)
-    sums.index_add_(0, labels, X)
-    return sums / counts[:, None], counts
+def _clusters(X: Any, labels: Any,
+              device: str | torch.device | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Return the checked rows (float64 if possible), encoded labels, cluster means, sizes."""
+    tensor, encoded, n_labels = _prepare(X, labels, device)
+    _check_n_labels(n_labels, tensor.shape[0])
+    tensor = _wide(tensor)
+    counts = torch.bincount(encoded, minlength=n_labels).to(tensor.dtype)
+    sums = torch.zeros(n_labels, tensor.shape[1], dtype=tensor.dtype, device=tensor.device)
+    sums.index_add_(0, encoded, tensor)
+    return tensor, encoded, sums / counts[:, None], counts
 
 
 def silhouette_samples(
@@ -226,12 +231,9 @@ def calinski_harabasz_score(X: Any, labels: Any, *,
     float
         Higher is better; 1.0 when every cluster is a single point.
     """
-    tensor, encoded, n_labels = _prepare(X, labels, device)
-    n_samples = tensor.shape[0]
-    _check_n_labels(n_labels, n_samples)
-    tensor = _wide(tensor)
+    tensor, encoded, means, counts = _clusters(X, labels, device)
+    n_samples, n_labels = tensor.shape[0], counts.numel()
     mean = tensor.mean(dim=0)
-    means, counts = _cluster_means(tensor, encoded, n_labels)
     between = float((counts * (means - mean).square().sum(dim=1)).sum())
     within = float((tensor - means[encoded]).square().sum())
     if within == 0.0:
@@ -254,10 +256,8 @@ def davies_bouldin_score(X: Any, labels: Any, *,
     float
         Lower is better; 0 is the minimum.
     """
-    tensor, encoded, n_labels = _prepare(X, labels, device)
-    _check_n_labels(n_labels, tensor.shape[0])
-    tensor = _wide(tensor)
-    means, counts = _cluster_means(tensor, encoded, n_labels)
+    tensor, encoded, means, counts = _clusters(X, labels, device)
+    n_labels = counts.numel()
     distances = (tensor - means[encoded]).square().sum(dim=1).sqrt()
     spread = torch.zeros(n_labels, dtype=tensor.dtype, device=tensor.device)
     spread.index_add_(0, encoded, distances)
