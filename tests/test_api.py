@@ -24,6 +24,7 @@ PARAMS = {
     "copy_x": True,
     "algorithm": "lloyd",
     "backend": "auto",
+    "metric": "euclidean",
     "device": None,
     "chunk_bytes": None,
     "init_size": None,
@@ -84,6 +85,7 @@ def test_get_set_params_round_trip():
         chunk_bytes=4096,
         init_size=100,
         backend="torch",
+        metric="cosine",
     )
     assert km.set_params(**new) is km
     assert km.get_params() == new

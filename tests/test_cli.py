@@ -270,3 +270,22 @@ def test_progress_line_on_a_terminal_and_silence_otherwise(cli, blobs_csv):
     path, _ = blobs_csv  # CliRunner's stderr is not a terminal: no progress at all
     result = CliRunner().invoke(cli, ["fit", str(path), "-k", "4"], catch_exceptions=False)
     assert "iteration" not in result.output
+
+
+def test_cosine_fit_and_sweep(cli, tmp_path):
+    rng = np.random.default_rng(0)
+    axes = np.eye(3) * 5
+    X = axes[rng.integers(3, size=90)] + rng.normal(scale=0.3, size=(90, 3))
+    X *= rng.uniform(0.5, 20, size=(90, 1))  # lengths do not matter for cosine
+    path = tmp_path / "dirs.npy"
+    np.save(path, X)
+    model = tmp_path / "m.safetensors"
+    summary = json.loads(run(cli, "fit", path, "-k", 3, "--metric", "cosine", "--seed", 0,
+                             "--out", model, "--json").output)
+    expected = torchmeans.KMeans(3, metric="cosine", random_state=0).fit(X)
+    assert summary["metric"] == "cosine"
+    assert summary["inertia"] == pytest.approx(expected.inertia_)
+    assert torchmeans.load(model).metric == "cosine"
+    sweep = json.loads(run(cli, "sweep", path, "--k", "2:5", "--metric", "cosine",
+                           "--json").output)
+    assert sweep["suggested_k"] == 3

@@ -28,6 +28,7 @@ from torchmeans._validation import (
     check_sample_weight,
     make_data,
     make_generator,
+    normalize_rows,
     resolve_device,
 )
 from torchmeans.data import KMeansData
@@ -68,7 +69,7 @@ class KMeansResult(NamedTuple):
 
 def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype,
                  device: torch.device, callable_input: Any = None,
-                 init_size: int | None = None) -> InitFunction:
+                 init_size: int | None = None, metric: str = "euclidean") -> InitFunction:
     """Turn a user ``init`` into a function of ``(data, n_clusters, generator)``.
 
     With ``init_size``, ``'k-means++'`` and ``'random'`` seed on that many rows
@@ -78,8 +79,13 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
 
     A user callable is called as ``init(X, n_clusters, random_state=RandomState)``
     with ``callable_input`` (the data as the user passed it, not shifted) and
-    must return centers in that same (unshifted) space.
+    must return centers in that same (unshifted) space. With ``metric='cosine'``
+    given centers are scaled to unit norm (k-means++ on the unit rows already is
+    cosine k-means++: ``1 - x.c = ||x - c||^2 / 2``).
     """
+    def unit(centers: Tensor) -> Tensor:
+        return normalize_rows(centers, name="init") if metric == "cosine" else centers
+
     if isinstance(init, str) and init in ("k-means++", "random"):
         sampler = kmeans_plusplus_centers if init == "k-means++" else random_centers
 
@@ -94,10 +100,10 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
         def call_user_init(data: KMeansData, k: int, generator: torch.Generator) -> Tensor:
             seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
             centers = init(callable_input, k, random_state=np.random.RandomState(seed))
-            centers = check_init_array(centers, k, n_features, dtype, device)
+            centers = unit(check_init_array(centers, k, n_features, dtype, device))
             return centers - data.offset
         return call_user_init
-    centers = check_init_array(init, n_clusters, n_features, dtype, device)
+    centers = unit(check_init_array(init, n_clusters, n_features, dtype, device))
     return lambda data, k, g: centers - data.offset
 
 
@@ -122,6 +128,7 @@ def fit_data(
     verbose: bool = False,
     algorithm: str = "lloyd",
     backend: str = "auto",
+    metric: str = "euclidean",
 ) -> KMeansResult:
     """Run ``n_init`` initializations of Lloyd on prepared data; keep the best.
 
@@ -138,7 +145,7 @@ def fit_data(
             logger.info("initialization %d/%d complete", run + 1, n_init)
         result = lloyd(data, initial, max_iter=max_iter, tol=tol_abs,
                        chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose,
-                       algorithm=algorithm, backend=backend)
+                       algorithm=algorithm, backend=backend, spherical=metric == "cosine")
         centers = result.centers + data.offset
         # predict() shifts the returned centers back; label against exactly those.
         shifted = centers - data.offset
@@ -150,7 +157,8 @@ def fit_data(
         else:
             final = assign(data, shifted, chunk_bytes=chunk_bytes,
                            labels_out=result.labels, previous=result.labels)
-        inertia = float(final.inertia)
+        # Cosine: the rows are unit vectors, 1 - x.c = ||x - c||^2 / 2.
+        inertia = float(final.inertia) * (0.5 if metric == "cosine" else 1.0)
         if verbose:
             logger.info("initialization %d/%d: inertia %.6g after %d iterations",
                         run + 1, n_init, inertia, result.n_iter)
@@ -205,6 +213,7 @@ def kmeans(
     algorithm: str = "lloyd",
     init_size: int | None = None,
     backend: str = "auto",
+    metric: str = "euclidean",
 ) -> KMeansResult:
     """Exact Lloyd k-means on any torch device.
 
@@ -247,6 +256,8 @@ def kmeans(
         (default: all rows, as scikit-learn's ``KMeans``).
     backend : {'auto', 'torch', 'native'}
         How a Lloyd pass runs after its distance GEMM (see :class:`torchmeans.KMeans`).
+    metric : {'euclidean', 'cosine'}
+        ``'cosine'``: spherical k-means (see :class:`torchmeans.KMeans`).
 
     Returns
     -------
@@ -268,11 +279,11 @@ def kmeans(
     effective_n_init = check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
                                     n_init=n_init, max_iter=max_iter, tol=tol,
                                     chunk_bytes=chunk_bytes, algorithm=algorithm,
-                                    init_size=init_size, backend=backend)
+                                    init_size=init_size, backend=backend, metric=metric)
     weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, compute_device)
-    data = make_data(X_tensor, weight, copy=copy)
+    data = make_data(X_tensor, weight, copy=copy, metric=metric)
     init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
-                           callable_input=X, init_size=init_size)
+                           callable_input=X, init_size=init_size, metric=metric)
     return fit_data(
         data,
         n_clusters,
@@ -285,6 +296,7 @@ def kmeans(
         verbose=verbose_logging(verbose),
         algorithm=algorithm,
         backend=backend,
+        metric=metric,
     )
 
 

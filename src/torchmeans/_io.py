@@ -102,7 +102,7 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "torchmeans_version": __version__,
-        "metric": "euclidean",
+        "metric": estimator.metric,
         "n_features_in": str(estimator.n_features_in_),
         "params": json.dumps(params),
         "summary": json.dumps(summary),

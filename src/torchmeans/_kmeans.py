@@ -109,6 +109,13 @@ default='k-means++'
         without replacement (their sample weights kept), as scikit-learn's
         ``MiniBatchKMeans``; None seeds on all rows. For very large data: the
         seeding then costs ``init_size / n_samples`` of a full one.
+    metric : {'euclidean', 'cosine'}, default='euclidean'
+        ``'cosine'`` runs spherical k-means: rows (and given initial centers) are
+        scaled to unit norm, each sample goes to the center of largest cosine
+        similarity, and each center is the normalised mean of its samples.
+        ``inertia_`` and ``score`` then sum cosine distances ``1 - cos``, and
+        ``transform`` returns them; ``cluster_centers_`` are unit vectors. Rows
+        of zero norm raise ``ValueError``. A normalised copy of ``X`` is kept.
     backend : {'auto', 'torch', 'native'}, default='auto'
         How a Lloyd pass runs after its distance GEMM. ``'torch'``: torch ops, on
         every device (the reference). ``'native'``: a small C/OpenMP kernel that
@@ -167,6 +174,7 @@ default='k-means++'
         chunk_bytes: int | None = None,
         init_size: int | None = None,
         backend: str = "auto",
+        metric: str = "euclidean",
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -181,6 +189,7 @@ default='k-means++'
         self.chunk_bytes = chunk_bytes
         self.init_size = init_size
         self.backend = backend
+        self.metric = metric
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -218,7 +227,8 @@ default='k-means++'
         """Return data and centers for predict/transform/score, shifted exactly as in ``fit``."""
         acc = accumulation_dtype(X.dtype)
         weight = check_sample_weight(sample_weight, X.shape[0], X.dtype, X.device)
-        data = make_data(X, weight, offset=self._offset.to(X.device, acc), copy=False)
+        data = make_data(X, weight, offset=self._offset.to(X.device, acc), copy=False,
+                         metric=self.metric)
         centers = self.cluster_centers_
         if not isinstance(centers, Tensor):
             centers = torch.from_numpy(centers)
@@ -249,12 +259,14 @@ default='k-means++'
         n_init = check_params(n_clusters=self.n_clusters, n_samples=n_samples, init=self.init,
                               n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                               chunk_bytes=self.chunk_bytes, algorithm=self.algorithm,
-                              init_size=self.init_size, backend=self.backend)
+                              init_size=self.init_size, backend=self.backend,
+                              metric=self.metric)
         device = X_tensor.device
         weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, device)
-        data = make_data(X_tensor, weight, copy=self.copy_x)
+        data = make_data(X_tensor, weight, copy=self.copy_x, metric=self.metric)
         init = resolve_init(self.init, self.n_clusters, n_features, data.acc_dtype, device,
-                            callable_input=validated, init_size=self.init_size)
+                            callable_input=validated, init_size=self.init_size,
+                            metric=self.metric)
         result = fit_data(
             data,
             self.n_clusters,
@@ -267,6 +279,7 @@ default='k-means++'
             verbose=verbose_logging(self.verbose),
             algorithm=self.algorithm,
             backend=self.backend,
+            metric=self.metric,
         )
         self._offset = data.offset
         self.cluster_centers_ = output(result.centers)
@@ -315,7 +328,8 @@ default='k-means++'
         if not isinstance(centers, Tensor):
             centers = torch.from_numpy(np.ascontiguousarray(centers))
         return KMeansModule(centers, self._offset.to(centers.device),
-                            return_distances=return_distances)
+                            return_distances=return_distances,
+                            normalize=self.metric == "cosine")
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return the cluster of each sample (``labels_``).
@@ -389,7 +403,10 @@ default='k-means++'
         check_is_fitted(self)
         X_tensor, _, output = self._prepare(X, reset=False)
         data, centers = self._fitted_terms(X_tensor)
-        return output(pairwise_distances(data, centers, chunk_bytes=self.chunk_bytes))
+        distances = pairwise_distances(data, centers, chunk_bytes=self.chunk_bytes)
+        if self.metric == "cosine":  # 1 - x.c = ||x - c||^2 / 2 for unit vectors
+            distances = distances.square_().mul_(0.5)
+        return output(distances)
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Return the opposite of the (weighted) inertia of ``X`` against the centers.
@@ -411,4 +428,5 @@ default='k-means++'
         check_is_fitted(self)
         X_tensor, _, _ = self._prepare(X, reset=False)
         data, centers = self._fitted_terms(X_tensor, sample_weight)
-        return -float(assign(data, centers, chunk_bytes=self.chunk_bytes).inertia)
+        inertia = float(assign(data, centers, chunk_bytes=self.chunk_bytes).inertia)
+        return -inertia * (0.5 if self.metric == "cosine" else 1.0)

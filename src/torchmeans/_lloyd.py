@@ -199,6 +199,17 @@ def _average(sums: Tensor, weights: Tensor) -> Tensor:
     return torch.where((weights > 0)[:, None], means, heaviest)
 
 
+def project_to_sphere(centers: Tensor, offset: Tensor) -> Tensor:
+    """Spherical k-means' update: scale each center (unshifted) to unit norm, shift back.
+
+    A center whose members sum to zero (opposite rows) stays at the origin.
+    """
+    unshifted = centers + offset
+    norms = unshifted.norm(dim=1, keepdim=True)
+    return torch.where(norms > 0, unshifted / norms.clamp(min=torch.finfo(norms.dtype).tiny),
+                       unshifted) - offset
+
+
 def _relocate_empty_clusters(
     data: KMeansData, centers: Tensor, labels: Tensor, sums: Tensor, weights: Tensor, rows: int
 ) -> None:
@@ -253,6 +264,7 @@ def lloyd(
     verbose: bool = False,
     algorithm: str = "lloyd",
     backend: str = "torch",
+    spherical: bool = False,
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers`` until convergence.
 
@@ -281,6 +293,10 @@ def lloyd(
     backend : {'torch', 'native'}
         How a Lloyd pass runs after its score GEMM (see :data:`BACKENDS`; resolved
         by :func:`resolve_backend`).
+    spherical : bool
+        Spherical k-means (``metric='cosine'``; the rows are unit vectors): each
+        new center is scaled back to unit norm, and the reported inertia is the sum
+        of cosine distances ``1 - x.c`` (half the squared Euclidean one).
 
     Returns
     -------
@@ -310,6 +326,12 @@ def lloyd(
     else:
         assignment_pass = BoundedPass(data, center_groups(centers, algorithm, n_features), rows,
                                       exact_inertia=verbose)
+    inertia_scale = 0.5 if spherical else 1.0
+
+    def update(sums: Tensor, weights: Tensor) -> Tensor:
+        means = _average(sums, weights).to(centers.dtype)
+        return project_to_sphere(means, data.offset) if spherical else means
+
     for iteration in range(max_iter):
         flat = reduce(assignment_pass(centers, labels, incremental))
         acc = _split(flat, n_clusters, n_features)
@@ -319,7 +341,7 @@ def lloyd(
         else:
             sums = acc.sums.to(total_dtype, copy=True)
             weights = acc.weights.to(total_dtype, copy=True)
-        new_centers = _average(sums, weights).to(centers.dtype)
+        new_centers = update(sums, weights)
         shift = (new_centers - centers).square().sum()
         n_changed, n_empty, shift_value, inertia = torch.stack(
             [acc.n_changed, (weights == 0).sum().to(shift.dtype), shift,
@@ -327,14 +349,15 @@ def lloyd(
         ).tolist()
         if n_empty:
             _relocate_empty_clusters(data, centers, labels, sums, weights, rows)
-            new_centers = _average(sums, weights).to(centers.dtype)
+            new_centers = update(sums, weights)
             shift_value = float((new_centers - centers).square().sum())
         # After the first pass (all labels new) the labels are valid; go incremental
         # unless more than half of them just moved (then a full pass is cheaper).
         incremental = data.unit_weights and not n_empty and (
             iteration == 0 or 2 * n_changed <= data.n_samples
         )
-        stats = IterationStats(iteration, inertia, shift_value, int(n_changed), int(n_empty))
+        stats = IterationStats(iteration, inertia * inertia_scale, shift_value, int(n_changed),
+                               int(n_empty))
         history.append(stats)
         if verbose:
             logger.info(

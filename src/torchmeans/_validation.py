@@ -188,9 +188,48 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: torch.dtype,
     return weight
 
 
+METRICS = ("euclidean", "cosine")
+"""``metric`` values: Euclidean k-means, or spherical k-means on unit-normalised rows."""
+
+
+def normalize_rows(X: Tensor, *, name: str = "X") -> Tensor:
+    """Return the rows of ``X`` scaled to unit Euclidean norm (a new tensor; float32 at least).
+
+    Raises ``ValueError`` naming the first zero-norm row: cosine distance is
+    undefined for it.
+    """
+    dtype = accumulation_dtype(X.dtype)
+    if X.layout == torch.sparse_csr:
+        crow, col, values = X.crow_indices(), X.col_indices(), X.values().to(dtype)
+        rows = torch.repeat_interleave(torch.arange(X.shape[0], device=X.device), crow.diff())
+        norms = torch.zeros(X.shape[0], dtype=dtype, device=X.device)
+        norms.index_add_(0, rows, values.square()).sqrt_()
+        _check_nonzero_norms(norms, name)
+        return csr_tensor(crow, col, values / norms[rows], tuple(X.shape))
+    rows = X.to(dtype)
+    norms = rows.norm(dim=1)
+    _check_nonzero_norms(norms, name)
+    return rows / norms[:, None]
+
+
+def _check_nonzero_norms(norms: Tensor, name: str) -> None:
+    zero = norms == 0
+    if bool(zero.any()):
+        first = int(torch.nonzero(zero)[0])
+        raise ValueError(
+            f"{name} has {int(zero.sum())} row(s) of zero norm (the first is row {first}): "
+            "cosine distance is undefined for them; drop them or use metric='euclidean'."
+        )
+
+
 def make_data(X: Tensor, sample_weight: Tensor, *, offset: Tensor | None = None,
-              copy: bool = True) -> KMeansData:
-    """Wrap a checked tensor in the :class:`~torchmeans.data.KMeansData` that fits its layout."""
+              copy: bool = True, metric: str = "euclidean") -> KMeansData:
+    """Wrap a checked tensor in the :class:`~torchmeans.data.KMeansData` that fits its layout.
+
+    With ``metric='cosine'`` the rows are normalised first (a normalised copy is kept).
+    """
+    if metric == "cosine":
+        X = normalize_rows(X)
     if X.layout == torch.sparse_csr:
         return SparseData(X, sample_weight)
     return DenseData(X, sample_weight, offset, precompute_shift=copy)
@@ -212,6 +251,7 @@ def check_params(
     algorithm: Any = "lloyd",
     init_size: Any = None,
     backend: Any = "auto",
+    metric: Any = "euclidean",
 ) -> int:
     """Check the k-means parameters against the data; return the effective ``n_init``.
 
@@ -236,6 +276,8 @@ def check_params(
         raise ValueError(f"init_size must be None or an integer >= 1, got {init_size!r}.")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
     if isinstance(init, str):

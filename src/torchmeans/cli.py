@@ -133,8 +133,8 @@ def build_cli() -> Any:
     @click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True)
     @click.option("--algorithm", type=click.Choice(["lloyd", "hamerly", "yinyang", "elkan",
                                                     "auto"]), default="auto", show_default=True)
-    @click.option("--metric", type=click.Choice(["euclidean"]), default="euclidean",
-                  show_default=True, help="Distance (cosine comes with spherical k-means).")
+    @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean",
+                  show_default=True, help="cosine: spherical k-means on unit-normalised rows.")
     @device_option
     @click.option("--dtype", type=click.Choice(["auto", "float32", "float64", "float16",
                                                 "bfloat16"]), default="auto", show_default=True,
@@ -184,7 +184,7 @@ def build_cli() -> Any:
         n_init_value: int | str = n_init if n_init == "auto" else _positive_int(n_init, fail)
         km = KMeans(n_clusters, init=init, n_init=n_init_value, max_iter=max_iter, tol=tol,
                     algorithm=algorithm, device=_device(device), random_state=seed,
-                    verbose=0)
+                    metric=metric, verbose=0)
         handler = _progress(quiet, len(X))
         if handler is not None:
             km.set_params(verbose=1)
@@ -205,7 +205,8 @@ def build_cli() -> Any:
         sizes = _sizes(km.labels_, n_clusters)
         summary = {
             "n_samples": len(X), "n_features": X.shape[1], "n_clusters": n_clusters,
-            "n_iter": int(km.n_iter_), "inertia": float(km.inertia_), "seconds": seconds,
+            "metric": metric, "n_iter": int(km.n_iter_), "inertia": float(km.inertia_),
+            "seconds": seconds,
             "device": str(resolve_device(_device(device))),
             "cluster_size_min": min(sizes), "cluster_size_max": max(sizes),
         }
@@ -261,7 +262,7 @@ def build_cli() -> Any:
     @click.option("--k", "k_range", default="2:10", show_default=True,
                   help="Range of k, START:STOP inclusive (or a comma-separated list).")
     @click.option("--step", type=click.IntRange(min=1), default=1, show_default=True)
-    @click.option("--metric", type=click.Choice(["euclidean"]), default="euclidean",
+    @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean",
                   show_default=True)
     @click.option("--n-init", default="auto", show_default=True)
     @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -295,7 +296,8 @@ def build_cli() -> Any:
         n_init_value: int | str = n_init if n_init == "auto" else _positive_int(n_init, fail)
         try:
             result = run_sweep(X, ks, silhouette_sample=silhouette_sample, random_state=seed,
-                               callback=progress, n_init=n_init_value, device=_device(device))
+                               callback=progress, n_init=n_init_value, device=_device(device),
+                               metric=metric)
         except (ValueError, RuntimeError) as error:
             raise fail(error) from error
         if plot is not None:

@@ -32,8 +32,11 @@ class KMeansModule(nn.Module):
         ``(n_features,)`` training mean, subtracted from inputs before the products
         (as the estimator does; it keeps far-from-origin data precise).
     return_distances : bool
-        If True, ``forward`` returns ``(labels, distances)``: the Euclidean
-        distance of each vector to its center, too.
+        If True, ``forward`` returns ``(labels, distances)``: the distance of each
+        vector to its center too (Euclidean, or ``1 - cos`` when ``normalize``).
+    normalize : bool
+        Scale inputs to unit norm first (spherical k-means, ``metric='cosine'``;
+        rows of zero norm give NaN distances, so keep them out).
 
     Attributes
     ----------
@@ -41,8 +44,8 @@ class KMeansModule(nn.Module):
         The centers (a buffer), e.g. to look up the codeword of each label.
     """
 
-    def __init__(self, centers: Tensor, offset: Tensor, *, return_distances: bool = False
-                 ) -> None:
+    def __init__(self, centers: Tensor, offset: Tensor, *, return_distances: bool = False,
+                 normalize: bool = False) -> None:
         super().__init__()
         dtype = accumulation_dtype(centers.dtype)
         centers = centers.detach().to(dtype)
@@ -55,6 +58,7 @@ class KMeansModule(nn.Module):
         self.register_buffer("center_sq_norms", shifted.square().sum(dim=1))
         self.transposed = transposed_layout(centers.shape[0])
         self.return_distances = return_distances
+        self.normalize = normalize
 
     @property
     def n_clusters(self) -> int:
@@ -64,7 +68,10 @@ class KMeansModule(nn.Module):
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """Return the labels (int64, shape ``x.shape[:-1]``), and distances if asked."""
         batch_shape = x.shape[:-1]
-        rows = x.reshape(-1, x.shape[-1]).to(self.centers_t.dtype) - self.offset
+        rows = x.reshape(-1, x.shape[-1]).to(self.centers_t.dtype)
+        if self.normalize:
+            rows = rows / rows.norm(dim=1, keepdim=True)
+        rows = rows - self.offset
         if self.transposed:
             scores = torch.addmm(self.center_sq_norms[:, None], self.centers_t.T, rows.T,
                                  alpha=-2)
@@ -75,9 +82,10 @@ class KMeansModule(nn.Module):
         labels = labels.reshape(batch_shape)
         if not self.return_distances:
             return labels
-        distances = (best + rows.square().sum(dim=1)).clamp(min=0).sqrt()
+        sq_distances = (best + rows.square().sum(dim=1)).clamp(min=0)
+        distances = sq_distances * 0.5 if self.normalize else sq_distances.sqrt()
         return labels, distances.reshape(batch_shape)
 
     def extra_repr(self) -> str:  # noqa: D102
         return (f"n_clusters={self.n_clusters}, n_features={self.centers.shape[1]}, "
-                f"return_distances={self.return_distances}")
+                f"return_distances={self.return_distances}, normalize={self.normalize}")

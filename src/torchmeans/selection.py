@@ -18,6 +18,7 @@ import numpy as np
 
 from torchmeans import metrics
 from torchmeans._kmeans import KMeans
+from torchmeans._validation import as_tensor, normalize_rows, resolve_device
 
 __all__ = ["SweepPoint", "SweepResult", "elbow", "sweep"]
 
@@ -113,7 +114,9 @@ def sweep(
     callback : callable, optional
         Called with each :class:`SweepPoint` as soon as it is scored (progress).
     **params
-        Other :class:`~torchmeans.KMeans` parameters (``init``, ``n_init``, ``device``...).
+        Other :class:`~torchmeans.KMeans` parameters (``init``, ``n_init``, ``device``,
+        ``metric``...). With ``metric='cosine'`` the silhouette uses cosine distances,
+        and Calinski-Harabasz and Davies-Bouldin score the unit-normalised rows.
 
     Returns
     -------
@@ -121,6 +124,12 @@ def sweep(
     """
     result = SweepResult()
     n_samples = len(X)
+    metric = params.get("metric", "euclidean")
+    # Cosine: the silhouette uses cosine distances; Calinski-Harabasz and Davies-Bouldin
+    # (Euclidean by definition) score the unit-normalised rows the fit clustered.
+    rows = X
+    if metric == "cosine":
+        rows = normalize_rows(as_tensor(X, resolve_device(params.get("device"), X)))
     sample = None if silhouette_sample is None or silhouette_sample >= n_samples else int(
         silhouette_sample)
     for k in n_clusters:
@@ -136,9 +145,10 @@ def sweep(
             scores = (float("nan"),) * 3
         else:
             scores = (
-                metrics.silhouette_score(X, labels, sample_size=sample, random_state=random_state),
-                metrics.calinski_harabasz_score(X, labels),
-                metrics.davies_bouldin_score(X, labels),
+                metrics.silhouette_score(X, labels, sample_size=sample, random_state=random_state,
+                                         metric=metric),
+                metrics.calinski_harabasz_score(rows, labels),
+                metrics.davies_bouldin_score(rows, labels),
             )
         point = SweepPoint(k, float(km.inertia_), *scores, int(km.n_iter_), seconds)
         result.points.append(point)
