@@ -25,6 +25,8 @@ PARAMS = {
     "algorithm": "lloyd",
     "backend": "auto",
     "metric": "euclidean",
+    "oversampling_factor": 2.0,
+    "init_rounds": None,
     "device": None,
     "chunk_bytes": None,
     "init_size": None,
@@ -86,6 +88,8 @@ def test_get_set_params_round_trip():
         init_size=100,
         backend="torch",
         metric="cosine",
+        oversampling_factor=3.0,
+        init_rounds=2,
     )
     assert km.set_params(**new) is km
     assert km.get_params() == new

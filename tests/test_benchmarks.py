@@ -18,6 +18,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_init.py", "torchmeans kmeans_plusplus"),
         ("bench_suite.py", "torchmeans lloyd"),
         ("bench_metrics.py", "silhouette_score"),
+        ("bench_parallel_init.py", "k-means||"),
     ],
 )
 def test_benchmark_quick_mode_runs(script, expected):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
-from torchmeans._init import kmeans_plusplus_centers, random_centers
+from torchmeans._init import kmeans_parallel_centers, kmeans_plusplus_centers, random_centers
 from torchmeans._lloyd import (
     IterationStats,
     Reducer,
@@ -69,7 +70,9 @@ class KMeansResult(NamedTuple):
 
 def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype,
                  device: torch.device, callable_input: Any = None,
-                 init_size: int | None = None, metric: str = "euclidean") -> InitFunction:
+                 init_size: int | None = None, metric: str = "euclidean",
+                 oversampling_factor: float = 2.0,
+                 init_rounds: int | None = None) -> InitFunction:
     """Turn a user ``init`` into a function of ``(data, n_clusters, generator)``.
 
     With ``init_size``, ``'k-means++'`` and ``'random'`` seed on that many rows
@@ -86,8 +89,13 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
     def unit(centers: Tensor) -> Tensor:
         return normalize_rows(centers, name="init") if metric == "cosine" else centers
 
-    if isinstance(init, str) and init in ("k-means++", "random"):
-        sampler = kmeans_plusplus_centers if init == "k-means++" else random_centers
+    if isinstance(init, str) and init in ("k-means++", "k-means||", "random"):
+        sampler = {
+            "k-means++": kmeans_plusplus_centers,
+            "k-means||": partial(kmeans_parallel_centers, oversampling_factor=oversampling_factor,
+                                 rounds=init_rounds),
+            "random": random_centers,
+        }[init]
 
         def seed(data: KMeansData, k: int, generator: torch.Generator) -> Tensor:
             if init_size is not None and init_size < data.n_samples:
@@ -214,6 +222,8 @@ def kmeans(
     init_size: int | None = None,
     backend: str = "auto",
     metric: str = "euclidean",
+    oversampling_factor: float = 2.0,
+    init_rounds: int | None = None,
 ) -> KMeansResult:
     """Exact Lloyd k-means on any torch device.
 
@@ -258,6 +268,8 @@ def kmeans(
         How a Lloyd pass runs after its distance GEMM (see :class:`torchmeans.KMeans`).
     metric : {'euclidean', 'cosine'}
         ``'cosine'``: spherical k-means (see :class:`torchmeans.KMeans`).
+    oversampling_factor, init_rounds
+        k-means|| parameters (see :class:`torchmeans.KMeans`).
 
     Returns
     -------
@@ -279,11 +291,14 @@ def kmeans(
     effective_n_init = check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
                                     n_init=n_init, max_iter=max_iter, tol=tol,
                                     chunk_bytes=chunk_bytes, algorithm=algorithm,
-                                    init_size=init_size, backend=backend, metric=metric)
+                                    init_size=init_size, backend=backend, metric=metric,
+                                    oversampling_factor=oversampling_factor,
+                                    init_rounds=init_rounds)
     weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, compute_device)
     data = make_data(X_tensor, weight, copy=copy, metric=metric)
     init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
-                           callable_input=X, init_size=init_size, metric=metric)
+                           callable_input=X, init_size=init_size, metric=metric,
+                           oversampling_factor=oversampling_factor, init_rounds=init_rounds)
     return fit_data(
         data,
         n_clusters,

@@ -15,7 +15,13 @@ from torch import Tensor
 from torchmeans.data import KMeansData, weighted_sum
 from torchmeans.ops.assign import center_terms, chunk_budget, chunk_rows_for, chunk_scores
 
-__all__ = ["kmeans_plusplus_centers", "random_centers"]
+__all__ = ["kmeans_parallel_centers", "kmeans_plusplus_centers", "random_centers"]
+
+PARALLEL_ROUNDS = 5
+"""Default k-means|| rounds: Bahmani et al. (2012) found 5 rounds with ``l = 2k`` enough
+for seeds as good as k-means++'s."""
+PARALLEL_RECLUSTER_ITERATIONS = 30
+"""Lloyd iterations on the weighted candidates after their k-means++ (as Spark MLlib)."""
 
 
 def _sq_distances(data: KMeansData, points: Tensor, rows: int) -> Tensor:
@@ -138,6 +144,80 @@ def _best_candidate(data: KMeansData, candidates: Tensor, closest: Tensor, items
         return block[best], best
     best = _candidate_potentials(data, candidates, closest, rows).argmin()
     return _sq_distances(data, candidates[best][None], rows)[0], best
+
+
+def _lower_closest(data: KMeansData, points: Tensor, closest: Tensor,
+                   chunk_bytes: int | None) -> None:
+    """``closest = min(closest, min_p ||x - p||^2)`` for every row, chunk by chunk (in place)."""
+    terms = center_terms(points)
+    for chunk in data.chunks(chunk_rows_for(data, points.shape[0], chunk_bytes)):
+        scores = chunk_scores(data, chunk, terms).amin(dim=1)
+        nearest = scores.add_(chunk.sq_norms).clamp_(min=0)
+        torch.minimum(closest[chunk.start : chunk.stop], nearest,
+                      out=closest[chunk.start : chunk.stop])
+
+
+def kmeans_parallel_centers(
+    data: KMeansData,
+    n_clusters: int,
+    generator: torch.Generator,
+    *,
+    oversampling_factor: float = 2.0,
+    rounds: int | None = None,
+    chunk_bytes: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """k-means|| seeding (Bahmani et al. 2012): a few passes instead of ``k`` sequential steps.
+
+    One row is drawn by weight; then each of ``rounds`` passes keeps every row
+    independently with probability ``min(1, l w D(x)^2 / phi)`` (``l =
+    oversampling_factor * n_clusters``, ``phi`` the current weighted cost) and lowers
+    the rows' distances to the new candidates. The ``~rounds * l`` candidates are
+    weighted by the total weight of the rows nearest to them, and reclustered into
+    ``n_clusters`` centers by weighted greedy k-means++ and a few weighted Lloyd
+    iterations. Each pass over the data is chunked (memory bounded by the budget),
+    which is what makes it fit streaming and distributed data.
+
+    Returns
+    -------
+    centers : Tensor
+        ``(n_clusters, n_features)`` in the data's shifted space (not rows of the data).
+    candidates : Tensor
+        Row indices of the candidates that were reclustered.
+    """
+    from torchmeans._lloyd import lloyd  # the engine reclusters the candidates
+    from torchmeans.data import DenseData
+    from torchmeans.ops.assign import assign
+
+    rounds = PARALLEL_ROUNDS if rounds is None else rounds
+    weight = data.sample_weight
+    picked = [_weighted_choice(weight, 1, generator)]
+    closest = torch.full((data.n_samples,), torch.inf, dtype=data.acc_dtype, device=data.device)
+    _lower_closest(data, data.take(picked[0]), closest, chunk_bytes)
+    expected = oversampling_factor * n_clusters
+    for _ in range(rounds):
+        cost = closest @ weight
+        if not bool(cost > 0):
+            break  # every row sits on a candidate
+        probability = (expected * weight * closest / cost).clamp_(max=1)
+        uniform = torch.rand(probability.shape, generator=generator, device=data.device,
+                             dtype=probability.dtype)
+        new = torch.nonzero(uniform < probability).squeeze(1)
+        if new.numel():
+            picked.append(new)
+            _lower_closest(data, data.take(new), closest, chunk_bytes)
+    indices = torch.unique(torch.cat(picked))
+    if indices.numel() < n_clusters:  # few distinct rows: top up with random distinct rows
+        extra = random_centers(data, n_clusters, generator)[1]
+        indices = torch.unique(torch.cat([indices, extra]))
+    candidates = data.take(indices)
+    nearest = assign(data, candidates, chunk_bytes=chunk_bytes).labels
+    candidate_weight = torch.zeros(indices.numel(), dtype=weight.dtype, device=data.device)
+    candidate_weight.index_add_(0, nearest, weight)
+    reduced = DenseData(candidates, candidate_weight, torch.zeros_like(data.offset),
+                        shifted=True)
+    seeds, _ = kmeans_plusplus_centers(reduced, n_clusters, generator)
+    centers = lloyd(reduced, seeds, max_iter=PARALLEL_RECLUSTER_ITERATIONS).centers
+    return centers, indices
 
 
 def random_centers(

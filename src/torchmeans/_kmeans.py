@@ -65,9 +65,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    init : {'k-means++', 'random'}, callable or array-like of shape (n_clusters, n_features), \
-default='k-means++'
+    init : {'k-means++', 'k-means||', 'random'}, callable or array-like of shape \
+(n_clusters, n_features), default='k-means++'
         ``'k-means++'``: greedy k-means++ (``2 + log(k)`` local trials per center);
+        ``'k-means||'``: k-means|| (Bahmani et al. 2012): a few sampling passes over
+        the data instead of ``k`` sequential steps, then weighted k-means++ and Lloyd
+        on the sampled candidates (see ``oversampling_factor``, ``init_rounds``);
         ``'random'``: distinct rows drawn with probability proportional to
         ``sample_weight``; an array: the initial centers (copied, never
         modified); a callable ``init(X, n_clusters, random_state)`` returning
@@ -75,7 +78,8 @@ default='k-means++'
         ``numpy.random.RandomState``.
     n_init : 'auto' or int, default='auto'
         Number of initializations; the one with the lowest inertia is kept.
-        ``'auto'``: 1 for ``'k-means++'`` and arrays, 10 for ``'random'`` and callables.
+        ``'auto'``: 1 for ``'k-means++'``, ``'k-means||'`` and arrays, 10 for
+        ``'random'`` and callables.
     max_iter : int, default=300
         Maximum Lloyd iterations per initialization.
     tol : float, default=1e-4
@@ -116,6 +120,12 @@ default='k-means++'
         ``inertia_`` and ``score`` then sum cosine distances ``1 - cos``, and
         ``transform`` returns them; ``cluster_centers_`` are unit vectors. Rows
         of zero norm raise ``ValueError``. A normalised copy of ``X`` is kept.
+    oversampling_factor : float, default=2.0
+        ``init='k-means||'`` only: each round samples about ``oversampling_factor *
+        n_clusters`` candidate rows (Bahmani et al.'s ``l``).
+    init_rounds : int, default=None
+        ``init='k-means||'`` only: number of sampling rounds (passes over the data);
+        None means 5.
     backend : {'auto', 'torch', 'native'}, default='auto'
         How a Lloyd pass runs after its distance GEMM. ``'torch'``: torch ops, on
         every device (the reference). ``'native'``: a small C/OpenMP kernel that
@@ -175,6 +185,8 @@ default='k-means++'
         init_size: int | None = None,
         backend: str = "auto",
         metric: str = "euclidean",
+        oversampling_factor: float = 2.0,
+        init_rounds: int | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -190,6 +202,8 @@ default='k-means++'
         self.init_size = init_size
         self.backend = backend
         self.metric = metric
+        self.oversampling_factor = oversampling_factor
+        self.init_rounds = init_rounds
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -260,13 +274,15 @@ default='k-means++'
                               n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                               chunk_bytes=self.chunk_bytes, algorithm=self.algorithm,
                               init_size=self.init_size, backend=self.backend,
-                              metric=self.metric)
+                              metric=self.metric, oversampling_factor=self.oversampling_factor,
+                              init_rounds=self.init_rounds)
         device = X_tensor.device
         weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, device)
         data = make_data(X_tensor, weight, copy=self.copy_x, metric=self.metric)
         init = resolve_init(self.init, self.n_clusters, n_features, data.acc_dtype, device,
                             callable_input=validated, init_size=self.init_size,
-                            metric=self.metric)
+                            metric=self.metric, oversampling_factor=self.oversampling_factor,
+                            init_rounds=self.init_rounds)
         result = fit_data(
             data,
             self.n_clusters,

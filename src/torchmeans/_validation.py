@@ -188,6 +188,8 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: torch.dtype,
     return weight
 
 
+INITS = ("k-means++", "k-means||", "random")
+"""Named ``init`` strategies (besides an array of centers or a callable)."""
 METRICS = ("euclidean", "cosine")
 """``metric`` values: Euclidean k-means, or spherical k-means on unit-normalised rows."""
 
@@ -252,6 +254,8 @@ def check_params(
     init_size: Any = None,
     backend: Any = "auto",
     metric: Any = "euclidean",
+    oversampling_factor: Any = 2.0,
+    init_rounds: Any = None,
 ) -> int:
     """Check the k-means parameters against the data; return the effective ``n_init``.
 
@@ -276,15 +280,20 @@ def check_params(
         raise ValueError(f"init_size must be None or an integer >= 1, got {init_size!r}.")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
+    if (not isinstance(oversampling_factor, numbers.Real) or isinstance(oversampling_factor, bool)
+            or not oversampling_factor > 0):
+        raise ValueError(f"oversampling_factor must be a number > 0, got {oversampling_factor!r}.")
+    if init_rounds is not None and (not _is_int(init_rounds) or init_rounds < 1):
+        raise ValueError(f"init_rounds must be None or an integer >= 1, got {init_rounds!r}.")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
     if isinstance(init, str):
-        if init not in ("k-means++", "random"):
+        if init not in INITS:
             raise ValueError(
-                f"init must be 'k-means++', 'random', an array of shape (n_clusters, "
-                f"n_features) or a callable, got {init!r}."
+                f"init must be 'k-means++', 'k-means||', 'random', an array of shape "
+                f"(n_clusters, n_features) or a callable, got {init!r}."
             )
     elif not callable(init) and not hasattr(init, "__len__") and not isinstance(init, Tensor):
         raise TypeError(f"init must be a string, an array or a callable, got {type(init)}.")

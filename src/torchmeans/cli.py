@@ -125,7 +125,8 @@ def build_cli() -> Any:
     @data_argument
     @click.option("-k", "--n-clusters", "n_clusters", type=click.IntRange(min=1), required=True,
                   help="Number of clusters.")
-    @click.option("--init", type=click.Choice(["k-means++", "random"]), default="k-means++",
+    @click.option("--init", type=click.Choice(["k-means++", "k-means||", "random"]),
+                  default="k-means++",
                   show_default=True, help="How to seed the centers.")
     @click.option("--n-init", default="auto", show_default=True,
                   help="Number of initializations ('auto' or an integer).")
