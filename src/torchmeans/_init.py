@@ -146,15 +146,21 @@ def _best_candidate(data: KMeansData, candidates: Tensor, closest: Tensor, items
     return _sq_distances(data, candidates[best][None], rows)[0], best
 
 
-def _lower_closest(data: KMeansData, points: Tensor, closest: Tensor,
-                   chunk_bytes: int | None) -> None:
-    """``closest = min(closest, min_p ||x - p||^2)`` for every row, chunk by chunk (in place)."""
+def _lower_closest(data: KMeansData, points: Tensor, first_id: int, closest: Tensor,
+                   nearest: Tensor, chunk_bytes: int | None) -> None:
+    """Lower ``closest`` to the rows' distances to ``points`` where nearer (in place).
+
+    ``nearest`` records, for the rows that moved, the id of their new nearest point
+    (``first_id`` + its index in ``points``). One GEMM per chunk, within the budget.
+    """
     terms = center_terms(points)
     for chunk in data.chunks(chunk_rows_for(data, points.shape[0], chunk_bytes)):
-        scores = chunk_scores(data, chunk, terms).amin(dim=1)
-        nearest = scores.add_(chunk.sq_norms).clamp_(min=0)
-        torch.minimum(closest[chunk.start : chunk.stop], nearest,
-                      out=closest[chunk.start : chunk.stop])
+        values, index = chunk_scores(data, chunk, terms).min(dim=1)
+        distances = values.add_(chunk.sq_norms).clamp_(min=0)
+        rows = slice(chunk.start, chunk.stop)
+        nearer = distances < closest[rows]
+        closest[rows] = torch.where(nearer, distances, closest[rows])
+        nearest[rows] = torch.where(nearer, index + first_id, nearest[rows])
 
 
 def kmeans_parallel_centers(
@@ -174,8 +180,9 @@ def kmeans_parallel_centers(
     the rows' distances to the new candidates. The ``~rounds * l`` candidates are
     weighted by the total weight of the rows nearest to them, and reclustered into
     ``n_clusters`` centers by weighted greedy k-means++ and a few weighted Lloyd
-    iterations. Each pass over the data is chunked (memory bounded by the budget),
-    which is what makes it fit streaming and distributed data.
+    iterations. The rows' nearest candidates are tracked during the passes, so the
+    weights need no extra pass. Each pass over the data is chunked (memory bounded
+    by the budget), which is what makes it fit streaming and distributed data.
 
     Returns
     -------
@@ -192,7 +199,9 @@ def kmeans_parallel_centers(
     weight = data.sample_weight
     picked = [_weighted_choice(weight, 1, generator)]
     closest = torch.full((data.n_samples,), torch.inf, dtype=data.acc_dtype, device=data.device)
-    _lower_closest(data, data.take(picked[0]), closest, chunk_bytes)
+    nearest = torch.zeros(data.n_samples, dtype=torch.int64, device=data.device)
+    _lower_closest(data, data.take(picked[0]), 0, closest, nearest, chunk_bytes)
+    n_picked = 1
     expected = oversampling_factor * n_clusters
     for _ in range(rounds):
         cost = closest @ weight
@@ -204,13 +213,15 @@ def kmeans_parallel_centers(
         new = torch.nonzero(uniform < probability).squeeze(1)
         if new.numel():
             picked.append(new)
-            _lower_closest(data, data.take(new), closest, chunk_bytes)
-    indices = torch.unique(torch.cat(picked))
-    if indices.numel() < n_clusters:  # few distinct rows: top up with random distinct rows
-        extra = random_centers(data, n_clusters, generator)[1]
-        indices = torch.unique(torch.cat([indices, extra]))
+            _lower_closest(data, data.take(new), n_picked, closest, nearest, chunk_bytes)
+            n_picked += new.numel()
+    indices = torch.cat(picked)  # a row re-picked (rounding) is a zero-weight duplicate
+    if indices.numel() < n_clusters:
+        # Few distinct rows: top up with random distinct rows, weighted by one more pass.
+        indices = torch.unique(torch.cat([indices, random_centers(data, n_clusters,
+                                                                  generator)[1]]))
+        nearest = assign(data, data.take(indices), chunk_bytes=chunk_bytes).labels
     candidates = data.take(indices)
-    nearest = assign(data, candidates, chunk_bytes=chunk_bytes).labels
     candidate_weight = torch.zeros(indices.numel(), dtype=weight.dtype, device=data.device)
     candidate_weight.index_add_(0, nearest, weight)
     reduced = DenseData(candidates, candidate_weight, torch.zeros_like(data.offset),
