@@ -30,10 +30,12 @@ from torchmeans._validation import (
     make_data,
     make_generator,
     normalize_rows,
+    prepare_data,
     resolve_device,
 )
 from torchmeans.data import KMeansData
 from torchmeans.ops.assign import Assignment, assign, inertia_of
+from torchmeans.sources import is_source
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
 
@@ -229,9 +231,11 @@ def kmeans(
 
     Parameters
     ----------
-    X : Tensor or array-like of shape (n_samples, n_features)
+    X : Tensor, array-like of shape (n_samples, n_features), or a source
         Samples: a dense or sparse torch tensor, a numpy array, a scipy sparse
         matrix, a pandas DataFrame or a list. Integer and boolean data become float32.
+        A source of :mod:`torchmeans.sources` (memory-mapped files, shards, batches)
+        is streamed chunk by chunk.
     n_clusters : int
         Number of clusters.
     sample_weight : Tensor or array-like of shape (n_samples,), optional
@@ -286,16 +290,22 @@ def kmeans(
     (torch.Size([2, 2]), torch.Size([200]))
     """
     compute_device = resolve_device(device, X)
-    X_tensor = as_tensor(X, compute_device)
-    n_samples, n_features = X_tensor.shape
-    effective_n_init = check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
-                                    n_init=n_init, max_iter=max_iter, tol=tol,
-                                    chunk_bytes=chunk_bytes, algorithm=algorithm,
-                                    init_size=init_size, backend=backend, metric=metric,
-                                    oversampling_factor=oversampling_factor,
-                                    init_rounds=init_rounds)
-    weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, compute_device)
-    data = make_data(X_tensor, weight, copy=copy, metric=metric)
+    streamed = is_source(X)
+    X_tensor = X if streamed else as_tensor(X, compute_device)
+    known_rows = X.n_samples if streamed else X_tensor.shape[0]
+
+    def check(n_samples: int) -> int:
+        return check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
+                            n_init=n_init, max_iter=max_iter, tol=tol, chunk_bytes=chunk_bytes,
+                            algorithm=algorithm, init_size=init_size, backend=backend,
+                            metric=metric, oversampling_factor=oversampling_factor,
+                            init_rounds=init_rounds)
+
+    check(known_rows if known_rows is not None else n_clusters)
+    data = prepare_data(X_tensor, sample_weight, copy=copy, metric=metric,
+                        device=compute_device)
+    effective_n_init = check(data.n_samples)
+    n_features = data.n_features
     init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
                            callable_input=X, init_size=init_size, metric=metric,
                            oversampling_factor=oversampling_factor, init_rounds=init_rounds)

@@ -101,8 +101,9 @@ def kmeans_plusplus_centers(
         gaps = torch.cdist(centers[:c], candidates)
         reach = (gaps < (2 * (1 + 1e-3)) * radius[:c, None]).any(dim=1)
         rows = torch.nonzero(reach[nearest]).squeeze(1)
-        if 2 * rows.numel() > n:
-            # Little to skip (high dimensions, early steps): evaluate every row, no copies.
+        if 2 * rows.numel() > n or data.streamed:
+            # Little to skip (high dimensions, early steps), or streamed data (a gathered
+            # subset would have to be held in memory): evaluate every row, no copies.
             rows = evaluate = torch.arange(n, device=device)
         else:
             # The same test row by row, with the row's own distance instead of the radius.

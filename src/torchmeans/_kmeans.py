@@ -25,16 +25,16 @@ from torchmeans._validation import (
     _from_numpy,
     _scipy_to_csr_tensor,
     check_params,
-    check_sample_weight,
     check_tensor,
-    make_data,
     make_generator,
+    prepare_data,
     resolve_device,
     to_device,
 )
 from torchmeans.data import KMeansData, accumulation_dtype
 from torchmeans.module import KMeansModule
 from torchmeans.ops.assign import assign, pairwise_distances
+from torchmeans.sources import is_source
 
 __all__ = ["KMeans"]
 
@@ -214,19 +214,17 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     # -- input handling -------------------------------------------------------------
 
     def _prepare(self, X: Any, *, reset: bool) -> tuple[Tensor, Any, OutputFn]:
-        """Check ``X``: return it on the compute device, as validated, and a converter back."""
+        """Check ``X``: return it on the compute device, as validated, and a converter back.
+
+        A streamed source (:mod:`torchmeans.sources`) is returned as it is (it is read
+        chunk by chunk later); its outputs are numpy arrays.
+        """
+        if is_source(X):
+            self._check_n_features(X.n_features, reset)
+            return X, X, _numpy_output
         if isinstance(X, Tensor):
             X_tensor = check_tensor(X)
-            n_features = X_tensor.shape[1]
-            if reset:
-                self.n_features_in_ = n_features
-                if hasattr(self, "feature_names_in_"):
-                    del self.feature_names_in_
-            elif n_features != self.n_features_in_:
-                raise ValueError(
-                    f"X has {n_features} features, but {type(self).__name__} is expecting "
-                    f"{self.n_features_in_} features as input."
-                )
+            self._check_n_features(X_tensor.shape[1], reset)
             device = resolve_device(self.device, X)
             return to_device(X_tensor, device), X, _torch_output(X.device)
         validated = validate_data(
@@ -237,16 +235,31 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         )
         return to_device(tensor, resolve_device(self.device)), validated, _numpy_output
 
-    def _fitted_terms(self, X: Tensor, sample_weight: Any = None) -> tuple[KMeansData, Tensor]:
+    def _check_n_features(self, n_features: int, reset: bool) -> None:
+        if reset:
+            self.n_features_in_ = n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+
+    def _fitted_terms(self, X: Any, sample_weight: Any = None) -> tuple[KMeansData, Tensor]:
         """Return data and centers for predict/transform/score, shifted exactly as in ``fit``."""
-        acc = accumulation_dtype(X.dtype)
-        weight = check_sample_weight(sample_weight, X.shape[0], X.dtype, X.device)
-        data = make_data(X, weight, offset=self._offset.to(X.device, acc), copy=False,
-                         metric=self.metric)
+        if is_source(X):
+            device = resolve_device(self.device)
+            offset = self._offset.to(device)
+        else:
+            device = X.device
+            offset = self._offset.to(device, accumulation_dtype(X.dtype))
+        data = prepare_data(X, sample_weight, copy=False, metric=self.metric, offset=offset,
+                            device=device)
         centers = self.cluster_centers_
         if not isinstance(centers, Tensor):
             centers = torch.from_numpy(centers)
-        return data, centers.to(acc).to(X.device) - data.offset
+        return data, centers.to(data.acc_dtype).to(device) - data.offset
 
     # -- estimator API ------------------------------------------------------------
 
@@ -269,16 +282,25 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             Fitted estimator.
         """
         X_tensor, validated, output = self._prepare(X, reset=True)
-        n_samples, n_features = X_tensor.shape
-        n_init = check_params(n_clusters=self.n_clusters, n_samples=n_samples, init=self.init,
-                              n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                              chunk_bytes=self.chunk_bytes, algorithm=self.algorithm,
-                              init_size=self.init_size, backend=self.backend,
-                              metric=self.metric, oversampling_factor=self.oversampling_factor,
-                              init_rounds=self.init_rounds)
-        device = X_tensor.device
-        weight = check_sample_weight(sample_weight, n_samples, X_tensor.dtype, device)
-        data = make_data(X_tensor, weight, copy=self.copy_x, metric=self.metric)
+        streamed = is_source(X_tensor)
+        n_features = X_tensor.n_features if streamed else X_tensor.shape[1]
+        known_rows = X_tensor.n_samples if streamed else X_tensor.shape[0]
+
+        def check(n_samples: int) -> int:
+            return check_params(
+                n_clusters=self.n_clusters, n_samples=n_samples, init=self.init,
+                n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                chunk_bytes=self.chunk_bytes, algorithm=self.algorithm,
+                init_size=self.init_size, backend=self.backend, metric=self.metric,
+                oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds)
+
+        # Parameters are checked before any pass over the data; a streamed source's row
+        # count is known after its first pass.
+        n_init = check(known_rows if known_rows is not None else self.n_clusters)
+        data = prepare_data(X_tensor, sample_weight, copy=self.copy_x, metric=self.metric,
+                            device=resolve_device(self.device) if streamed else None)
+        n_init = check(data.n_samples)
+        device = data.device
         init = resolve_init(self.init, self.n_clusters, n_features, data.acc_dtype, device,
                             callable_input=validated, init_size=self.init_size,
                             metric=self.metric, oversampling_factor=self.oversampling_factor,

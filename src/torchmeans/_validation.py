@@ -224,6 +224,26 @@ def _check_nonzero_norms(norms: Tensor, name: str) -> None:
         )
 
 
+def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str = "euclidean",
+                 offset: Tensor | None = None, device: torch.device | None = None
+                 ) -> KMeansData:
+    """Return the engine's data for a checked tensor, or for a streamed source (``sources``).
+
+    Sample weights are checked against the row count (for a source, known after its
+    first pass).
+    """
+    from torchmeans.sources import StreamData, is_source
+
+    if is_source(X):
+        data = StreamData(X, None, device or resolve_device(None), offset=offset,
+                          normalize=metric == "cosine")
+        data.set_sample_weight(check_sample_weight(sample_weight, data.n_samples, data.dtype,
+                                                   data.device))
+        return data
+    weight = check_sample_weight(sample_weight, X.shape[0], X.dtype, X.device)
+    return make_data(X, weight, offset=offset, copy=copy, metric=metric)
+
+
 def make_data(X: Tensor, sample_weight: Tensor, *, offset: Tensor | None = None,
               copy: bool = True, metric: str = "euclidean") -> KMeansData:
     """Wrap a checked tensor in the :class:`~torchmeans.data.KMeansData` that fits its layout.

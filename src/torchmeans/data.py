@@ -28,6 +28,7 @@ from torch import Tensor
 __all__ = [
     "Chunk",
     "DenseData",
+    "DenseRows",
     "KMeansData",
     "SparseData",
     "accumulation_dtype",
@@ -116,6 +117,9 @@ class KMeansData(ABC):
     chunks_are_views: bool = False
     """True when a chunk's ``x`` is a view of rows held in memory (no copy per chunk), so
     passes that touch few rows may read the data in larger chunks than the budget."""
+    streamed: bool = False
+    """True when the rows are read from outside memory on every pass
+    (:mod:`torchmeans.sources`): then nothing may gather a large subset of them."""
     dense_width: int
     """Floats per row that chunk temporaries hold besides the scores (``n_features``
     for dense rows, 0 for sparse rows, whose products never densify a row)."""
@@ -229,7 +233,57 @@ def _row_chunks(n_samples: int, rows: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + rows, n_samples)
 
 
-class DenseData(KMeansData):
+class DenseRows(KMeansData):
+    """The products of data whose chunks hold dense rows (in memory, or streamed).
+
+    Subclasses provide ``chunks``, ``take``, ``subset``, ``sq_norms`` and the column
+    sums of the shifted rows (``_column_sums``) that :meth:`mean_variance` reads.
+    """
+
+    _column_sums: Tensor
+
+    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,  # noqa: D102
+               out: Tensor | None = None, transposed: bool = False) -> Tensor:
+        if transposed:
+            return torch.addmm(center_sq_norms[:, None], centers_t.T, x.T, alpha=-2, out=out)
+        return torch.addmm(center_sq_norms, x, centers_t, alpha=-2, out=out)
+
+    def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
+                  alpha: float) -> None:
+        x, weight = chunk.x, chunk.weight
+        if rows is not None:
+            x = x.index_select(0, rows)
+            weight = None if weight is None else weight.index_select(0, rows)
+        x = x.to(sums.dtype)
+        if weight is not None:
+            x = x * weight[:, None]
+        if self.n_features > SMALL_D:
+            sums.index_add_(0, labels, x, alpha=alpha)
+            return
+        # Few features: torch's CPU index_add_ over rows is slow (3-6x) for short rows;
+        # adding columns of x.T into a (d, k) block is not (benchmarks/RESULTS.md).
+        columns = torch.zeros(self.n_features, sums.shape[0], dtype=sums.dtype,
+                              device=sums.device)
+        sums.add_(columns.index_add_(1, labels, x.T).T, alpha=alpha)
+
+    def _select_rows(self, x: Tensor, rows: Tensor) -> Tensor:
+        return x.index_select(0, rows)
+
+    def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:  # noqa: D102
+        assigned = centers.index_select(0, labels)
+        return (chunk.x.to(assigned.dtype) - assigned).square_().sum(dim=1)
+
+    def mean_variance(self) -> Tensor:  # noqa: D102
+        # E[x^2] - E[x]^2 of the shifted rows, from the squared norms' pass: the rows
+        # are shifted by (about) their mean, so E[x] is ~0 and nothing cancels.
+        dtype = torch.float64 if supports_float64(self.device) else self.acc_dtype
+        sq_norms = self.sq_norms
+        mean = self._column_sums.to(dtype) / self.n_samples
+        mean_square = sq_norms.sum(dtype=dtype) / (self.n_samples * self.n_features)
+        return (mean_square - mean.square().mean()).clamp(min=0).to(self.acc_dtype)
+
+
+class DenseData(DenseRows):
     """A dense ``(n_samples, n_features)`` tensor held in memory (on any device).
 
     Parameters
@@ -311,54 +365,13 @@ class DenseData(KMeansData):
             yield Chunk(start, stop, self._shifted(start, stop), self._chunk_weight(start, stop),
                         self)
 
-    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,  # noqa: D102
-               out: Tensor | None = None, transposed: bool = False) -> Tensor:
-        if transposed:
-            return torch.addmm(center_sq_norms[:, None], centers_t.T, x.T, alpha=-2, out=out)
-        return torch.addmm(center_sq_norms, x, centers_t, alpha=-2, out=out)
-
-    def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
-                  alpha: float) -> None:
-        x, weight = chunk.x, chunk.weight
-        if rows is not None:
-            x = x.index_select(0, rows)
-            weight = None if weight is None else weight.index_select(0, rows)
-        x = x.to(sums.dtype)
-        if weight is not None:
-            x = x * weight[:, None]
-        if self.n_features > SMALL_D:
-            sums.index_add_(0, labels, x, alpha=alpha)
-            return
-        # Few features: torch's CPU index_add_ over rows is slow (3-6x) for short rows;
-        # adding columns of x.T into a (d, k) block is not (benchmarks/RESULTS.md).
-        columns = torch.zeros(self.n_features, sums.shape[0], dtype=sums.dtype,
-                              device=sums.device)
-        sums.add_(columns.index_add_(1, labels, x.T).T, alpha=alpha)
-
-    def _select_rows(self, x: Tensor, rows: Tensor) -> Tensor:
-        return x.index_select(0, rows)
-
     def subset(self, indices: Tensor) -> DenseData:  # noqa: D102
         return DenseData(self.take(indices), self.sample_weight[indices],
                          torch.zeros_like(self.offset), shifted=True)
 
-    def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:  # noqa: D102
-        assigned = centers.index_select(0, labels)
-        return (chunk.x.to(assigned.dtype) - assigned).square_().sum(dim=1)
-
     def take(self, indices: Tensor) -> Tensor:  # noqa: D102
         rows = self._rows.index_select(0, indices).to(self.acc_dtype)
         return rows if self._lazy_offset is None else rows - self.offset
-
-    def mean_variance(self) -> Tensor:  # noqa: D102
-        # E[x^2] - E[x]^2 of the shifted rows, from the squared norms' pass: the rows
-        # are shifted by (about) their mean, so E[x] is ~0 and nothing cancels.
-        dtype = torch.float64 if supports_float64(self.device) else self.acc_dtype
-        sq_norms = self.sq_norms
-        mean = self._column_sums.to(dtype) / self.n_samples
-        mean_square = sq_norms.sum(dtype=dtype) / (self.n_samples * self.n_features)
-        return (mean_square - mean.square().mean()).clamp(min=0).to(self.acc_dtype)
-
 
 class SparseData(KMeansData):
     """A sparse CSR matrix (e.g. TF-IDF features) held in memory, never densified.
