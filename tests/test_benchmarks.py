@@ -19,6 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_suite.py", "torchmeans lloyd"),
         ("bench_metrics.py", "silhouette_score"),
         ("bench_parallel_init.py", "k-means||"),
+        ("bench_streaming.py", "streamed peak"),
     ],
 )
 def test_benchmark_quick_mode_runs(script, expected):

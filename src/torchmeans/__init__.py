@@ -1,6 +1,6 @@
 """torchmeans: exact k-means on PyTorch, a scikit-learn drop-in for any torch device."""
 
-from torchmeans import metrics
+from torchmeans import metrics, sources  # noqa: F401 - submodules: torchmeans.metrics, ...
 from torchmeans._functional import KMeansResult, kmeans, kmeans_plusplus
 from torchmeans._io import ModelFileError, load
 from torchmeans._kmeans import KMeans
@@ -18,5 +18,4 @@ __all__ = [
     "kmeans",
     "kmeans_plusplus",
     "load",
-    "metrics",
 ]
