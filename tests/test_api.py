@@ -27,6 +27,8 @@ PARAMS = {
     "metric": "euclidean",
     "oversampling_factor": 2.0,
     "init_rounds": None,
+    "checkpoint": None,
+    "checkpoint_every": 10,
     "device": None,
     "chunk_bytes": None,
     "init_size": None,
@@ -90,6 +92,8 @@ def test_get_set_params_round_trip():
         metric="cosine",
         oversampling_factor=3.0,
         init_rounds=2,
+        checkpoint="state.safetensors",
+        checkpoint_every=3,
     )
     assert km.set_params(**new) is km
     assert km.get_params() == new

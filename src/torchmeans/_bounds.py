@@ -230,7 +230,8 @@ class BoundedPass:
         largest_center = float(terms.sq_norms.max().sqrt())
         buffer = score_buffer(self.data, centers, self.rows)
         if self.previous_centers is None:
-            self._first_pass(centers, terms, labels, buffer, scalars, largest_center)
+            self._first_pass(centers, terms, labels, buffer, scalars, largest_center, sums,
+                             weights, incremental)
         else:
             self._update_bounds(centers, labels, largest_center)
             self._bounded_pass(centers, terms, labels, buffer, scalars, largest_center,
@@ -244,12 +245,23 @@ class BoundedPass:
         return flat
 
     def _first_pass(self, centers: Tensor, terms: CenterTerms, labels: Tensor, buffer: Tensor,
-                    scalars: Tensor, largest_center: float) -> None:
+                    scalars: Tensor, largest_center: float, sums: Tensor, weights: Tensor,
+                    incremental: bool) -> None:
+        """Compute all distances (no bounds yet) and set the bounds from them.
+
+        Incremental only when a run resumes from a checkpoint: then ``labels`` are
+        valid, and the changes of the rows that moved are added to the sums.
+        """
         for chunk in self.data.chunks(self.rows):
             scores = self._scores(chunk, terms, buffer)
             _, new_labels = _first_minimum(scores, False)
             chunk_labels = labels[chunk.start : chunk.stop]
-            scalars[1] += (chunk_labels != new_labels).sum()
+            moved = torch.nonzero(chunk_labels != new_labels).squeeze(1)
+            scalars[1] += moved.numel()
+            if incremental and moved.numel():
+                self.data.add_weighted_sums(chunk, new_labels[moved], sums, weights, rows=moved)
+                self.data.add_weighted_sums(chunk, chunk_labels[moved], sums, weights,
+                                            rows=moved, alpha=-1)
             chunk_labels.copy_(new_labels)
             margin = self._margin(self.norms[chunk.start : chunk.stop], largest_center)
             upper, lower = self._bounds_from_scores(scores, chunk, new_labels, margin)

@@ -13,10 +13,12 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
+from torchmeans._checkpoint import BestRun, Checkpointer
 from torchmeans._init import kmeans_parallel_centers, kmeans_plusplus_centers, random_centers
 from torchmeans._lloyd import (
     IterationStats,
     Reducer,
+    RunState,
     _no_reduce,
     lloyd,
     resolve_algorithm,
@@ -139,23 +141,51 @@ def fit_data(
     algorithm: str = "lloyd",
     backend: str = "auto",
     metric: str = "euclidean",
+    checkpointer: Checkpointer | None = None,
+    resume: bool = False,
 ) -> KMeansResult:
     """Run ``n_init`` initializations of Lloyd on prepared data; keep the best.
 
     Returns centers in the original (unshifted) space, and labels and inertia
     computed against exactly those centers (as ``predict`` and ``score`` will).
+    With a ``checkpointer`` the state is written every few iterations; with
+    ``resume`` a fit continues from the checkpoint (when there is one) to the
+    result the uninterrupted fit would have had.
     """
     tol_abs = float(data.mean_variance()) * tol if tol > 0 else 0.0
     algorithm = resolve_algorithm(algorithm, data, n_clusters)
     backend = resolve_backend(backend, data)  # used by Lloyd passes (bounded ones are torch)
     best: KMeansResult | None = None
-    for run in range(n_init):
-        initial = init(data, n_clusters, generator).to(data.acc_dtype)
+    resumed = checkpointer.load(data.device) if checkpointer is not None and resume else None
+    first_run = 0
+    if resumed is not None:
+        first_run = resumed.run
+        generator.set_state(resumed.generator_state)
+        if resumed.best is not None:
+            labels = assign(data, resumed.best.centers - data.offset,
+                            chunk_bytes=chunk_bytes).labels
+            best = KMeansResult(resumed.best.centers, labels, resumed.best.inertia,
+                                resumed.best.n_iter, resumed.best.history)
         if verbose:
-            logger.info("initialization %d/%d complete", run + 1, n_init)
+            logger.info("resuming run %d at iteration %d from %s", first_run + 1,
+                        resumed.state.iteration, checkpointer.path)
+    for run in range(first_run, n_init):
+        start = resumed.state if resumed is not None and run == resumed.run else None
+        if start is None:
+            initial = init(data, n_clusters, generator).to(data.acc_dtype)
+            if verbose:
+                logger.info("initialization %d/%d complete", run + 1, n_init)
+        else:
+            initial = start.centers
+        on_iteration = None
+        if checkpointer is not None:
+            on_iteration = partial(_save_checkpoint, checkpointer, run, generator.get_state(),
+                                   None if best is None else BestRun(
+                                       best.centers, best.inertia, best.n_iter, best.history))
         result = lloyd(data, initial, max_iter=max_iter, tol=tol_abs,
                        chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose,
-                       algorithm=algorithm, backend=backend, spherical=metric == "cosine")
+                       algorithm=algorithm, backend=backend, spherical=metric == "cosine",
+                       start=start, on_iteration=on_iteration)
         centers = result.centers + data.offset
         # predict() shifts the returned centers back; label against exactly those.
         shifted = centers - data.offset
@@ -187,6 +217,12 @@ def fit_data(
             stacklevel=3,
         )
     return best
+
+
+def _save_checkpoint(checkpointer: Checkpointer, run: int, generator_state: Tensor,
+                     best: BestRun | None, state: RunState) -> None:
+    if checkpointer.due(state.iteration - 1):
+        checkpointer.save(run, state, generator_state, best)
 
 
 def verbose_logging(verbose: Any) -> bool:

@@ -62,7 +62,7 @@ def _json_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torc
             out[name] = "k-means++"  # a callable cannot be stored; refitting re-seeds
         elif name == "random_state":
             out[name] = value if value is None or isinstance(value, int) else None
-        elif name == "device":
+        elif name in ("device", "checkpoint"):
             out[name] = None if value is None else str(value)
         else:
             out[name] = value

@@ -19,6 +19,7 @@ from sklearn.base import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor
 
+from torchmeans._checkpoint import Checkpointer, data_fingerprint
 from torchmeans._functional import fit_data, resolve_init, verbose_logging
 from torchmeans._validation import (
     NUMPY_FLOAT_DTYPES,
@@ -126,6 +127,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     init_rounds : int, default=None
         ``init='k-means||'`` only: number of sampling rounds (passes over the data);
         None means 5.
+    checkpoint : str or PathLike, default=None
+        Write the state of the fit to this file every ``checkpoint_every``
+        iterations (atomically: a crash never leaves a half-written file); ``fit(X,
+        resume=True)`` then continues an interrupted fit from it to the result the
+        uninterrupted fit would have had. Needs the ``io`` extra (safetensors).
+    checkpoint_every : int, default=10
+        Iterations between checkpoints.
     backend : {'auto', 'torch', 'native'}, default='auto'
         How a Lloyd pass runs after its distance GEMM. ``'torch'``: torch ops, on
         every device (the reference). ``'native'``: a small C/OpenMP kernel that
@@ -187,6 +195,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         metric: str = "euclidean",
         oversampling_factor: float = 2.0,
         init_rounds: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 10,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -204,6 +214,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.metric = metric
         self.oversampling_factor = oversampling_factor
         self.init_rounds = init_rounds
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -235,6 +247,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         )
         return to_device(tensor, resolve_device(self.device)), validated, _numpy_output
 
+    def _fingerprint(self, n_init: int) -> dict[str, Any]:
+        """Return the parameters a checkpoint must agree with to be resumed."""
+        init = self.init if isinstance(self.init, str) else type(self.init).__name__
+        return {"n_clusters": self.n_clusters, "init": init, "n_init": n_init,
+                "max_iter": self.max_iter, "tol": self.tol, "algorithm": self.algorithm,
+                "metric": self.metric, "init_size": self.init_size,
+                "random_state": self.random_state if isinstance(self.random_state, int)
+                else None}
+
     def _check_n_features(self, n_features: int, reset: bool) -> None:
         if reset:
             self.n_features_in_ = n_features
@@ -263,7 +284,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     # -- estimator API ------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None, *,
+            resume: bool = False) -> KMeans:
         """Compute k-means clustering.
 
         Parameters
@@ -275,6 +297,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         sample_weight : array-like or Tensor of shape (n_samples,), default=None
             Non-negative weight of each sample (used by the init too, except
             for arrays and callables).
+        resume : bool, default=False
+            Continue from ``checkpoint`` when that file exists (a checkpoint of a
+            fit with other data or parameters is refused); start afresh otherwise.
 
         Returns
         -------
@@ -301,6 +326,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                             device=resolve_device(self.device) if streamed else None)
         n_init = check(data.n_samples)
         device = data.device
+        checkpointer = None
+        if self.checkpoint is not None:
+            if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
+                raise ValueError(f"checkpoint_every must be an integer >= 1, got "
+                                 f"{self.checkpoint_every!r}.")
+            checkpointer = Checkpointer(self.checkpoint, self.checkpoint_every,
+                                        data_fingerprint(data, self._fingerprint(n_init)))
+        elif resume:
+            raise ValueError("resume=True needs the checkpoint parameter (the file to resume).")
         init = resolve_init(self.init, self.n_clusters, n_features, data.acc_dtype, device,
                             callable_input=validated, init_size=self.init_size,
                             metric=self.metric, oversampling_factor=self.oversampling_factor,
@@ -318,6 +352,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             algorithm=self.algorithm,
             backend=self.backend,
             metric=self.metric,
+            checkpointer=checkpointer,
+            resume=resume,
         )
         self._offset = data.offset
         self.cluster_centers_ = output(result.centers)

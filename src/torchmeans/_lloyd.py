@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -123,6 +124,23 @@ class LloydResult(NamedTuple):
     labels_are_final: bool = False
     """True when ``labels`` are already the nearest centers of ``centers``: the last
     iteration changed no label and left the centers bit-for-bit where they were."""
+
+
+@dataclass
+class RunState:
+    """Where one Lloyd run stands after ``iteration`` iterations (shifted space).
+
+    Everything the next iteration depends on: a run continued from it (``lloyd(...,
+    start=state)``) goes on exactly as the uninterrupted one (checkpoints).
+    """
+
+    iteration: int
+    centers: Tensor
+    labels: Tensor
+    sums: Tensor
+    weights: Tensor
+    incremental: bool
+    history: list[IterationStats]
 
 
 class _Accumulator(NamedTuple):
@@ -265,6 +283,8 @@ def lloyd(
     algorithm: str = "lloyd",
     backend: str = "torch",
     spherical: bool = False,
+    start: RunState | None = None,
+    on_iteration: Callable[[RunState], None] | None = None,
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers`` until convergence.
 
@@ -297,6 +317,10 @@ def lloyd(
         Spherical k-means (``metric='cosine'``; the rows are unit vectors): each
         new center is scaled back to unit norm, and the reported inertia is the sum
         of cosine distances ``1 - x.c`` (half the squared Euclidean one).
+    start : RunState, optional
+        Continue a run from this state (from a checkpoint) instead of ``centers``.
+    on_iteration : callable, optional
+        Called with the :class:`RunState` after each iteration (checkpoints).
 
     Returns
     -------
@@ -307,6 +331,7 @@ def lloyd(
     n_clusters, n_features = centers.shape
     rows = chunk_rows_for(data, n_clusters, chunk_bytes)
     labels = torch.full((data.n_samples,), -1, dtype=torch.int64, device=data.device)
+    first_iteration = 0
     inertia_offset = data.sq_norms @ data.sample_weight
     history: list[IterationStats] = []
     labels_are_final = False
@@ -318,6 +343,10 @@ def lloyd(
     total_dtype = torch.float64 if supports_float64(data.device) else data.acc_dtype
     sums = weights = torch.empty(0)
     incremental = False
+    if start is not None:
+        first_iteration, centers, incremental = start.iteration, start.centers, start.incremental
+        labels, sums, weights = start.labels.clone(), start.sums.clone(), start.weights.clone()
+        history = list(start.history)
     if algorithm == "lloyd":
         lloyd_pass = accumulate_native if backend == "native" else accumulate
 
@@ -332,7 +361,7 @@ def lloyd(
         means = _average(sums, weights).to(centers.dtype)
         return project_to_sphere(means, data.offset) if spherical else means
 
-    for iteration in range(max_iter):
+    for iteration in range(first_iteration, max_iter):
         flat = reduce(assignment_pass(centers, labels, incremental))
         acc = _split(flat, n_clusters, n_features)
         if incremental:
@@ -378,4 +407,7 @@ def lloyd(
                     iteration, shift_value, tol,
                 )
             break
+        if on_iteration is not None:  # a run that goes on: its state may be checkpointed
+            on_iteration(RunState(iteration + 1, centers, labels, sums, weights, incremental,
+                                  history))
     return LloydResult(centers, labels, len(history), history, labels_are_final)

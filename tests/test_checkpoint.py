@@ -1,0 +1,132 @@
+"""Checkpoints: an interrupted fit (even by SIGKILL) resumes to the uninterrupted result."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+from sklearn.datasets import make_blobs
+
+import torchmeans
+from torchmeans import KMeans
+
+PARAMS = {"n_clusters": 30, "n_init": 3, "init": "random", "random_state": 5, "tol": 0.0,
+          "max_iter": 60}
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _ = make_blobs(n_samples=4000, centers=40, n_features=4, cluster_std=2.0,
+                      random_state=0)
+    return X.astype(np.float32)
+
+
+def checkpoint_run(path):
+    with safe_open(str(path), framework="np") as handle:
+        meta = handle.metadata()
+    return int(meta["run"]), int(meta["iteration"])
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly"])
+def test_resume_from_every_checkpoint_gives_the_uninterrupted_fit(data, tmp_path, algorithm):
+    reference = KMeans(**PARAMS, algorithm=algorithm).fit(data)
+    path = tmp_path / "state.safetensors"
+    snapshots = []
+    # Keep a copy of each checkpoint as it is written, then resume from each one.
+    original = torchmeans._checkpoint.Checkpointer.save
+
+    def save_and_copy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        snapshots.append(self.path.read_bytes())
+
+    torchmeans._checkpoint.Checkpointer.save = save_and_copy
+    try:
+        full = KMeans(**PARAMS, algorithm=algorithm, checkpoint=path, checkpoint_every=4).fit(data)
+    finally:
+        torchmeans._checkpoint.Checkpointer.save = original
+    np.testing.assert_array_equal(full.labels_, reference.labels_)
+    assert len(snapshots) >= 3
+    runs = set()
+    for snapshot in snapshots[:: max(1, len(snapshots) // 5)]:
+        path.write_bytes(snapshot)
+        runs.add(checkpoint_run(path)[0])
+        resumed = KMeans(**PARAMS, algorithm=algorithm, checkpoint=path,
+                         checkpoint_every=4).fit(data, resume=True)
+        np.testing.assert_array_equal(resumed.labels_, reference.labels_)
+        np.testing.assert_array_equal(resumed.cluster_centers_, reference.cluster_centers_)
+        assert resumed.n_iter_ == reference.n_iter_
+        assert resumed.inertia_ == reference.inertia_
+        assert [s.n_changed for s in resumed.n_iter_history_] == [
+            s.n_changed for s in reference.n_iter_history_]
+    assert len(runs) >= 2  # checkpoints from more than one of the n_init runs
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_sigkill_mid_fit_then_resume(data, tmp_path):
+    np.save(tmp_path / "X.npy", data)
+    path = tmp_path / "state.safetensors"
+    code = textwrap.dedent(f"""
+        import time, numpy as np, torchmeans
+        from torchmeans import _lloyd
+        slow = _lloyd.accumulate_native, _lloyd.accumulate
+        def slowed(function):
+            def run(*args, **kwargs):
+                time.sleep(0.05)
+                return function(*args, **kwargs)
+            return run
+        _lloyd.accumulate_native, _lloyd.accumulate = map(slowed, slow)
+        X = np.load({str(tmp_path / "X.npy")!r})
+        torchmeans.KMeans(**{PARAMS!r}, checkpoint={str(path)!r}, checkpoint_every=2).fit(X)
+        print("finished")
+    """)
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if path.exists() and checkpoint_run(path) >= (1, 4):
+            break
+        time.sleep(0.02)
+    else:
+        process.kill()
+        pytest.fail("no checkpoint of the second run appeared")
+    os.kill(process.pid, signal.SIGKILL)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert b"finished" not in out
+    resumed = KMeans(**PARAMS, checkpoint=path, checkpoint_every=2).fit(data, resume=True)
+    reference = KMeans(**PARAMS).fit(data)
+    np.testing.assert_array_equal(resumed.labels_, reference.labels_)
+    np.testing.assert_array_equal(resumed.cluster_centers_, reference.cluster_centers_)
+    assert resumed.n_iter_ == reference.n_iter_
+
+
+def test_checkpoint_of_another_fit_or_a_damaged_one_is_refused(data, tmp_path):
+    path = tmp_path / "state.safetensors"
+    KMeans(**{**PARAMS, "max_iter": 3}, checkpoint=path, checkpoint_every=1).fit(data)
+    with pytest.raises(ValueError, match=r"written by another fit \(different \['n_clusters'\]"):
+        KMeans(**{**PARAMS, "max_iter": 3, "n_clusters": 29}, checkpoint=path).fit(
+            data, resume=True)
+    with pytest.raises(ValueError, match="written by another fit"):
+        KMeans(**PARAMS, checkpoint=path).fit(data * 2, resume=True)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(torchmeans.ModelFileError, match="corrupt or truncated"):
+        KMeans(**PARAMS, checkpoint=path).fit(data, resume=True)
+    with pytest.raises(ValueError, match="resume=True needs the checkpoint parameter"):
+        KMeans(**PARAMS).fit(data, resume=True)
+    with pytest.raises(ValueError, match="checkpoint_every must be"):
+        KMeans(**PARAMS, checkpoint=path, checkpoint_every=0).fit(data)
+
+
+def test_resume_without_a_checkpoint_starts_afresh(data, tmp_path):
+    path = tmp_path / "none.safetensors"
+    fit = KMeans(**PARAMS, checkpoint=path).fit(data, resume=True)
+    np.testing.assert_array_equal(fit.labels_, KMeans(**PARAMS).fit(data).labels_)
+    assert path.exists()
+    with safe_open(str(path), framework="np") as handle:
+        assert json.loads(handle.metadata()["fingerprint"])["n_clusters"] == 30
