@@ -199,3 +199,20 @@ def test_fits_a_memory_mapped_file_three_times_larger_than_a_memory_cap(tmp_path
 
 def test_sources_are_accepted_by_the_public_api():
     assert torchmeans.sources.from_npy is sources.from_npy
+
+
+def test_predict_writes_labels_into_a_memory_map(blobs, tmp_path):
+    X, init = blobs
+    km = KMeans(12, init=init, n_init=1).fit(X)
+    out = np.lib.format.open_memmap(tmp_path / "labels.npy", mode="w+", dtype=np.int32,
+                                    shape=(len(X),))
+    assert km.predict(sources.from_array(X), out=out) is out
+    out.flush()
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), km.labels_)
+    tensor_out = torch.empty(len(X), dtype=torch.int64)
+    km.predict(torch.from_numpy(X), out=tensor_out)
+    np.testing.assert_array_equal(tensor_out.numpy(), km.labels_)
+    with pytest.raises(ValueError, match="out has shape"):
+        km.predict(X, out=np.empty(3, dtype=np.int32))
+    with pytest.raises(ValueError, match="out must hold integers"):
+        km.predict(X, out=np.empty(len(X)))

@@ -54,6 +54,22 @@ def _torch_output(device: torch.device) -> OutputFn:
     return to_input_device
 
 
+def _write_labels(labels: Tensor, out: Any, block: int = 1 << 20) -> Any:
+    """Copy ``labels`` into the caller's integer array ``out`` (block by block) and return it."""
+    if tuple(out.shape) != (labels.shape[0],):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected ({labels.shape[0]},).")
+    if isinstance(out, Tensor):
+        if out.is_floating_point() or out.is_complex():
+            raise ValueError(f"out must hold integers, got {out.dtype}.")
+        out.copy_(labels)
+        return out
+    if np.dtype(out.dtype).kind not in "iu":
+        raise ValueError(f"out must hold integers, got {out.dtype}.")
+    for start in range(0, labels.shape[0], block):
+        out[start : start + block] = labels[start : start + block].cpu().numpy()
+    return out
+
+
 class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """K-means clustering on any torch device, a drop-in for :class:`sklearn.cluster.KMeans`.
 
@@ -424,13 +440,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         """
         return self.fit(X, sample_weight=sample_weight).labels_
 
-    def predict(self, X: Any) -> Any:
+    def predict(self, X: Any, *, out: Any = None) -> Any:
         """Return the index of the closest center for each sample.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
-            New samples.
+        X : {array-like, sparse matrix, Tensor, source} of shape (n_samples, n_features)
+            New samples (a :mod:`torchmeans.sources` source is streamed).
+        out : ndarray or Tensor of shape (n_samples,), optional
+            Integer array to write the labels into, e.g. a ``numpy.memmap`` (written
+            in blocks) for data larger than memory; it is returned.
 
         Returns
         -------
@@ -440,7 +459,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         check_is_fitted(self)
         X_tensor, _, output = self._prepare(X, reset=False)
         data, centers = self._fitted_terms(X_tensor)
-        return output(assign(data, centers, chunk_bytes=self.chunk_bytes).labels, labels=True)
+        labels = assign(data, centers, chunk_bytes=self.chunk_bytes).labels
+        if out is None:
+            return output(labels, labels=True)
+        return _write_labels(labels, out)
 
     def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return the distance of each sample to each center.
