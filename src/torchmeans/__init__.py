@@ -5,6 +5,7 @@ from torchmeans._functional import KMeansResult, kmeans, kmeans_plusplus
 from torchmeans._io import ModelFileError, load
 from torchmeans._kmeans import KMeans
 from torchmeans._lloyd import IterationStats
+from torchmeans._minibatch import MiniBatchKMeans
 from torchmeans._version import __version__
 from torchmeans.module import KMeansModule
 
@@ -13,6 +14,7 @@ __all__ = [
     "KMeans",
     "KMeansModule",
     "KMeansResult",
+    "MiniBatchKMeans",
     "ModelFileError",
     "__version__",
     "kmeans",

@@ -66,6 +66,7 @@ class Checkpointer:
     """
 
     def __init__(self, path: str | os.PathLike, every: int, fingerprint: dict[str, Any]) -> None:
+        _safetensors()  # fail now, not after the first iterations, without the io extra
         self.path = Path(path)
         self.every = every
         self.fingerprint = fingerprint
@@ -151,8 +152,17 @@ class Checkpointer:
 
 
 def data_fingerprint(data: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Parameters plus the data's shape and a cheap checksum (its offset and first norms)."""
-    probe = data.sq_norms[: min(1024, data.n_samples)]
-    checksum = float(data.offset.double().sum()) + float(probe.double().sum())
+    """Parameters plus the data's shape, device, and cheap checksums of rows and weights.
+
+    The checksums are the sums of the offset, of the squared norms and of the weights and
+    their squares (in float64): another data set or other weights fail to match.
+    """
+    def total(values: Tensor) -> float:
+        wide = values.double() if values.device.type != "mps" else values
+        return float(wide.sum())
+
+    weight = data.sample_weight
     return {**params, "n_samples": data.n_samples, "n_features": data.n_features,
-            "checksum": round(checksum, 6)}
+            "device": data.device.type,
+            "rows": [round(total(data.offset), 6), round(total(data.sq_norms), 3)],
+            "weights": [round(total(weight), 6), round(total(weight.square()), 6)]}

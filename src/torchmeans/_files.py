@@ -122,8 +122,9 @@ def _read_text(path: str, name: str, delimiter: str | None,
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter,
                            skipinitialspace=True))
     names = None
-    # A header has fewer numeric cells than the row below it (or is the only, non-numeric row).
-    if _numeric_cells(rows[0]) < (_numeric_cells(rows[1]) if len(rows) > 1 else 1):
+    # A header has no numeric cell (a first data row with a missing value is data, and
+    # gets its "not a number" error below).
+    if _numeric_cells(rows[0]) == 0:
         names, rows = [cell.strip() for cell in rows[0]], rows[1:]
     if not rows:
         raise _fail(name, "has a header but no rows", "add one sample per row")

@@ -21,6 +21,7 @@ from torchmeans._lloyd import (
     RunState,
     _no_reduce,
     lloyd,
+    project_to_sphere,
     resolve_algorithm,
     resolve_backend,
 )
@@ -106,7 +107,10 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
                 rows = torch.randperm(data.n_samples, generator=generator,
                                       device=data.device)[: max(init_size, k)]
                 data = data.subset(rows)
-            return sampler(data, k, generator)[0]
+            centers = sampler(data, k, generator)[0]
+            if metric == "cosine" and init == "k-means||":  # means of rows: back on the sphere
+                centers = project_to_sphere(centers, data.offset)
+            return centers
         return seed
     if callable(init):
         def call_user_init(data: KMeansData, k: int, generator: torch.Generator) -> Tensor:
@@ -153,8 +157,14 @@ def fit_data(
     result the uninterrupted fit would have had.
     """
     tol_abs = float(data.mean_variance()) * tol if tol > 0 else 0.0
+    if backend == "native" and algorithm == "auto":
+        algorithm = "lloyd"  # the native kernel runs Lloyd passes
     algorithm = resolve_algorithm(algorithm, data, n_clusters)
-    backend = resolve_backend(backend, data)  # used by Lloyd passes (bounded ones are torch)
+    if backend == "native" and algorithm != "lloyd":
+        raise ValueError(f"backend='native' runs Lloyd passes; algorithm={algorithm!r} uses "
+                         "torch ops: pass algorithm='lloyd' or backend='auto'.")
+    backend = resolve_backend(backend, data, n_clusters, chunk_bytes) if algorithm == "lloyd" \
+        else "torch"
     best: KMeansResult | None = None
     resumed = checkpointer.load(data.device) if checkpointer is not None and resume else None
     first_run = 0

@@ -64,8 +64,8 @@ def _json_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torc
             out[name] = value if value is None or isinstance(value, int) else None
         elif name in ("device", "checkpoint"):
             out[name] = None if value is None else str(value)
-        else:
-            out[name] = value
+        else:  # NumPy scalars (np.int64 from a parameter grid) as plain numbers
+            out[name] = value.item() if isinstance(value, np.generic) else value
     return out, tensors
 
 
@@ -101,6 +101,7 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
+        "estimator": type(estimator).__name__,
         "torchmeans_version": __version__,
         "metric": estimator.metric,
         "n_features_in": str(estimator.n_features_in_),
@@ -162,6 +163,7 @@ def load(path: str | os.PathLike) -> Any:
         format version, or its fields disagree (shapes, dtypes, non-finite values).
     """
     from torchmeans._kmeans import KMeans
+    from torchmeans._minibatch import MiniBatchKMeans
 
     path = Path(path)
     tensors, metadata = _read(path)
@@ -199,8 +201,12 @@ def load(path: str | os.PathLike) -> Any:
         raise _fail(path, "cluster_centers or offset holds NaN or infinity")
     if params.get("init") == "array":
         params["init"] = tensors["init"].numpy() if "init" in tensors else "k-means++"
+    estimators = {"KMeans": KMeans, "MiniBatchKMeans": MiniBatchKMeans}
+    kind = metadata.get("estimator", "KMeans")
+    if kind not in estimators:
+        raise _fail(path, f"unknown estimator {kind!r} (expected one of {sorted(estimators)})")
     try:
-        estimator = KMeans(**params)
+        estimator = estimators[kind](**params)
         estimator.get_params()
     except TypeError as error:
         raise _fail(path, f"unknown parameters: {error}") from error

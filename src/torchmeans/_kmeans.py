@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import numbers
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -265,12 +267,22 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     def _fingerprint(self, n_init: int) -> dict[str, Any]:
         """Return the parameters a checkpoint must agree with to be resumed."""
-        init = self.init if isinstance(self.init, str) else type(self.init).__name__
-        return {"n_clusters": self.n_clusters, "init": init, "n_init": n_init,
-                "max_iter": self.max_iter, "tol": self.tol, "algorithm": self.algorithm,
-                "metric": self.metric, "init_size": self.init_size,
-                "random_state": self.random_state if isinstance(self.random_state, int)
-                else None}
+        if isinstance(self.init, str):
+            init = self.init
+        elif callable(self.init):
+            init = getattr(self.init, "__qualname__", type(self.init).__name__)
+        else:  # an array: its values
+            array = np.ascontiguousarray(np.asarray(self.init, dtype=np.float64))
+            init = "array:" + hashlib.sha256(array.tobytes()).hexdigest()[:16]
+        seed = self.random_state
+        seed = int(seed) if isinstance(seed, numbers.Integral) else None
+        return {"n_clusters": int(self.n_clusters), "init": init, "n_init": int(n_init),
+                "max_iter": int(self.max_iter), "tol": float(self.tol),
+                "algorithm": self.algorithm, "metric": self.metric,
+                "init_size": None if self.init_size is None else int(self.init_size),
+                "oversampling_factor": float(self.oversampling_factor),
+                "init_rounds": None if self.init_rounds is None else int(self.init_rounds),
+                "random_state": seed}
 
     def _check_n_features(self, n_features: int, reset: bool) -> None:
         if reset:

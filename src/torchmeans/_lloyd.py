@@ -24,6 +24,7 @@ from torchmeans.data import KMeansData, supports_float64, weighted_sum
 from torchmeans.ops import _native
 from torchmeans.ops.assign import (
     center_terms,
+    chunk_budget,
     chunk_rows_for,
     chunk_scores_into,
     nearest_centers,
@@ -77,19 +78,27 @@ def native_unsupported(data: KMeansData) -> str | None:
     return _native.unavailable_reason()
 
 
-def resolve_backend(backend: str, data: KMeansData) -> str:
+def resolve_backend(backend: str, data: KMeansData, n_clusters: int,
+                    chunk_bytes: int | None) -> str:
     """Return ``'torch'`` or ``'native'`` for ``backend`` on ``data``.
 
-    ``'auto'`` takes the native kernel whenever it can run: it was faster at every
-    shape measured (benchmarks/RESULTS.md). An explicit ``'native'`` that cannot
+    ``'auto'`` takes the native kernel whenever it can run and its per-thread float64
+    accumulators (``threads x (k d + k + 2)``) fit the chunk budget: it was faster at
+    every shape measured (benchmarks/RESULTS.md). An explicit ``'native'`` that cannot
     run raises.
     """
     if backend == "torch":
         return backend
     reason = native_unsupported(data)
-    if backend == "native" and reason is not None:
-        raise ValueError(f"backend='native' cannot run: {reason}.")
-    return "native" if reason is None else "torch"
+    if backend == "native":
+        if reason is not None:
+            raise ValueError(f"backend='native' cannot run: {reason}.")
+        return backend
+    if reason is not None:
+        return "torch"
+    accumulator_bytes = (torch.get_num_threads() * (n_clusters * data.n_features + n_clusters
+                                                    + 2) * 8)
+    return "native" if accumulator_bytes <= chunk_budget(data, chunk_bytes) else "torch"
 
 
 def _no_reduce(accumulator: Tensor) -> Tensor:

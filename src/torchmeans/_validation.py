@@ -204,14 +204,28 @@ def normalize_rows(X: Tensor, *, name: str = "X") -> Tensor:
     if X.layout == torch.sparse_csr:
         crow, col, values = X.crow_indices(), X.col_indices(), X.values().to(dtype)
         rows = torch.repeat_interleave(torch.arange(X.shape[0], device=X.device), crow.diff())
+        scale = torch.zeros(X.shape[0], dtype=dtype, device=X.device).scatter_reduce_(
+            0, rows, values.abs(), "amax")
+        safe = torch.where(scale > 0, scale, torch.ones_like(scale))
         norms = torch.zeros(X.shape[0], dtype=dtype, device=X.device)
-        norms.index_add_(0, rows, values.square()).sqrt_()
+        norms.index_add_(0, rows, (values / safe[rows]).square()).sqrt_().mul_(scale)
         _check_nonzero_norms(norms, name)
         return csr_tensor(crow, col, values / norms[rows], tuple(X.shape))
     rows = X.to(dtype)
-    norms = rows.norm(dim=1)
+    norms = safe_row_norms(rows)
     _check_nonzero_norms(norms, name)
     return rows / norms[:, None]
+
+
+def safe_row_norms(rows: Tensor) -> Tensor:
+    """Euclidean norm of each row without overflow or underflow (rows scaled by their max).
+
+    ``norm`` squares the values: past ~1.8e19 (float32) it is infinite, below ~1e-23 it
+    is 0. Scaling each row by its largest absolute value first keeps it exact.
+    """
+    scale = rows.abs().amax(dim=1)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return (rows / safe[:, None]).norm(dim=1) * scale
 
 
 def _check_nonzero_norms(norms: Tensor, name: str) -> None:

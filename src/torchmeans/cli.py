@@ -58,6 +58,7 @@ class _Progress(logging.Handler):
         self.stream, self.n_samples = stream, n_samples
         self.start = time.perf_counter()
         self.iterations = 0
+        self.saved: tuple[int, bool] = (logging.NOTSET, True)
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
@@ -79,6 +80,7 @@ def _progress(quiet: bool, n_samples: int) -> _Progress | None:
         return None
     handler = _Progress(sys.stderr, n_samples)
     logger = logging.getLogger("torchmeans")
+    handler.saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -86,8 +88,12 @@ def _progress(quiet: bool, n_samples: int) -> _Progress | None:
 
 
 def _stop_progress(handler: _Progress | None) -> None:
+    """Remove the progress handler and give the logger its settings back."""
     if handler is not None:
-        logging.getLogger("torchmeans").removeHandler(handler)
+        logger = logging.getLogger("torchmeans")
+        logger.removeHandler(handler)
+        logger.setLevel(handler.saved[0])
+        logger.propagate = handler.saved[1]
         handler.close()
 
 

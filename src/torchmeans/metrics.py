@@ -263,6 +263,7 @@ def davies_bouldin_score(X: Any, labels: Any, *,
     spread.index_add_(0, encoded, distances)
     spread /= counts
     between = torch.cdist(means, means)
+    between.fill_diagonal_(0)  # cdist's matrix-product mode leaves rounding on the diagonal
     if bool(torch.allclose(spread, torch.zeros_like(spread))) or bool(
         torch.allclose(between, torch.zeros_like(between))
     ):
@@ -295,10 +296,15 @@ def inertia(X: Any, labels: Any, centers: Any = None, *, sample_weight: Any = No
                               device=tensor.device).long().reshape(-1)
     if encoded.numel() != tensor.shape[0]:
         raise ValueError(f"labels has {encoded.numel()} entries, X has {tensor.shape[0]} rows.")
+    if encoded.numel() and int(encoded.min()) < 0:
+        raise ValueError("labels must be >= 0 (cluster indices).")
     weight = torch.ones(tensor.shape[0], dtype=tensor.dtype, device=tensor.device)
     if sample_weight is not None:
         weight = torch.as_tensor(np.asarray(sample_weight) if not isinstance(
             sample_weight, Tensor) else sample_weight, device=tensor.device).to(tensor.dtype)
+        if tuple(weight.shape) != (tensor.shape[0],):
+            raise ValueError(f"sample_weight has shape {tuple(weight.shape)}, expected "
+                             f"({tensor.shape[0]},).")
     if centers is None:
         n_clusters = int(encoded.max()) + 1
         sums = torch.zeros(n_clusters, tensor.shape[1], dtype=tensor.dtype, device=tensor.device)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from torchmeans._validation import safe_row_norms
 from torchmeans.data import accumulation_dtype
 from torchmeans.ops.assign import transposed_layout
 
@@ -70,7 +71,7 @@ class KMeansModule(nn.Module):
         batch_shape = x.shape[:-1]
         rows = x.reshape(-1, x.shape[-1]).to(self.centers_t.dtype)
         if self.normalize:
-            rows = rows / rows.norm(dim=1, keepdim=True)
+            rows = rows / safe_row_norms(rows)[:, None]
         rows = rows - self.offset
         if self.transposed:
             scores = torch.addmm(self.center_sq_norms[:, None], self.centers_t.T, rows.T,

@@ -150,7 +150,8 @@ def sweep(
                 metrics.calinski_harabasz_score(rows, labels),
                 metrics.davies_bouldin_score(rows, labels),
             )
-        point = SweepPoint(k, float(km.inertia_), *scores, int(km.n_iter_), seconds)
+        point = SweepPoint(int(k), float(km.inertia_), *map(float, scores), int(km.n_iter_),
+                           seconds)
         result.points.append(point)
         if callback is not None:
             callback(point)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torchmeans._validation import safe_row_norms
 from torchmeans.data import Chunk, DenseData, DenseRows, supports_float64
 
 __all__ = ["DataSource", "StreamData", "from_array", "from_batches", "from_npy"]
@@ -331,6 +332,8 @@ class StreamData(DenseRows):
             total += block.sum(dim=0, dtype=wide)
             n_samples = start + len(block)
         self.n_samples = n_samples
+        if isinstance(source, _Batches):
+            source._n_samples = n_samples  # counted: later fits and predicts can check early
         if n_samples == 0:
             raise ValueError(f"{source.describe()}: no rows")
         self.offset = (total / n_samples if offset is None else offset).to(
@@ -369,12 +372,12 @@ class StreamData(DenseRows):
                                      f"{column} is {float(rows[row, column])}; the data must "
                                      "be finite")
             if self.normalize:
-                norms = rows.norm(dim=1, keepdim=True)
+                norms = safe_row_norms(rows)
                 if bool((norms == 0).any()):
-                    row = start + int(torch.nonzero(norms.squeeze(1) == 0)[0])
+                    row = start + int(torch.nonzero(norms == 0)[0])
                     raise ValueError(f"{self.source.describe()}: row {row} has zero norm; "
                                      "cosine distance is undefined for it")
-                rows = rows / norms
+                rows = rows / norms[:, None]
             yield start, rows
             start += len(rows)
 
@@ -385,6 +388,9 @@ class StreamData(DenseRows):
         pending: list[Tensor] = []
         count = start = 0
         for block in _read_ahead(self._raw_blocks()):
+            if start + count + len(block) > self.n_samples:
+                raise RuntimeError(f"{self.source.describe()} changed length during the fit "
+                                   f"(more than {self.n_samples} rows)")
             pending.append(block - self.offset)
             count += len(block)
             while count >= rows:
@@ -408,7 +414,7 @@ class StreamData(DenseRows):
             sorted_rows = self.source.read_rows(indices[order].cpu().numpy())
             rows = _to_tensor(sorted_rows, self.device, self.acc_dtype)
             if self.normalize:
-                rows = rows / rows.norm(dim=1, keepdim=True)
+                rows = rows / safe_row_norms(rows)[:, None]
             out = torch.empty_like(rows)
             out[order.to(self.device)] = rows
             return out - self.offset

@@ -78,18 +78,28 @@ def _openmp_runtime() -> Path:
     loaded = {Path(fields[-1]) for fields in map(str.split, maps.read_text().splitlines())
               if len(fields) >= 6 and Path(fields[-1]).name.startswith(OPENMP_RUNTIMES)}
     torch_dir = Path(torch.__file__).resolve().parent
-    ranked = sorted(loaded, key=lambda path: (not path.resolve().is_relative_to(torch_dir),
-                                              path.parent.name.endswith(".libs"), str(path)))
-    if not ranked or ranked[0].parent.name.endswith(".libs"):
+
+    def torchs(path: Path) -> bool:  # inside torch, or in the wheel's own torch.libs folder
+        return path.resolve().is_relative_to(torch_dir) or path.parent.name == "torch.libs"
+
+    def vendored(path: Path) -> bool:  # another wheel's copy (scikit_learn.libs, ...)
+        return path.parent.name.endswith(".libs") and not torchs(path)
+
+    ranked = sorted(loaded, key=lambda path: (not torchs(path), vendored(path), str(path)))
+    if not ranked or vendored(ranked[0]):
         raise OSError("torch has no OpenMP runtime loaded (a torch built without OpenMP)")
     return ranked[0]
 
 
 def _cpu_flags() -> str:
+    """Return what ``-march=native`` depends on: the machine and its CPU feature lines."""
+    import platform
+
+    lines = [platform.machine()]
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return line
-    return ""
+        if line.startswith(("flags", "Features", "CPU part", "CPU implementer", "model name")):
+            lines.append(line)
+    return "\n".join(dict.fromkeys(lines))  # distinct lines, in order
 
 
 def _cache_dir() -> Path:
@@ -133,7 +143,7 @@ def _load() -> _Kernel | str:
         return f"the native kernel is built on Linux only (this is {sys.platform})"
     try:
         return _build()
-    except (OSError, subprocess.SubprocessError) as error:
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:  # RuntimeError: no HOME
         logger.debug("native kernel unavailable: %s", error)
         return str(error)
 
@@ -189,6 +199,15 @@ def lloyd_step(scores: Tensor, x: Tensor, weight: Tensor | None, labels: Tensor,
     if not (scores.is_contiguous() and labels.is_contiguous() and x.stride(1) == 1
             and scores.dtype == x.dtype and labels.dtype == torch.int64):
         raise ValueError("lloyd_step needs contiguous scores, labels (int64) and rows")
+    # The kernel trusts these sizes: check them, never write out of bounds.
+    if (labels.numel() != n_rows or scores.numel() != n_rows * k
+            or (weight is not None and weight.numel() != n_rows)
+            or accumulators.dim() != 2
+            or accumulators.shape[1] != k * n_features + k + 2
+            or accumulators.dtype != torch.float64 or not accumulators.is_contiguous()):
+        raise ValueError(
+            f"lloyd_step: inconsistent sizes (rows {n_rows}, labels {labels.numel()}, scores "
+            f"{tuple(scores.shape)}, accumulators {tuple(accumulators.shape)})")
     if weight is not None:
         weight = weight.to(x.dtype).contiguous()
     row_stride, center_stride = (1, n_rows) if transposed else (k, 1)
