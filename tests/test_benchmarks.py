@@ -20,6 +20,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_metrics.py", "silhouette_score"),
         ("bench_parallel_init.py", "k-means||"),
         ("bench_streaming.py", "streamed peak"),
+        ("bench_minibatch.py", "inertia torchmeans"),
     ],
 )
 def test_benchmark_quick_mode_runs(script, expected):
