@@ -32,7 +32,8 @@ from torch import Tensor
 from torchmeans._functional import resolve_init
 from torchmeans._kmeans import KMeans
 from torchmeans._validation import check_params, make_generator, prepare_data
-from torchmeans.data import KMeansData
+from torchmeans.data import KMeansData, supports_float64
+from torchmeans.ops.assign import assign
 
 __all__ = ["MiniBatchKMeans"]
 
@@ -245,10 +246,7 @@ class MiniBatchKMeans(KMeans):
         n_samples = data.n_samples
         n_init = self._n_init(n_samples)
         generator = make_generator(self.random_state, data.device)
-        self._centers = self._seed(data, n_samples, generator, n_init, validated)
-        self._counts = torch.zeros(self.n_clusters, dtype=torch.float64 if data.device.type
-                                   != "mps" else torch.float32, device=data.device)
-        self._since_reassign = 0
+        self._start(data, generator, n_init, validated)
         tol = float(data.mean_variance()) * self.tol if self.tol > 0 else 0.0
         batch_size = min(self.batch_size, n_samples)
         n_steps = (self.max_iter * n_samples) // batch_size
@@ -278,18 +276,28 @@ class MiniBatchKMeans(KMeans):
                 break
         self.n_steps_ = step + 1
         self.n_iter_ = int(np.ceil(self.n_steps_ * batch_size / n_samples))
+        self._finish(data, output)
+        if not self.compute_labels:
+            self.inertia_ = (ewa or 0.0) * n_samples
+        return self
+
+    def _start(self, data: KMeansData, generator: torch.Generator, n_init: int,
+               validated: Any) -> None:
+        """Seed the centers; zero the per-center weights (float64 where the device has it)."""
+        self._centers = self._seed(data, data.n_samples, generator, n_init, validated)
+        dtype = torch.float64 if supports_float64(data.device) else torch.float32
+        self._counts = torch.zeros(self.n_clusters, dtype=dtype, device=data.device)
+        self._since_reassign = 0
         self._offset = data.offset
+
+    def _finish(self, data: KMeansData, output: Any) -> None:
+        """Publish the centers; with ``compute_labels``, the labels and inertia of ``data``."""
         self.cluster_centers_ = output(self._centers + data.offset)
         self._n_features_out = self.n_clusters
         if self.compute_labels:
-            from torchmeans.ops.assign import assign
-
             result = assign(data, self._centers, chunk_bytes=self.chunk_bytes)
             self.labels_ = output(result.labels, labels=True)
             self.inertia_ = float(result.inertia) * (0.5 if self.metric == "cosine" else 1.0)
-        else:
-            self.inertia_ = (ewa or 0.0) * n_samples
-        return self
 
     def _compute_device(self) -> torch.device:
         from torchmeans._validation import resolve_device
@@ -320,12 +328,7 @@ class MiniBatchKMeans(KMeans):
             data = prepare_data(X_tensor, sample_weight, metric=self.metric)
             n_init = self._n_init(data.n_samples)
             self._generator = make_generator(self.random_state, data.device)
-            self._centers = self._seed(data, data.n_samples, self._generator, n_init, validated)
-            self._counts = torch.zeros(self.n_clusters, dtype=torch.float64
-                                       if data.device.type != "mps" else torch.float32,
-                                       device=data.device)
-            self._since_reassign = 0
-            self._offset = data.offset
+            self._start(data, self._generator, n_init, validated)
             self.n_steps_ = 0
         else:
             check_is_fitted(self)
@@ -334,12 +337,5 @@ class MiniBatchKMeans(KMeans):
         rows = data.take(torch.arange(data.n_samples, device=data.device))
         self._step(rows, data.sample_weight, data.offset, self._generator)
         self.n_steps_ += 1
-        self.cluster_centers_ = output(self._centers + data.offset)
-        self._n_features_out = self.n_clusters
-        if self.compute_labels:
-            from torchmeans.ops.assign import assign
-
-            result = assign(data, self._centers, chunk_bytes=self.chunk_bytes)
-            self.labels_ = output(result.labels, labels=True)
-            self.inertia_ = float(result.inertia) * (0.5 if self.metric == "cosine" else 1.0)
+        self._finish(data, output)
         return self
