@@ -29,6 +29,7 @@ PARAMS = {
     "init_rounds": None,
     "checkpoint": None,
     "checkpoint_every": 10,
+    "distributed": None,
     "device": None,
     "chunk_bytes": None,
     "init_size": None,
@@ -94,6 +95,7 @@ def test_get_set_params_round_trip():
         init_rounds=2,
         checkpoint="state.safetensors",
         checkpoint_every=3,
+        distributed=False,
     )
     assert km.set_params(**new) is km
     assert km.get_params() == new

@@ -14,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
 from torchmeans._checkpoint import BestRun, Checkpointer
+from torchmeans._distributed import Collective, global_mean_variance
 from torchmeans._init import kmeans_parallel_centers, kmeans_plusplus_centers, random_centers
 from torchmeans._lloyd import (
     IterationStats,
@@ -36,7 +37,7 @@ from torchmeans._validation import (
     prepare_data,
     resolve_device,
 )
-from torchmeans.data import KMeansData
+from torchmeans.data import DenseData, KMeansData
 from torchmeans.ops.assign import Assignment, assign, inertia_of
 from torchmeans.sources import is_source
 
@@ -77,7 +78,8 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
                  device: torch.device, callable_input: Any = None,
                  init_size: int | None = None, metric: str = "euclidean",
                  oversampling_factor: float = 2.0,
-                 init_rounds: int | None = None) -> InitFunction:
+                 init_rounds: int | None = None,
+                 collective: Collective | None = None) -> InitFunction:
     """Turn a user ``init`` into a function of ``(data, n_clusters, generator)``.
 
     With ``init_size``, ``'k-means++'`` and ``'random'`` seed on that many rows
@@ -91,6 +93,13 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
     given centers are scaled to unit norm (k-means++ on the unit rows already is
     cosine k-means++: ``1 - x.c = ||x - c||^2 / 2``).
     """
+    if collective and isinstance(init, str) and init == "k-means||":
+        raise ValueError("init='k-means||' does not run across processes yet: use 'k-means++' "
+                         "(on a gathered sample) or an array of centers.")
+    if collective and callable(init):
+        raise ValueError("a callable init sees one rank's rows only: pass an array of centers "
+                         "(the same on every rank) or 'k-means++' in a distributed fit.")
+
     def unit(centers: Tensor) -> Tensor:
         return normalize_rows(centers, name="init") if metric == "cosine" else centers
 
@@ -103,7 +112,9 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
         }[init]
 
         def seed(data: KMeansData, k: int, generator: torch.Generator) -> Tensor:
-            if init_size is not None and init_size < data.n_samples:
+            if collective:
+                data = _gathered_sample(data, k, init_size, generator, collective)
+            elif init_size is not None and init_size < data.n_samples:
                 rows = torch.randperm(data.n_samples, generator=generator,
                                       device=data.device)[: max(init_size, k)]
                 data = data.subset(rows)
@@ -121,6 +132,32 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
         return call_user_init
     centers = unit(check_init_array(init, n_clusters, n_features, dtype, device))
     return lambda data, k, g: centers - data.offset
+
+
+DISTRIBUTED_SEEDING_ROWS = 262_144
+"""A distributed fit seeds on at most this many rows gathered from all ranks (all of them
+when there are fewer, as a single process would), unless ``init_size`` says otherwise."""
+
+
+def _gathered_sample(data: KMeansData, k: int, init_size: int | None,
+                     generator: torch.Generator, collective: Collective) -> KMeansData:
+    """Return the rows a single process would seed on, gathered from all ranks in order."""
+    device = data.device
+    first, n_global = collective.row_range(data.n_samples, device)
+    if init_size is None and n_global <= DISTRIBUTED_SEEDING_ROWS:
+        draw = torch.arange(n_global, device=device)  # all rows, as one process uses
+    else:
+        size = DISTRIBUTED_SEEDING_ROWS if init_size is None else init_size
+        draw = torch.randperm(n_global, generator=generator, device=device)[: max(size, k)]
+    mine = (draw >= first) & (draw < first + data.n_samples)
+    local = draw[mine] - first
+    dtype = data.acc_dtype
+    packed = collective.gather(torch.cat([
+        torch.nonzero(mine).to(dtype), data.take(local).to(dtype),
+        data.sample_weight[local].to(dtype)[:, None]], dim=1))
+    packed = packed[packed[:, 0].argsort()]
+    return DenseData(packed[:, 1:-1].contiguous(), packed[:, -1].contiguous(),
+                     torch.zeros_like(data.offset), shifted=True)
 
 
 def _same_clustering(a: Tensor, b: Tensor, n_clusters: int) -> bool:
@@ -147,6 +184,7 @@ def fit_data(
     metric: str = "euclidean",
     checkpointer: Checkpointer | None = None,
     resume: bool = False,
+    collective: Collective | None = None,
 ) -> KMeansResult:
     """Run ``n_init`` initializations of Lloyd on prepared data; keep the best.
 
@@ -156,7 +194,10 @@ def fit_data(
     ``resume`` a fit continues from the checkpoint (when there is one) to the
     result the uninterrupted fit would have had.
     """
-    tol_abs = float(data.mean_variance()) * tol if tol > 0 else 0.0
+    collective = collective or Collective(False)
+    if collective:
+        reduce = collective.sum
+    tol_abs = global_mean_variance(data, collective) * tol if tol > 0 else 0.0
     if backend == "native" and algorithm == "auto":
         algorithm = "lloyd"  # the native kernel runs Lloyd passes
     algorithm = resolve_algorithm(algorithm, data, n_clusters)
@@ -195,7 +236,7 @@ def fit_data(
         result = lloyd(data, initial, max_iter=max_iter, tol=tol_abs,
                        chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose,
                        algorithm=algorithm, backend=backend, spherical=metric == "cosine",
-                       start=start, on_iteration=on_iteration)
+                       start=start, on_iteration=on_iteration, gather=collective.gather)
         centers = result.centers + data.offset
         # predict() shifts the returned centers back; label against exactly those.
         shifted = centers - data.offset
@@ -208,17 +249,19 @@ def fit_data(
             final = assign(data, shifted, chunk_bytes=chunk_bytes,
                            labels_out=result.labels, previous=result.labels)
         # Cosine: the rows are unit vectors, 1 - x.c = ||x - c||^2 / 2.
-        inertia = float(final.inertia) * (0.5 if metric == "cosine" else 1.0)
+        total = collective.sum(final.inertia.reshape(1))[0]
+        inertia = float(total) * (0.5 if metric == "cosine" else 1.0)
         if verbose:
             logger.info("initialization %d/%d: inertia %.6g after %d iterations",
                         run + 1, n_init, inertia, result.n_iter)
         if best is None or (
-            inertia < best.inertia and not _same_clustering(final.labels, best.labels,
-                                                             n_clusters)
+            inertia < best.inertia and not collective.all(
+                _same_clustering(final.labels, best.labels, n_clusters), data.device)
         ):
             best = KMeansResult(centers, final.labels, inertia, result.n_iter, result.history)
     assert best is not None  # n_init >= 1
-    n_distinct = int((torch.bincount(best.labels, minlength=n_clusters) > 0).sum())
+    sizes = collective.sum(torch.bincount(best.labels, minlength=n_clusters))
+    n_distinct = int((sizes > 0).sum())
     if n_distinct < n_clusters:
         warnings.warn(
             f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "

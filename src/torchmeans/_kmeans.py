@@ -18,10 +18,12 @@ from sklearn.base import (
     ClusterMixin,
     TransformerMixin,
 )
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor
 
 from torchmeans._checkpoint import Checkpointer, data_fingerprint
+from torchmeans._distributed import Collective, global_mean
 from torchmeans._functional import fit_data, resolve_init, verbose_logging
 from torchmeans._validation import (
     NUMPY_FLOAT_DTYPES,
@@ -152,6 +154,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         uninterrupted fit would have had. Needs the ``io`` extra (safetensors).
     checkpoint_every : int, default=10
         Iterations between checkpoints.
+    distributed : bool, default=None
+        Fit across the processes of the initialised ``torch.distributed`` process
+        group, each rank passing its own rows (None: whenever a group of more than
+        one process is initialised; False: fit each rank's rows on their own). All
+        ranks end with the same centers; ``labels_`` are each rank's own.
     backend : {'auto', 'torch', 'native'}, default='auto'
         How a Lloyd pass runs after its distance GEMM. ``'torch'``: torch ops, on
         every device (the reference). ``'native'``: a small C/OpenMP kernel that
@@ -215,6 +222,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         init_rounds: int | None = None,
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 10,
+        distributed: bool | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -234,6 +242,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.init_rounds = init_rounds
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
+        self.distributed = distributed
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -243,7 +252,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     # -- input handling -------------------------------------------------------------
 
-    def _prepare(self, X: Any, *, reset: bool) -> tuple[Tensor, Any, OutputFn]:
+    def _prepare(self, X: Any, *, reset: bool,
+                 allow_empty: bool = False) -> tuple[Tensor, Any, OutputFn]:
         """Check ``X``: return it on the compute device, as validated, and a converter back.
 
         A streamed source (:mod:`torchmeans.sources`) is returned as it is (it is read
@@ -253,12 +263,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             self._check_n_features(X.n_features, reset)
             return X, X, _numpy_output
         if isinstance(X, Tensor):
-            X_tensor = check_tensor(X)
+            X_tensor = check_tensor(X, allow_empty=allow_empty)
             self._check_n_features(X_tensor.shape[1], reset)
             device = resolve_device(self.device, X)
             return to_device(X_tensor, device), X, _torch_output(X.device)
         validated = validate_data(
-            self, X, accept_sparse="csr", dtype=NUMPY_FLOAT_DTYPES, order="C", reset=reset
+            self, X, accept_sparse="csr", dtype=NUMPY_FLOAT_DTYPES, order="C", reset=reset,
+            ensure_min_samples=0 if allow_empty else 1,
         )
         tensor = _scipy_to_csr_tensor(validated) if sp.issparse(validated) else _from_numpy(
             validated
@@ -334,10 +345,20 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self : KMeans
             Fitted estimator.
         """
-        X_tensor, validated, output = self._prepare(X, reset=True)
+        collective = Collective(self.distributed)
+        X_tensor, validated, output = self._prepare(X, reset=True, allow_empty=bool(collective))
         streamed = is_source(X_tensor)
         n_features = X_tensor.n_features if streamed else X_tensor.shape[1]
         known_rows = X_tensor.n_samples if streamed else X_tensor.shape[0]
+        offset = None
+        if collective:
+            # Every rank shifts by the global mean, so their sums add up in one space.
+            if not streamed and X_tensor.layout != torch.strided:
+                raise ValueError("distributed fits take dense rows (not sparse) for now.")
+            known_rows = None
+            if not streamed:
+                offset, _ = global_mean(X_tensor.to(accumulation_dtype(X_tensor.dtype)),
+                                        collective)
 
         def check(n_samples: int) -> int:
             return check_params(
@@ -351,9 +372,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         # count is known after its first pass.
         n_init = check(known_rows if known_rows is not None else self.n_clusters)
         data = prepare_data(X_tensor, sample_weight, copy=self.copy_x, metric=self.metric,
-                            device=resolve_device(self.device) if streamed else None)
-        n_init = check(data.n_samples)
+                            device=resolve_device(self.device) if streamed else None,
+                            offset=offset, collective=collective)
         device = data.device
+        n_init = check(int(collective.sum(torch.tensor([data.n_samples], device=device))[0]))
+        random_state = self.random_state
+        if collective:
+            data.unit_weights = collective.all(data.unit_weights, device)
+            if random_state is None:  # one seed for all ranks
+                random_state = collective.broadcast_int(
+                    int(check_random_state(None).randint(2**31 - 1)), device)
         checkpointer = None
         if self.checkpoint is not None:
             if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
@@ -366,7 +394,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         init = resolve_init(self.init, self.n_clusters, n_features, data.acc_dtype, device,
                             callable_input=validated, init_size=self.init_size,
                             metric=self.metric, oversampling_factor=self.oversampling_factor,
-                            init_rounds=self.init_rounds)
+                            init_rounds=self.init_rounds, collective=collective)
         result = fit_data(
             data,
             self.n_clusters,
@@ -374,7 +402,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             n_init=n_init,
             max_iter=self.max_iter,
             tol=self.tol,
-            generator=make_generator(self.random_state, device),
+            generator=make_generator(random_state, device),
             chunk_bytes=self.chunk_bytes,
             verbose=verbose_logging(self.verbose),
             algorithm=self.algorithm,
@@ -382,6 +410,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             metric=self.metric,
             checkpointer=checkpointer,
             resume=resume,
+            collective=collective,
         )
         self._offset = data.offset
         self.cluster_centers_ = output(result.centers)

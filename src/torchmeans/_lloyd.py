@@ -105,6 +105,13 @@ def _no_reduce(accumulator: Tensor) -> Tensor:
     return accumulator
 
 
+def _no_gather(rows: Tensor) -> Tensor:
+    return rows
+
+
+Gather = Callable[[Tensor], Tensor]
+
+
 class IterationStats(NamedTuple):
     """What one Lloyd iteration measured (returned as data, logged when verbose)."""
 
@@ -238,7 +245,8 @@ def project_to_sphere(centers: Tensor, offset: Tensor) -> Tensor:
 
 
 def _relocate_empty_clusters(
-    data: KMeansData, centers: Tensor, labels: Tensor, sums: Tensor, weights: Tensor, rows: int
+    data: KMeansData, centers: Tensor, labels: Tensor, sums: Tensor, weights: Tensor, rows: int,
+    gather: Gather = _no_gather,
 ) -> None:
     """Move each empty cluster to one of the samples farthest from their centers.
 
@@ -246,7 +254,8 @@ def _relocate_empty_clusters(
     assigned (old) center are taken, farthest first, each removed from its
     cluster's sum and made the only member of an empty cluster. Nothing moves if
     every sample sits exactly on its center (fewer distinct points than
-    clusters). Modifies ``sums`` and ``weights`` in place.
+    clusters). Modifies ``sums`` and ``weights`` in place. ``gather`` concatenates
+    each rank's candidates (distributed fits), which are then chosen identically.
     """
     empty = torch.nonzero(weights == 0).flatten()
     n_empty = empty.numel()
@@ -260,14 +269,23 @@ def _relocate_empty_clusters(
                                                       device=centers.device)])
         best_dist, order = candidates.topk(min(n_empty, candidates.numel()))
         best_index = indices[order]
-    if best_dist.numel() == 0 or not bool(best_dist[0] > 0):
+    # Each rank's candidates: distance, row, weight and old label (one rank: its own).
+    candidate_rows = data.take(best_index).to(sums.dtype)
+    candidate_weight = data.sample_weight[best_index].to(weights.dtype)
+    packed = gather(torch.cat([best_dist[:, None].to(sums.dtype), candidate_rows,
+                               candidate_weight[:, None].to(sums.dtype),
+                               labels[best_index][:, None].to(sums.dtype)], dim=1))
+    if packed.shape[0] == 0:
         return
-    take = min(n_empty, best_index.numel())
-    far, empty = best_index[:take], empty[:take]
-    far_weight = data.sample_weight[far]
-    far_weight = far_weight.to(weights.dtype)
-    weighted_rows = data.take(far).to(sums.dtype) * far_weight[:, None]
-    old = labels[far]
+    order = packed[:, 0].argsort(descending=True, stable=True)[:n_empty]
+    packed = packed[order]
+    if not bool(packed[0, 0] > 0):
+        return
+    take = min(n_empty, packed.shape[0])
+    empty = empty[:take]
+    far_weight = packed[:take, -2].to(weights.dtype)
+    weighted_rows = packed[:take, 1:-2] * far_weight[:, None]
+    old = packed[:take, -1].long()
     before = weights[old]
     sums.index_add_(0, old, -weighted_rows)
     weights.index_add_(0, old, -far_weight)
@@ -294,6 +312,7 @@ def lloyd(
     spherical: bool = False,
     start: RunState | None = None,
     on_iteration: Callable[[RunState], None] | None = None,
+    gather: Gather = _no_gather,
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers`` until convergence.
 
@@ -330,6 +349,9 @@ def lloyd(
         Continue a run from this state (from a checkpoint) instead of ``centers``.
     on_iteration : callable, optional
         Called with the :class:`RunState` after each iteration (checkpoints).
+    gather : callable
+        Concatenates a tensor over ranks (identity here): the candidates of the
+        empty-cluster relocation in a distributed fit.
 
     Returns
     -------
@@ -341,7 +363,7 @@ def lloyd(
     rows = chunk_rows_for(data, n_clusters, chunk_bytes)
     labels = torch.full((data.n_samples,), -1, dtype=torch.int64, device=data.device)
     first_iteration = 0
-    inertia_offset = data.sq_norms @ data.sample_weight
+    inertia_offset = reduce((data.sq_norms @ data.sample_weight).reshape(1))[0]
     history: list[IterationStats] = []
     labels_are_final = False
     # Running per-cluster sums and weights. With unit weights, once few labels change,
@@ -386,7 +408,7 @@ def lloyd(
              (acc.partial_inertia + inertia_offset).clamp(min=0)]
         ).tolist()
         if n_empty:
-            _relocate_empty_clusters(data, centers, labels, sums, weights, rows)
+            _relocate_empty_clusters(data, centers, labels, sums, weights, rows, gather)
             new_centers = update(sums, weights)
             shift_value = float((new_centers - centers).square().sum())
         # After the first pass (all labels new) the labels are valid; go incremental

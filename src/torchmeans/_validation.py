@@ -113,7 +113,7 @@ def _target_dtype(dtype: torch.dtype, name: str) -> torch.dtype:
     return dtype if dtype in FLOAT_DTYPES else torch.float32
 
 
-def check_tensor(X: Tensor, *, name: str = "X") -> Tensor:
+def check_tensor(X: Tensor, *, name: str = "X", allow_empty: bool = False) -> Tensor:
     """Check a tensor of samples: 2-D, non-empty, finite, and of a float dtype.
 
     Integer and boolean tensors are cast to float32; float64, float32, float16
@@ -136,7 +136,7 @@ def check_tensor(X: Tensor, *, name: str = "X") -> Tensor:
         raise ValueError(f"Expected a 2-D {name} (n_samples, n_features), got {X.ndim}-D "
                          f"with shape {tuple(X.shape)}.{hint}")
     n_samples, n_features = X.shape
-    if n_samples < 1 or n_features < 1:
+    if (n_samples < 1 and not allow_empty) or n_features < 1:
         raise ValueError(
             f"Found array with {n_samples} sample(s) and {n_features} feature(s) "
             f"(shape={tuple(X.shape)}) while a minimum of 1 is required: {name} is empty."
@@ -239,8 +239,8 @@ def _check_nonzero_norms(norms: Tensor, name: str) -> None:
 
 
 def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str = "euclidean",
-                 offset: Tensor | None = None, device: torch.device | None = None
-                 ) -> KMeansData:
+                 offset: Tensor | None = None, device: torch.device | None = None,
+                 collective: Any = None) -> KMeansData:
     """Return the engine's data for a checked tensor, or for a streamed source (``sources``).
 
     Sample weights are checked against the row count (for a source, known after its
@@ -250,7 +250,7 @@ def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str =
 
     if is_source(X):
         data = StreamData(X, None, device or resolve_device(None), offset=offset,
-                          normalize=metric == "cosine")
+                          normalize=metric == "cosine", collective=collective)
         data.set_sample_weight(check_sample_weight(sample_weight, data.n_samples, data.dtype,
                                                    data.device))
         return data

@@ -317,14 +317,14 @@ class StreamData(DenseRows):
 
     def __init__(self, source: DataSource, sample_weight: Tensor | None, device: torch.device,
                  *, dtype: torch.dtype | None = None, offset: Tensor | None = None,
-                 normalize: bool = False) -> None:
+                 normalize: bool = False, collective: Any = None) -> None:
         self.source, self.device, self.normalize = source, device, normalize
         self.n_features = source.n_features
         self.dense_rows, self.dense_width = True, self.n_features
         first = next(iter(source.blocks()), None)
-        if first is None:
+        if first is None and not collective:
             raise ValueError(f"{source.describe()}: no rows")
-        self.dtype = dtype or _torch_dtype(first)
+        self.dtype = dtype or (_torch_dtype(first) if first is not None else torch.float32)
         wide = torch.float64 if supports_float64(device) else self.acc_dtype
         total = torch.zeros(self.n_features, dtype=wide, device=device)
         n_samples = 0
@@ -334,9 +334,15 @@ class StreamData(DenseRows):
         self.n_samples = n_samples
         if isinstance(source, _Batches):
             source._n_samples = n_samples  # counted: later fits and predicts can check early
-        if n_samples == 0:
-            raise ValueError(f"{source.describe()}: no rows")
-        self.offset = (total / n_samples if offset is None else offset).to(
+        if collective:  # the shift is the mean of every rank's rows
+            both = collective.sum(torch.cat([total, torch.tensor([n_samples], dtype=wide,
+                                                                  device=device)]))
+            total, n_mean = both[:-1], max(int(both[-1].item()), 1)
+        else:
+            if n_samples == 0:
+                raise ValueError(f"{source.describe()}: no rows")
+            n_mean = n_samples
+        self.offset = (total / n_mean if offset is None else offset).to(
             device=device, dtype=self.acc_dtype)
         self.set_sample_weight(sample_weight)
         norms = torch.empty(n_samples, dtype=self.acc_dtype, device=device)
