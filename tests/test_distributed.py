@@ -135,3 +135,21 @@ def test_a_rank_that_dies_fails_every_rank_in_bounded_time(tmp_path, blobs):
     codes = [code for code, _ in outputs]
     assert codes[1] == 3
     assert codes[0] != 0  # the survivor errors out (collective timeout or closed peer)
+
+
+def test_command_line_under_torchrun(tmp_path, blobs):
+    path = tmp_path / "blobs.npy"
+    np.save(path, blobs)
+    labels = tmp_path / "labels.npy"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--master-port", str(free_port()), "-m", "torchmeans", "fit", str(path), "-k", "8",
+               "--seed", "3", "--labels", str(labels), "--json", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{"):])
+    reference = KMeans(8, random_state=3).fit(blobs)
+    assert summary["processes"] == 2
+    assert summary["n_samples"] == 3000
+    assert summary["inertia"] == pytest.approx(reference.inertia_, rel=1e-10)
+    np.testing.assert_array_equal(np.load(labels), reference.labels_)

@@ -170,6 +170,7 @@ def build_cli() -> Any:
 
         from torchmeans import KMeans
 
+        rank, world = _process_group()
         weight_column = None
         if sample_weight is not None and not Path(sample_weight).is_file():
             weight_column = sample_weight  # a column of DATA
@@ -188,6 +189,10 @@ def build_cli() -> Any:
                 weight = read_vector(sample_weight, len(X))
             except (ValueError, OSError) as error:
                 raise fail(error) from error
+        if world > 1:  # under torchrun: this rank's contiguous rows
+            first, last = rank * len(X) // world, (rank + 1) * len(X) // world
+            X = X[first:last]
+            weight = None if weight is None else weight[first:last]
         n_init_value: int | str = n_init if n_init == "auto" else _positive_int(n_init, fail)
         km = KMeans(n_clusters, init=init, n_init=n_init_value, max_iter=max_iter, tol=tol,
                     algorithm=algorithm, device=_device(device), random_state=seed,
@@ -207,21 +212,32 @@ def build_cli() -> Any:
         for warning in caught:  # one line each, on stderr
             click.echo(f"Warning: {str(warning.message).splitlines()[0]}", err=True)
         seconds = time.perf_counter() - start
+        from torchmeans._distributed import Collective
         from torchmeans._validation import resolve_device
 
+        collective = Collective(world > 1)
         sizes = _sizes(km.labels_, n_clusters)
+        labels = km.labels_
+        if collective:  # the whole data's sizes and labels (in rank order)
+            import torch
+
+            sizes = collective.sum(torch.tensor(sizes)).tolist()
+            labels = collective.gather(torch.as_tensor(np.asarray(labels))).numpy()
         summary = {
-            "n_samples": len(X), "n_features": X.shape[1], "n_clusters": n_clusters,
+            "n_samples": int(sum(sizes)), "n_features": X.shape[1], "n_clusters": n_clusters,
             "metric": metric, "n_iter": int(km.n_iter_), "inertia": float(km.inertia_),
             "seconds": seconds,
             "device": str(resolve_device(_device(device))),
             "cluster_size_min": min(sizes), "cluster_size_max": max(sizes),
         }
+        if rank != 0:  # rank 0 writes the files and the summary
+            return
+        if world > 1:
+            summary["processes"] = world
         try:
             if out is not None:
                 summary["model"] = str(km.save(out))
             if labels_path is not None:
-                labels = km.labels_
                 np.save(labels_path, labels.cpu().numpy() if hasattr(labels, "cpu") else labels)
                 summary["labels"] = labels_path
             if plot is not None:
@@ -370,6 +386,28 @@ def build_cli() -> Any:
     return cli
 
 
+def _process_group() -> tuple[int, int]:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1): (rank, world size).
+
+    NCCL with one GPU per process when CUDA is available, gloo otherwise.
+    """
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("nccl")
+        else:
+            dist.init_process_group("gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def environment() -> dict[str, Any]:
     """Versions of torchmeans and its dependencies, and the devices torch sees."""
     import platform
@@ -481,4 +519,10 @@ def _save_figure(figure: Any, path: str, fail: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``torchmeans`` console script and ``python -m torchmeans``."""
-    build_cli()(args=argv, prog_name="torchmeans")
+    try:
+        build_cli()(args=argv, prog_name="torchmeans")
+    finally:  # a process group joined under torchrun is left cleanly (gloo aborts otherwise)
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
