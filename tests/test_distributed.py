@@ -86,10 +86,11 @@ def blobs():
     return X
 
 
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
 @pytest.mark.parametrize("cuts", [[0, 1500, 3000], [0, 700, 700, 3000], [0, 100, 2000, 3000]],
                          ids=["2 even", "3 with an empty shard", "3 uneven"])
-def test_equals_one_process_on_the_concatenated_rows(tmp_path, blobs, cuts):
-    params = {"n_clusters": 8, "random_state": 3, "n_init": 2, "init": "k-means++"}
+def test_equals_one_process_on_the_concatenated_rows(tmp_path, blobs, cuts, init):
+    params = {"n_clusters": 8, "random_state": 3, "n_init": 2, "init": init}
     outputs = run_ranks(tmp_path, blobs, cuts, params)
     assert all(code == 0 for code, _ in outputs), outputs
     reference = KMeans(**params).fit(blobs)

@@ -93,9 +93,6 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
     given centers are scaled to unit norm (k-means++ on the unit rows already is
     cosine k-means++: ``1 - x.c = ||x - c||^2 / 2``).
     """
-    if collective and isinstance(init, str) and init == "k-means||":
-        raise ValueError("init='k-means||' does not run across processes yet: use 'k-means++' "
-                         "(on a gathered sample) or an array of centers.")
     if collective and callable(init):
         raise ValueError("a callable init sees one rank's rows only: pass an array of centers "
                          "(the same on every rank) or 'k-means++' in a distributed fit.")
@@ -112,6 +109,12 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
         }[init]
 
         def seed(data: KMeansData, k: int, generator: torch.Generator) -> Tensor:
+            if collective and init == "k-means||" and init_size is None:
+                # k-means|| passes over every rank's rows (its rounds are collectives).
+                centers = sampler(data, k, generator, collective=collective)[0]
+                if metric == "cosine":
+                    centers = project_to_sphere(centers, data.offset)
+                return centers
             if collective:
                 data = _gathered_sample(data, k, init_size, generator, collective)
             elif init_size is not None and init_size < data.n_samples:

@@ -8,6 +8,7 @@ is touched.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -172,6 +173,7 @@ def kmeans_parallel_centers(
     oversampling_factor: float = 2.0,
     rounds: int | None = None,
     chunk_bytes: int | None = None,
+    collective: Any = None,
 ) -> tuple[Tensor, Tensor]:
     """k-means|| seeding (Bahmani et al. 2012): a few passes instead of ``k`` sequential steps.
 
@@ -198,38 +200,82 @@ def kmeans_parallel_centers(
 
     rounds = PARALLEL_ROUNDS if rounds is None else rounds
     weight = data.sample_weight
-    picked = [_weighted_choice(weight, 1, generator)]
-    closest = torch.full((data.n_samples,), torch.inf, dtype=data.acc_dtype, device=data.device)
-    nearest = torch.zeros(data.n_samples, dtype=torch.int64, device=data.device)
-    _lower_closest(data, data.take(picked[0]), 0, closest, nearest, chunk_bytes)
+    device = data.device
+    # Distributed: this rank holds global rows [first, first + n); every rank draws the
+    # same numbers, so the picks are those of one process on the concatenated rows.
+    first, n_global = collective.row_range(data.n_samples, device) if collective else (
+        0, data.n_samples)
+    mine = slice(first, first + data.n_samples)
+    picked_rows = [_global_weighted_choice(data, weight, first, generator, collective)]
+    picked = [picked_rows[0][1]]
+    closest = torch.full((data.n_samples,), torch.inf, dtype=data.acc_dtype, device=device)
+    nearest = torch.zeros(data.n_samples, dtype=torch.int64, device=device)
+    _lower_closest(data, picked_rows[0][0], 0, closest, nearest, chunk_bytes)
     n_picked = 1
     expected = oversampling_factor * n_clusters
     for _ in range(rounds):
-        cost = closest @ weight
+        cost = _total(closest @ weight, collective)
         if not bool(cost > 0):
             break  # every row sits on a candidate
         probability = (expected * weight * closest / cost).clamp_(max=1)
-        uniform = torch.rand(probability.shape, generator=generator, device=data.device,
-                             dtype=probability.dtype)
+        uniform = torch.rand(n_global, generator=generator, device=device,
+                             dtype=probability.dtype)[mine]
         new = torch.nonzero(uniform < probability).squeeze(1)
+        rows = data.take(new)
+        if collective:  # every rank's picks, in global row order (ranks hold rows in order)
+            rows = collective.gather(rows)
+            new = collective.gather(new + first)
         if new.numel():
             picked.append(new)
-            _lower_closest(data, data.take(new), n_picked, closest, nearest, chunk_bytes)
+            _lower_closest(data, rows, n_picked, closest, nearest, chunk_bytes)
             n_picked += new.numel()
+            picked_rows.append((rows, new))
     indices = torch.cat(picked)  # a row re-picked (rounding) is a zero-weight duplicate
+    candidates = torch.cat([rows for rows, _ in picked_rows])
     if indices.numel() < n_clusters:
+        if collective:
+            raise ValueError("k-means|| found fewer candidate rows than clusters (few distinct "
+                             "rows): use init='k-means++' for this data.")
         # Few distinct rows: top up with random distinct rows, weighted by one more pass.
         indices = torch.unique(torch.cat([indices, random_centers(data, n_clusters,
                                                                   generator)[1]]))
-        nearest = assign(data, data.take(indices), chunk_bytes=chunk_bytes).labels
-    candidates = data.take(indices)
-    candidate_weight = torch.zeros(indices.numel(), dtype=weight.dtype, device=data.device)
+        candidates = data.take(indices)
+        nearest = assign(data, candidates, chunk_bytes=chunk_bytes).labels
+    candidate_weight = torch.zeros(indices.numel(), dtype=weight.dtype, device=device)
     candidate_weight.index_add_(0, nearest, weight)
+    candidate_weight = collective.sum(candidate_weight) if collective else candidate_weight
     reduced = DenseData(candidates, candidate_weight, torch.zeros_like(data.offset),
                         shifted=True)
     seeds, _ = kmeans_plusplus_centers(reduced, n_clusters, generator)
     centers = lloyd(reduced, seeds, max_iter=PARALLEL_RECLUSTER_ITERATIONS).centers
     return centers, indices
+
+
+def _total(value: Tensor, collective: Any) -> Tensor:
+    return collective.sum(value.reshape(1))[0] if collective else value
+
+
+def _global_weighted_choice(data: KMeansData, weight: Tensor, first: int,
+                            generator: torch.Generator, collective: Any) -> tuple[Tensor, Tensor]:
+    """One row drawn by weight over all ranks' rows: ``(row (1, d), global index (1,))``."""
+    if not collective:
+        index = _weighted_choice(weight, 1, generator)
+        return data.take(index), index
+    totals = collective.gather(weight.sum().reshape(1))
+    target = torch.rand(1, generator=generator, device=weight.device,
+                        dtype=weight.dtype) * totals.sum()
+    before = totals[: collective.rank].sum()
+    local = target - before
+    holds = bool((local >= 0) & (local < totals[collective.rank])) or (
+        collective.rank == collective.world_size - 1 and bool(local >= totals[-1]))
+    if holds and data.n_samples:
+        index = torch.searchsorted(torch.cumsum(weight, 0), local).clamp_(
+            max=data.n_samples - 1)
+        row, global_index = data.take(index), index + first
+    else:
+        row = torch.empty(0, data.n_features, dtype=data.acc_dtype, device=weight.device)
+        global_index = torch.empty(0, dtype=torch.int64, device=weight.device)
+    return collective.gather(row)[:1], collective.gather(global_index)[:1]
 
 
 def random_centers(
