@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchmeans._io import ModelFileError, _safetensors
+from torchmeans._io import ModelFileError, _safetensors, read_safetensors, write_atomically
 from torchmeans._lloyd import IterationStats, RunState
 
 __all__ = ["BestRun", "Checkpointer", "Resumed", "data_fingerprint"]
@@ -79,7 +78,6 @@ class Checkpointer:
     def save(self, run: int, state: RunState, generator_state: Tensor,
              best: BestRun | None) -> None:
         """Write the checkpoint atomically (temporary file, then rename)."""
-        safetensors = _safetensors()
         tensors = {
             "centers": state.centers.detach().cpu().contiguous(),
             "labels": state.labels.detach().cpu().contiguous(),
@@ -100,30 +98,14 @@ class Checkpointer:
                 "inertia": best.inertia, "n_iter": best.n_iter,
                 "history": [list(s) for s in best.history]}),
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, scratch = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                           suffix=".tmp")
-        os.close(handle)
-        try:
-            safetensors.torch.save_file(tensors, scratch, metadata=metadata)
-            os.replace(scratch, self.path)
-        except BaseException:
-            Path(scratch).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, tensors, metadata)
         self.writes += 1
 
     def load(self, device: torch.device) -> Resumed | None:
         """Read the checkpoint (None when there is none); refuse one of another fit."""
         if not self.path.exists():
             return None
-        safetensors = _safetensors()
-        try:
-            with safetensors.safe_open(str(self.path), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-        except Exception as error:
-            raise ModelFileError(f"{self.path}: not a readable checkpoint (corrupt or "
-                                 f"truncated): {error}") from error
+        tensors, metadata = read_safetensors(self.path, "checkpoint")
         if metadata.get("format") != FORMAT:
             raise ModelFileError(f"{self.path}: not a torchmeans checkpoint")
         saved = json.loads(metadata.get("fingerprint", "{}"))

@@ -85,7 +85,6 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
         The path written.
     """
     check_is_fitted(estimator)
-    safetensors = _safetensors()
     params, tensors = _json_params(estimator.get_params())
     centers = _as_cpu_tensor(estimator.cluster_centers_)
     tensors.update(cluster_centers=centers, offset=_as_cpu_tensor(estimator._offset))
@@ -110,7 +109,16 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
     }
     if hasattr(estimator, "feature_names_in_"):
         metadata["feature_names_in"] = json.dumps([str(n) for n in estimator.feature_names_in_])
-    path = Path(path)
+    return write_atomically(Path(path), tensors, metadata)
+
+
+def write_atomically(path: Path, tensors: dict[str, torch.Tensor],
+                     metadata: dict[str, str]) -> Path:
+    """Write a safetensors file to a temporary file beside ``path``, then rename it over.
+
+    A crash (even ``SIGKILL``) leaves the old file or the new one, never half of one.
+    """
+    safetensors = _safetensors()
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
@@ -127,10 +135,12 @@ def _fail(path: Path, problem: str) -> ModelFileError:
     return ModelFileError(f"{path}: {problem}")
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_safetensors(path: Path, what: str = "model"
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Return the tensors and metadata of a safetensors file (parsing only, never running code)."""
     safetensors = _safetensors()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
+        raise FileNotFoundError(f"{path}: no such {what} file")
     try:
         with safetensors.safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -166,7 +176,7 @@ def load(path: str | os.PathLike) -> Any:
     from torchmeans._minibatch import MiniBatchKMeans
 
     path = Path(path)
-    tensors, metadata = _read(path)
+    tensors, metadata = read_safetensors(path)
     if metadata.get("format") != FORMAT:
         raise _fail(path, f"not a torchmeans model (format {metadata.get('format')!r}, "
                           f"expected {FORMAT!r})")
