@@ -7,9 +7,11 @@ from torchmeans._kmeans import KMeans
 from torchmeans._lloyd import IterationStats
 from torchmeans._minibatch import MiniBatchKMeans
 from torchmeans._version import __version__
+from torchmeans.batched import BatchedKMeans, batched_kmeans
 from torchmeans.module import KMeansModule
 
 __all__ = [
+    "BatchedKMeans",
     "IterationStats",
     "KMeans",
     "KMeansModule",
@@ -17,6 +19,7 @@ __all__ = [
     "MiniBatchKMeans",
     "ModelFileError",
     "__version__",
+    "batched_kmeans",
     "kmeans",
     "kmeans_plusplus",
     "load",

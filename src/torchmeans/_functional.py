@@ -39,6 +39,7 @@ from torchmeans._validation import (
 )
 from torchmeans.data import DenseData, KMeansData
 from torchmeans.ops.assign import Assignment, assign, inertia_of
+from torchmeans.ops.precision import with_full_float32_matmul
 from torchmeans.sources import is_source
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
@@ -298,6 +299,7 @@ def verbose_logging(verbose: Any) -> bool:
     return True
 
 
+@with_full_float32_matmul
 def kmeans(
     X: Any,
     n_clusters: int,
@@ -318,6 +320,8 @@ def kmeans(
     metric: str = "euclidean",
     oversampling_factor: float = 2.0,
     init_rounds: int | None = None,
+    precision: str = "exact",
+    deterministic: bool = True,
 ) -> KMeansResult:
     """Exact Lloyd k-means on any torch device.
 
@@ -360,12 +364,16 @@ def kmeans(
     init_size : int, optional
         Seed ``'k-means++'`` / ``'random'`` on this many rows drawn uniformly
         (default: all rows, as scikit-learn's ``KMeans``).
-    backend : {'auto', 'torch', 'native'}
-        How a Lloyd pass runs after its distance GEMM (see :class:`torchmeans.KMeans`).
+    backend : {'auto', 'torch', 'native', 'triton'}
+        How a Lloyd pass runs (see :class:`torchmeans.KMeans`).
     metric : {'euclidean', 'cosine'}
         ``'cosine'``: spherical k-means (see :class:`torchmeans.KMeans`).
     oversampling_factor, init_rounds
         k-means|| parameters (see :class:`torchmeans.KMeans`).
+    precision : {'exact', 'fast'}
+        Certified low-precision distance products (see :class:`torchmeans.KMeans`).
+    deterministic : bool
+        Bit-identical repeated fits on accelerators too (see :class:`torchmeans.KMeans`).
 
     Returns
     -------
@@ -391,11 +399,13 @@ def kmeans(
                             n_init=n_init, max_iter=max_iter, tol=tol, chunk_bytes=chunk_bytes,
                             algorithm=algorithm, init_size=init_size, backend=backend,
                             metric=metric, oversampling_factor=oversampling_factor,
-                            init_rounds=init_rounds)
+                            init_rounds=init_rounds, precision=precision,
+                            deterministic=deterministic)
 
     check(known_rows if known_rows is not None else n_clusters)
     data = prepare_data(X_tensor, sample_weight, copy=copy, metric=metric,
-                        device=compute_device)
+                        device=compute_device, precision=precision,
+                        deterministic=deterministic)
     effective_n_init = check(data.n_samples)
     n_features = data.n_features
     init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
@@ -417,6 +427,7 @@ def kmeans(
     )
 
 
+@with_full_float32_matmul
 def kmeans_plusplus(
     X: Any,
     n_clusters: int,

@@ -39,6 +39,7 @@ from torchmeans._validation import (
 from torchmeans.data import KMeansData, accumulation_dtype
 from torchmeans.module import KMeansModule
 from torchmeans.ops.assign import assign, pairwise_distances
+from torchmeans.ops.precision import with_full_float32_matmul
 from torchmeans.sources import is_source
 
 __all__ = ["KMeans"]
@@ -159,13 +160,32 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         group, each rank passing its own rows (None: whenever a group of more than
         one process is initialised; False: fit each rank's rows on their own). All
         ranks end with the same centers; ``labels_`` are each rank's own.
-    backend : {'auto', 'torch', 'native'}, default='auto'
-        How a Lloyd pass runs after its distance GEMM. ``'torch'``: torch ops, on
-        every device (the reference). ``'native'``: a small C/OpenMP kernel that
-        fuses the nearest-center search, label update and cluster sums on the CPU
-        (dense float32/float64 data); it is compiled with the system C compiler on
-        first use (well under a second) and cached. ``'auto'``: native when it
-        applies and builds, torch otherwise. Same labels either way.
+    backend : {'auto', 'torch', 'native', 'triton'}, default='auto'
+        How a Lloyd pass runs. ``'torch'``: a distance GEMM and torch ops, on
+        every device (the reference). ``'native'``: after the GEMM, a small C/OpenMP
+        kernel that fuses the nearest-center search, label update and cluster sums
+        on the CPU (dense float32/float64 data); it is compiled with the system C
+        compiler on first use (well under a second) and cached. ``'triton'``: fused
+        Triton kernels on CUDA (distances and argmin in registers, never a
+        ``rows x k`` block; deterministic sort-based sums; float32/float16/bfloat16).
+        ``'auto'``: native on the CPU, Triton on CUDA, where they apply; torch
+        otherwise. An explicit ``'native'`` or ``'triton'`` that cannot run raises.
+        Same labels either way (up to the rounding of exact ties).
+    precision : {'exact', 'fast'}, default='exact'
+        ``'exact'``: distances in the data's precision; float32 products never use
+        TF32 (the fit sets ``torch.set_float32_matmul_precision('highest')`` for
+        its duration and restores it). float16/bfloat16 data compute their distance
+        products in their own precision and keep only the labels proven equal to
+        the float32 ones (a margin test against a proven error bound), recomputing
+        the others in float32. ``'fast'``: float32 data get the same treatment with
+        bfloat16 products. Labels equal the float32 computation's either way
+        (see :mod:`torchmeans.ops.precision`).
+    deterministic : bool, default=True
+        Repeated fits with the same ``random_state`` on the same device give
+        bit-identical centers and labels: on accelerators the per-cluster sums are
+        added in a fixed order (a sorted segmented sum, not atomics). False allows
+        atomic additions on GPUs (faster when clusters are large; the CPU is
+        deterministic either way).
 
     Attributes
     ----------
@@ -223,6 +243,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 10,
         distributed: bool | None = None,
+        precision: str = "exact",
+        deterministic: bool = True,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -243,6 +265,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.distributed = distributed
+        self.precision = precision
+        self.deterministic = deterministic
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -315,7 +339,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             device = X.device
             offset = self._offset.to(device, accumulation_dtype(X.dtype))
         data = prepare_data(X, sample_weight, copy=False, metric=self.metric, offset=offset,
-                            device=device)
+                            device=device, precision=getattr(self, "precision", "exact"))
         centers = self.cluster_centers_
         if not isinstance(centers, Tensor):
             centers = torch.from_numpy(centers)
@@ -323,6 +347,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     # -- estimator API ------------------------------------------------------------
 
+    @with_full_float32_matmul
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None, *,
             resume: bool = False) -> KMeans:
         """Compute k-means clustering.
@@ -366,14 +391,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                 chunk_bytes=self.chunk_bytes, algorithm=self.algorithm,
                 init_size=self.init_size, backend=self.backend, metric=self.metric,
-                oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds)
+                oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
+                precision=self.precision, deterministic=self.deterministic)
 
         # Parameters are checked before any pass over the data; a streamed source's row
         # count is known after its first pass.
         n_init = check(known_rows if known_rows is not None else self.n_clusters)
         data = prepare_data(X_tensor, sample_weight, copy=self.copy_x, metric=self.metric,
                             device=resolve_device(self.device) if streamed else None,
-                            offset=offset, collective=collective)
+                            offset=offset, collective=collective, precision=self.precision,
+                            deterministic=self.deterministic)
         device = data.device
         n_init = check(int(collective.sum(torch.tensor([data.n_samples], device=device))[0]))
         random_state = self.random_state
@@ -481,6 +508,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         """
         return self.fit(X, sample_weight=sample_weight).labels_
 
+    @with_full_float32_matmul
     def predict(self, X: Any, *, out: Any = None) -> Any:
         """Return the index of the closest center for each sample.
 
@@ -524,6 +552,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         """
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
+    @with_full_float32_matmul
     def transform(self, X: Any) -> Any:
         """Return the Euclidean distance of each sample to each center.
 
@@ -545,6 +574,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             distances = distances.square_().mul_(0.5)
         return output(distances)
 
+    @with_full_float32_matmul
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Return the opposite of the (weighted) inertia of ``X`` against the centers.
 

@@ -21,9 +21,10 @@ from torch import Tensor
 
 from torchmeans._bounds import BoundedPass, center_groups
 from torchmeans.data import KMeansData, supports_float64, weighted_sum
-from torchmeans.ops import _native
+from torchmeans.ops import _native, _triton
 from torchmeans.ops.assign import (
     center_terms,
+    certified_nearest,
     chunk_budget,
     chunk_rows_for,
     chunk_scores_into,
@@ -38,11 +39,14 @@ __all__ = ["ALGORITHMS", "BACKENDS", "IterationStats", "LloydResult", "lloyd"]
 ALGORITHMS = ("lloyd", "elkan", "hamerly", "yinyang", "auto")
 """``algorithm`` values: Lloyd, the bound-based variants (``torchmeans._bounds``), or auto."""
 
-BACKENDS = ("auto", "torch", "native")
-"""``backend`` values: how a Lloyd pass runs after its score GEMM. ``'torch'``: torch
-ops (the reference, every device). ``'native'``: the compiled CPU kernel of
-:mod:`torchmeans.ops._native` (dense float32/float64 rows on the CPU). ``'auto'``:
-native where it applies and builds, torch otherwise."""
+BACKENDS = ("auto", "torch", "native", "triton")
+"""``backend`` values: how a Lloyd pass runs. ``'torch'``: a score GEMM and torch ops
+(the reference, every device). ``'native'``: the GEMM, then the compiled CPU kernel
+of :mod:`torchmeans.ops._native` (dense float32/float64 rows on the CPU).
+``'triton'``: the fused Triton kernels of :mod:`torchmeans.ops._triton` (distances
+and argmin in registers, deterministic sort-based sums; dense float32/float16/
+bfloat16 rows on CUDA, or anywhere under ``TRITON_INTERPRET=1``). ``'auto'``: native
+on the CPU and Triton on CUDA where they apply, torch otherwise."""
 
 logger = logging.getLogger("torchmeans")
 
@@ -78,23 +82,36 @@ def native_unsupported(data: KMeansData) -> str | None:
     return _native.unavailable_reason()
 
 
+def triton_unsupported(data: KMeansData) -> str | None:
+    """Why the Triton kernels cannot run on ``data`` (None when they can)."""
+    if not data.dense_rows:
+        return "they need dense rows, the data is sparse"
+    if data.acc_dtype == torch.float64:
+        return "they compute in float32/float16/bfloat16, the data is float64"
+    return _triton.unavailable_reason(data.device)
+
+
 def resolve_backend(backend: str, data: KMeansData, n_clusters: int,
                     chunk_bytes: int | None) -> str:
-    """Return ``'torch'`` or ``'native'`` for ``backend`` on ``data``.
+    """Return the backend (``'torch'``, ``'native'`` or ``'triton'``) that runs on ``data``.
 
-    ``'auto'`` takes the native kernel whenever it can run and its per-thread float64
-    accumulators (``threads x (k d + k + 2)``) fit the chunk budget: it was faster at
-    every shape measured (benchmarks/RESULTS.md). An explicit ``'native'`` that cannot
-    run raises.
+    ``'auto'`` takes the Triton kernels on CUDA when they can run, and on the CPU the
+    native kernel whenever it can run and its per-thread float64 accumulators
+    (``threads x (k d + k + 2)``) fit the chunk budget: it was faster at every shape
+    measured (benchmarks/RESULTS.md). Otherwise torch, silently. An explicit
+    ``'native'`` or ``'triton'`` that cannot run raises.
     """
     if backend == "torch":
         return backend
-    reason = native_unsupported(data)
-    if backend == "native":
+    checks = {"native": native_unsupported, "triton": triton_unsupported}
+    if backend in checks:
+        reason = checks[backend](data)
         if reason is not None:
-            raise ValueError(f"backend='native' cannot run: {reason}.")
+            raise ValueError(f"backend={backend!r} cannot run: {reason}.")
         return backend
-    if reason is not None:
+    if data.device.type == "cuda":
+        return "triton" if triton_unsupported(data) is None else "torch"
+    if native_unsupported(data) is not None or data.low_dtype is not None:
         return "torch"
     accumulator_bytes = (torch.get_num_threads() * (n_clusters * data.n_features + n_clusters
                                                     + 2) * 8)
@@ -226,11 +243,65 @@ def accumulate_native(data: KMeansData, centers: Tensor, labels: Tensor, rows: i
     return accumulators.sum(dim=0)
 
 
+def accumulate_triton(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
+                      incremental: bool = False) -> Tensor:
+    """:func:`accumulate` with the fused Triton kernels (float64 result).
+
+    Each chunk's nearest centers come from one fused distance + argmin kernel (no
+    ``rows x k`` block in memory); the sums from the deterministic sort-based
+    reduction (incremental passes: the moved rows, added to their new clusters and
+    removed from their old ones).
+    """
+    n_clusters, n_features = centers.shape
+    flat = torch.zeros(n_clusters * n_features + n_clusters + 2, dtype=torch.float64,
+                       device=centers.device)
+    acc = _split(flat, n_clusters, n_features)
+    terms = center_terms(centers)
+    low = data.low_dtype
+    centers_t = terms.transposed.to(low or centers.dtype)
+    sq_norms = terms.sq_norms.float()
+    for chunk in data.chunks(rows):
+        x = chunk.x.contiguous()
+        if low is None:
+            partial, new_labels = _triton.nearest(x, centers_t, sq_norms)
+        else:  # certified low-precision products (same labels as full precision)
+            best, labels_low, second = _triton.nearest(x.to(low), centers_t, sq_norms,
+                                                       second=True)
+            partial, new_labels = certified_nearest(
+                data, chunk, terms, (best, second, labels_low)).values_and_labels
+        chunk_labels = labels[chunk.start : chunk.stop]
+        moved = chunk_labels != new_labels
+        acc.n_changed.add_(moved.sum())
+        acc.partial_inertia.add_(weighted_sum(partial, chunk.weight))
+        if incremental:
+            rows_moved = torch.nonzero(moved).squeeze(1)
+            x_moved = x.index_select(0, rows_moved)
+            weight = None if chunk.weight is None else chunk.weight.index_select(0, rows_moved)
+            for cluster_of, sign in ((new_labels, 1), (chunk_labels, -1)):
+                sums, weights = _triton.segment_sums(x_moved, cluster_of[rows_moved], weight,
+                                                     n_clusters)
+                acc.sums.add_(sums, alpha=sign)
+                acc.weights.add_(weights, alpha=sign)
+        else:
+            sums, weights = _triton.segment_sums(x, new_labels, chunk.weight, n_clusters)
+            acc.sums.add_(sums)
+            acc.weights.add_(weights)
+        chunk_labels.copy_(new_labels)
+    return flat
+
+
+LLOYD_PASSES = {"torch": accumulate, "native": accumulate_native, "triton": accumulate_triton}
+"""The Lloyd pass of each resolved backend (same labels and sums, up to rounding)."""
+
+
 def _average(sums: Tensor, weights: Tensor) -> Tensor:
-    """Weighted means; an empty cluster sits on the heaviest cluster's mean (as scikit-learn)."""
-    means = sums / weights.clamp(min=torch.finfo(weights.dtype).tiny)[:, None]
-    heaviest = means[weights.argmax()]
-    return torch.where((weights > 0)[:, None], means, heaviest)
+    """Weighted means; an empty cluster sits on the heaviest cluster's mean (as scikit-learn).
+
+    ``sums`` may carry leading batch dimensions (``(..., k, d)``, weights ``(..., k)``).
+    """
+    means = sums / weights.clamp(min=torch.finfo(weights.dtype).tiny)[..., None]
+    heaviest = means.take_along_dim(weights.argmax(dim=-1, keepdim=True)[..., None], dim=-2)
+    return torch.where((weights > 0)[..., None], means, heaviest)
 
 
 def project_to_sphere(centers: Tensor, offset: Tensor) -> Tensor:
@@ -239,7 +310,7 @@ def project_to_sphere(centers: Tensor, offset: Tensor) -> Tensor:
     A center whose members sum to zero (opposite rows) stays at the origin.
     """
     unshifted = centers + offset
-    norms = unshifted.norm(dim=1, keepdim=True)
+    norms = unshifted.norm(dim=-1, keepdim=True)
     return torch.where(norms > 0, unshifted / norms.clamp(min=torch.finfo(norms.dtype).tiny),
                        unshifted) - offset
 
@@ -338,7 +409,7 @@ def lloyd(
     algorithm : {'lloyd', 'hamerly', 'yinyang', 'elkan'}
         The assignment pass: all distances, or the bound-based pass of
         :mod:`torchmeans._bounds` (same labels, same iterations, less work).
-    backend : {'torch', 'native'}
+    backend : {'torch', 'native', 'triton'}
         How a Lloyd pass runs after its score GEMM (see :data:`BACKENDS`; resolved
         by :func:`resolve_backend`).
     spherical : bool
@@ -379,7 +450,7 @@ def lloyd(
         labels, sums, weights = start.labels.clone(), start.sums.clone(), start.weights.clone()
         history = list(start.history)
     if algorithm == "lloyd":
-        lloyd_pass = accumulate_native if backend == "native" else accumulate
+        lloyd_pass = LLOYD_PASSES[backend]
 
         def assignment_pass(centers: Tensor, labels: Tensor, incremental: bool) -> Tensor:
             return lloyd_pass(data, centers, labels, rows, incremental=incremental)

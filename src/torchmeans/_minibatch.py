@@ -34,6 +34,8 @@ from torchmeans._kmeans import KMeans
 from torchmeans._validation import check_params, make_generator, prepare_data
 from torchmeans.data import KMeansData, supports_float64
 from torchmeans.ops.assign import assign
+from torchmeans.ops.precision import with_full_float32_matmul
+from torchmeans.ops.update import segment_sums
 
 __all__ = ["MiniBatchKMeans"]
 
@@ -181,9 +183,8 @@ class MiniBatchKMeans(KMeans):
         centers, counts = self._centers, self._counts
         labels, distances = _batch_assign(x, centers)
         inertia = float(distances @ weight)
-        batch_weight = torch.bincount(labels, weight, minlength=self.n_clusters).to(counts.dtype)
-        sums = torch.zeros_like(centers, dtype=counts.dtype).index_add_(
-            0, labels, (x * weight[:, None]).to(counts.dtype))
+        batch_weight = segment_sums(weight.to(counts.dtype), labels, self.n_clusters)
+        sums = segment_sums((x * weight[:, None]).to(counts.dtype), labels, self.n_clusters)
         assigned = batch_weight > 0
         new_counts = counts + batch_weight
         moved = (centers.to(counts.dtype) * counts[:, None] + sums) / new_counts.clamp(
@@ -221,6 +222,7 @@ class MiniBatchKMeans(KMeans):
 
     # -- fit ------------------------------------------------------------------------------
 
+    @with_full_float32_matmul
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
         """Compute the centers by mini-batch steps.
 
@@ -304,6 +306,7 @@ class MiniBatchKMeans(KMeans):
 
         return resolve_device(self.device)
 
+    @with_full_float32_matmul
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
         """Update the centers with one mini-batch step on ``X`` (seeding on the first call).
 

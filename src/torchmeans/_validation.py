@@ -21,6 +21,7 @@ from torchmeans.data import (
     csr_tensor,
     supports_float64,
 )
+from torchmeans.ops.precision import PRECISIONS, low_precision_dtype
 
 __all__ = [
     "as_tensor",
@@ -240,11 +241,14 @@ def _check_nonzero_norms(norms: Tensor, name: str) -> None:
 
 def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str = "euclidean",
                  offset: Tensor | None = None, device: torch.device | None = None,
-                 collective: Any = None) -> KMeansData:
+                 collective: Any = None, precision: str = "exact",
+                 deterministic: bool = True) -> KMeansData:
     """Return the engine's data for a checked tensor, or for a streamed source (``sources``).
 
     Sample weights are checked against the row count (for a source, known after its
-    first pass).
+    first pass). ``precision`` sets the certified low-precision products of dense
+    rows (:func:`~torchmeans.ops.precision.low_precision_dtype`); ``deterministic``
+    the order of the per-cluster sums on accelerators (:mod:`torchmeans.ops.update`).
     """
     from torchmeans.sources import StreamData, is_source
 
@@ -253,9 +257,13 @@ def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str =
                           normalize=metric == "cosine", collective=collective)
         data.set_sample_weight(check_sample_weight(sample_weight, data.n_samples, data.dtype,
                                                    data.device))
-        return data
-    weight = check_sample_weight(sample_weight, X.shape[0], X.dtype, X.device)
-    return make_data(X, weight, offset=offset, copy=copy, metric=metric)
+    else:
+        weight = check_sample_weight(sample_weight, X.shape[0], X.dtype, X.device)
+        data = make_data(X, weight, offset=offset, copy=copy, metric=metric)
+    if data.dense_rows:
+        data.low_dtype = low_precision_dtype(data.dtype, precision)
+    data.deterministic = deterministic
+    return data
 
 
 def make_data(X: Tensor, sample_weight: Tensor, *, offset: Tensor | None = None,
@@ -290,6 +298,8 @@ def check_params(
     metric: Any = "euclidean",
     oversampling_factor: Any = 2.0,
     init_rounds: Any = None,
+    precision: Any = "exact",
+    deterministic: Any = True,
 ) -> int:
     """Check the k-means parameters against the data; return the effective ``n_init``.
 
@@ -323,6 +333,10 @@ def check_params(
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if not isinstance(deterministic, bool | np.bool_):
+        raise ValueError(f"deterministic must be True or False, got {deterministic!r}.")
     if isinstance(init, str):
         if init not in INITS:
             raise ValueError(

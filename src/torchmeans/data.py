@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from torchmeans.ops.update import segment_sums
+
 __all__ = [
     "Chunk",
     "DenseData",
@@ -117,6 +119,11 @@ class KMeansData(ABC):
     chunks_are_views: bool = False
     """True when a chunk's ``x`` is a view of rows held in memory (no copy per chunk), so
     passes that touch few rows may read the data in larger chunks than the budget."""
+    deterministic: bool = True
+    """Add per-cluster sums in a fixed order on accelerators (:mod:`torchmeans.ops.update`)."""
+    low_dtype: torch.dtype | None = None
+    """float16/bfloat16: distance products are computed in this precision and certified
+    exact (:mod:`torchmeans.ops.precision`); None: in the accumulation dtype."""
     streamed: bool = False
     """True when the rows are read from outside memory on every pass
     (:mod:`torchmeans.sources`): then nothing may gather a large subset of them."""
@@ -171,7 +178,11 @@ class KMeansData(ABC):
         weight = chunk.weight
         if rows is not None and weight is not None:
             weight = weight.index_select(0, rows)
-        counts = torch.bincount(labels, weight, minlength=weights.numel())
+        if weight is None:  # integer counts: exact in any order
+            counts = torch.bincount(labels, minlength=weights.numel())
+        else:
+            counts = segment_sums(weight.to(weights.dtype), labels, weights.numel(),
+                                  deterministic=self.deterministic)
         weights.add_(counts, alpha=alpha)
         self._add_sums(chunk, labels, sums, rows, alpha)
 
@@ -257,8 +268,9 @@ class DenseRows(KMeansData):
         x = x.to(sums.dtype)
         if weight is not None:
             x = x * weight[:, None]
-        if self.n_features > SMALL_D:
-            sums.index_add_(0, labels, x, alpha=alpha)
+        if self.n_features > SMALL_D or self.device.type != "cpu":
+            sums.add_(segment_sums(x, labels, sums.shape[0], deterministic=self.deterministic),
+                      alpha=alpha)
             return
         # Few features: torch's CPU index_add_ over rows is slow (3-6x) for short rows;
         # adding columns of x.T into a (d, k) block is not (benchmarks/RESULTS.md).

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from torchmeans.data import Chunk, KMeansData, rows_per_chunk, weighted_sum
+from torchmeans.ops.precision import certify
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -159,6 +160,8 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     labels : Tensor
         Index of the nearest center (the first one on ties), int64.
     """
+    if data.low_dtype is not None:
+        return certified_nearest(data, chunk, terms).values_and_labels
     transposed = _transposed(terms)
     scores = chunk_scores_into(data, chunk, terms, buffer)
     if previous is None:
@@ -167,6 +170,63 @@ def nearest_centers(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     labels = previous.clone()
     labels[recheck] = new_labels
     return values, labels
+
+
+class CertifiedNearest(NamedTuple):
+    """Nearest centers from certified low-precision products (see :mod:`.precision`)."""
+
+    partial_sq_dist: Tensor
+    labels: Tensor
+    recomputed: Tensor
+    """Rows (within the chunk) whose scores were recomputed in float32."""
+
+    @property
+    def values_and_labels(self) -> tuple[Tensor, Tensor]:
+        """``(partial_sq_dist, labels)``, as :func:`nearest_centers` returns them."""
+        return self.partial_sq_dist, self.labels
+
+
+def exact_labels(data: KMeansData, chunk: Chunk, terms: CenterTerms, rows: Tensor) -> Tensor:
+    """Return the reference labels of rows ``rows`` of ``chunk`` (full-precision scores)."""
+    scores = chunk_scores_into(data, data.select(chunk, rows), terms, None)
+    return _first_minimum(scores, _transposed(terms))[1]
+
+
+def certified_nearest(data: KMeansData, chunk: Chunk, terms: CenterTerms,
+                      best_and_second: tuple[Tensor, Tensor, Tensor] | None = None
+                      ) -> CertifiedNearest:
+    """Nearest centers of ``chunk`` from products in ``data.low_dtype``, certified exact.
+
+    Same labels as :func:`nearest_centers` in full precision: rows whose margin
+    between best and second-best low-precision score is within the proven error
+    bound are recomputed in full precision (:func:`.precision.certify`).
+    ``best_and_second`` (best, second, labels) are given by a fused kernel; else
+    they come from one low-precision product and a top-2.
+    """
+    low = data.low_dtype
+    x = chunk.x
+    k = terms.sq_norms.numel()
+    if best_and_second is None:
+        products = torch.mm(x.to(low), terms.transposed.to(low))
+        scores = torch.add(terms.sq_norms, products.to(terms.sq_norms.dtype), alpha=-2)
+        if k == 1:
+            best, labels = scores[:, 0], torch.zeros(x.shape[0], dtype=torch.int64,
+                                                     device=x.device)
+            second = torch.full_like(best, torch.inf)
+        else:
+            top = scores.topk(2, dim=1, largest=False, sorted=True)
+            best, second, labels = top.values[:, 0], top.values[:, 1], top.indices[:, 0]
+    else:
+        best, second, labels = best_and_second
+    largest = float(terms.sq_norms.max().sqrt())
+    certified = certify(x, best, second, labels, largest, low,
+                        lambda rows: exact_labels(data, chunk, terms, rows),
+                        low_accumulation=None if best_and_second is None else False)
+    labels = certified.labels
+    # ||c||^2 - 2 x.c of the chosen center, in full precision (d flops per row).
+    chosen = terms.transposed.index_select(1, labels).T
+    partial = terms.sq_norms[labels] - 2 * (x.to(chosen.dtype) * chosen).sum(dim=1)
+    return CertifiedNearest(partial, labels, certified.recomputed)
 
 
 class Moves(NamedTuple):
@@ -190,8 +250,13 @@ def update_nearest(data: KMeansData, chunk: Chunk, terms: CenterTerms, buffer: T
     the rows that are rechecked are touched, so late Lloyd passes (few moves)
     do no work proportional to the chunk beyond the scores and their minimum.
     """
-    scores = chunk_scores_into(data, chunk, terms, buffer)
-    values, recheck, new_labels = _recheck_previous(scores, labels, _transposed(terms))
+    if data.low_dtype is not None:
+        values, new_labels = certified_nearest(data, chunk, terms).values_and_labels
+        recheck = torch.nonzero(new_labels != labels).squeeze(1)
+        new_labels = new_labels[recheck]
+    else:
+        scores = chunk_scores_into(data, chunk, terms, buffer)
+        values, recheck, new_labels = _recheck_previous(scores, labels, _transposed(terms))
     old_labels = labels[recheck]
     moved = new_labels != old_labels
     rows = recheck[moved]

@@ -1,0 +1,51 @@
+"""The update step's one primitive: rows summed into the segments (clusters) named by an index.
+
+Every per-cluster sum of the engine (Lloyd's accumulators, the batched problems'
+sums, the native kernel's fallbacks) goes through :func:`segment_sums`, so that
+determinism is decided in one place:
+
+- On the CPU, ``index_add_`` adds the rows in index order: the same sums, bit for
+  bit, on every run.
+- On accelerators, ``index_add_`` uses atomic additions whose order changes from
+  run to run (so the last bits of the sums do). With ``deterministic=True`` (the
+  default) the rows are sorted by segment (a stable sort) and each segment is
+  summed in that fixed order by ``torch.segment_reduce``; with
+  ``deterministic=False`` the atomics are used (faster when segments are long).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["segment_sums"]
+
+
+def segment_sums(values: Tensor, index: Tensor, n_segments: int, *,
+                 deterministic: bool = True) -> Tensor:
+    """Return ``out[s] = sum of values[i] over the i with index[i] == s``.
+
+    Parameters
+    ----------
+    values : Tensor
+        ``(n, ...)`` rows to add (1-D values are scalars per row).
+    index : Tensor
+        ``(n,)`` int64 segment of each row, in ``[0, n_segments)``.
+    n_segments : int
+        Number of segments (rows of the result).
+    deterministic : bool
+        On accelerators, sum each segment in a fixed order instead of with atomics
+        (the CPU is always deterministic).
+
+    Returns
+    -------
+    Tensor
+        ``(n_segments, ...)`` sums in ``values``' dtype; empty segments are zero.
+    """
+    out = values.new_zeros((n_segments, *values.shape[1:]))
+    if values.device.type == "cpu" or not deterministic or values.shape[0] == 0:
+        return out.index_add_(0, index, values)
+    order = torch.argsort(index, stable=True)
+    lengths = torch.bincount(index, minlength=n_segments)
+    return torch.segment_reduce(values.index_select(0, order), "sum", lengths=lengths,
+                                unsafe=True)

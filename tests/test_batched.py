@@ -1,0 +1,206 @@
+"""batched_kmeans / BatchedKMeans: each problem equals its own single fit from the same init."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.cluster import KMeans as SKKMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+import torchmeans
+from torchmeans import batched as batched_module
+from torchmeans.batched import BatchedKMeans, batched_kmeans
+
+
+def _problems(n_problems: int, n_samples: int, n_features: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    centers = torch.randn(n_problems, 4, n_features, generator=generator, dtype=torch.float64) * 4
+    picks = torch.randint(0, 4, (n_problems, n_samples), generator=generator)
+    noise = torch.randn(n_problems, n_samples, n_features, generator=generator,
+                        dtype=torch.float64)
+    return torch.gather(centers, 1, picks[..., None].expand(-1, -1, n_features)) + noise + 10
+
+
+def _assert_equals_single_fits(X, init, result, **single):
+    for b in range(X.shape[0]):
+        alone = torchmeans.kmeans(X[b], init.shape[1], init=init[b], n_init=1, backend="torch",
+                                  **single)
+        assert torch.equal(alone.labels, result.labels[b])
+        torch.testing.assert_close(alone.centers, result.centers[b], rtol=1e-9, atol=1e-9)
+        assert result.inertia[b].item() == pytest.approx(alone.inertia, rel=1e-9)
+        assert int(result.n_iter[b]) == alone.n_iter
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_problems=st.integers(1, 5), n_samples=st.integers(1, 60), n_features=st.integers(1, 6),
+       k=st.integers(1, 8), seed=st.integers(0, 2**16), tiny_chunks=st.booleans())
+def test_each_problem_equals_its_single_fit(n_problems, n_samples, n_features, k, seed,
+                                            tiny_chunks):
+    k = min(k, n_samples)
+    X = _problems(n_problems, n_samples, n_features, seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    rows = torch.stack([torch.randperm(n_samples, generator=generator)[:k]
+                        for _ in range(n_problems)])
+    init = torch.gather(X, 1, rows[..., None].expand(-1, -1, n_features))
+    # Tiny chunks: one problem per group and a few rows per chunk.
+    result = batched_kmeans(X, k, init=init, chunk_bytes=64 if tiny_chunks else None)
+    _assert_equals_single_fits(X, init, result)
+
+
+def test_equals_scikit_learn_from_the_same_init():
+    X = _problems(4, 200, 3, seed=3)
+    init = X[:, :5].clone()
+    result = batched_kmeans(X, 5, init=init, tol=0)
+    for b in range(4):
+        reference = SKKMeans(5, init=init[b].numpy(), n_init=1, tol=0).fit(X[b].numpy())
+        assert np.array_equal(result.labels[b].numpy(), reference.labels_)
+        np.testing.assert_allclose(result.centers[b].numpy(), reference.cluster_centers_,
+                                   rtol=1e-9, atol=1e-9)
+        assert result.inertia[b].item() == pytest.approx(reference.inertia_, rel=1e-9)
+
+
+def test_mask_and_weights_equal_the_single_fit_of_the_valid_rows():
+    X = _problems(3, 120, 4, seed=5)
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.rand(3, 120, generator=generator) > 0.4
+    weight = torch.rand(3, 120, generator=generator, dtype=torch.float64) * 3
+    X[~mask] = torch.nan  # padding may hold anything: it is never read
+    init = torch.stack([X[b][mask[b]][:4] for b in range(3)])
+    result = batched_kmeans(X, 4, init=init, mask=mask, sample_weight=weight)
+    assert bool((result.labels[~mask] == -1).all())
+    for b in range(3):
+        alone = torchmeans.kmeans(X[b][mask[b]], 4, init=init[b], n_init=1, backend="torch",
+                                  sample_weight=weight[b][mask[b]])
+        assert torch.equal(alone.labels, result.labels[b][mask[b]])
+        torch.testing.assert_close(alone.centers, result.centers[b], rtol=1e-9, atol=1e-9)
+        assert result.inertia[b].item() == pytest.approx(alone.inertia, rel=1e-9)
+
+
+def test_cosine_equals_the_single_spherical_fit():
+    X = _problems(3, 90, 5, seed=8)
+    init = X[:, :3].clone()
+    result = batched_kmeans(X, 3, init=init, metric="cosine")
+    _assert_equals_single_fits(X, init, result, metric="cosine")
+    torch.testing.assert_close(result.centers.norm(dim=2), torch.ones(3, 3, dtype=X.dtype))
+
+
+def test_empty_clusters_are_relocated_as_in_a_single_fit():
+    X = _problems(2, 50, 2, seed=11)
+    init = X[:, :1].repeat(1, 3, 1)  # three identical centers: two start empty
+    result = batched_kmeans(X, 3, init=init)
+    _assert_equals_single_fits(X, init, result)
+    assert bool((torch.stack([torch.bincount(lab, minlength=3) for lab in result.labels])
+                 > 0).all())
+
+
+def test_k_equal_one_and_k_equal_n():
+    X = _problems(2, 6, 3, seed=2)
+    one = batched_kmeans(X, 1, random_state=0)
+    torch.testing.assert_close(one.centers[:, 0], X.mean(dim=1))
+    every = batched_kmeans(X, 6, random_state=0)
+    assert every.inertia.abs().max().item() < 1e-9
+    assert all(sorted(lab.tolist()) == list(range(6)) for lab in every.labels)
+
+
+def test_kmeans_plusplus_finds_the_blobs_of_every_problem():
+    # The demo's blobs (and seeds whose four blobs do not overlap; seed 5's do).
+    data = [make_blobs(300, centers=4, cluster_std=0.6, random_state=seed)
+            for seed in (0, 1, 2, 3, 4, 6, 7, 8)]
+    X = torch.tensor(np.stack([x for x, _ in data]))
+    result = batched_kmeans(X, 4, random_state=0, n_init=3)
+    for (_, truth), labels in zip(data, result.labels, strict=True):
+        assert adjusted_rand_score(truth, labels.numpy()) == 1.0
+
+
+def test_n_init_keeps_the_best_restart_and_matches_scikit_learn_quality():
+    data = [make_blobs(200, centers=6, cluster_std=2.0, random_state=seed)[0] for seed in range(6)]
+    X = torch.tensor(np.stack(data))
+    single = batched_kmeans(X, 6, init="random", n_init=1, random_state=0)
+    best = batched_kmeans(X, 6, init="random", n_init=10, random_state=0)
+    reference = [SKKMeans(6, init="random", n_init=10, random_state=0).fit(x).inertia_
+                 for x in data]
+    assert bool((best.inertia <= single.inertia * (1 + 1e-12)).all()) or \
+        float(best.inertia.sum()) < float(single.inertia.sum())
+    np.testing.assert_allclose(best.inertia.numpy(), reference, rtol=0.02)
+
+
+def test_finished_problems_stop_costing_work(monkeypatch):
+    X = torch.cat([_problems(1, 300, 2, seed=0),
+                   torch.randn(1, 300, 2, dtype=torch.float64)])  # blobs settle fast
+    sizes = []
+    original = batched_module._assign_pass
+
+    def counting(pb, source, centers, labels, deterministic):
+        sizes.append(source.numel())
+        return original(pb, source, centers, labels, deterministic)
+
+    monkeypatch.setattr(batched_module, "_assign_pass", counting)
+    result = batched_kmeans(X, 4, init=X[:, :4].clone(), tol=0)
+    assert int(result.n_iter[0]) != int(result.n_iter[1])
+    lloyd_passes = sizes[:-1]  # the last pass is the final assignment of every problem
+    assert len(lloyd_passes) == int(result.n_iter.max())
+    assert lloyd_passes.count(2) == int(result.n_iter.min())
+    assert lloyd_passes[-1] == 1
+
+
+def test_repeated_fits_are_bit_identical():
+    X = _problems(4, 100, 3, seed=4).float()
+    first = batched_kmeans(X, 5, random_state=7, n_init=3)
+    second = batched_kmeans(X, 5, random_state=7, n_init=3)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_float32_and_numpy_input():
+    X = _problems(2, 80, 3, seed=1)
+    as_numpy = batched_kmeans(X.float().numpy(), 4, random_state=0)
+    as_tensor = batched_kmeans(X.float(), 4, random_state=0)
+    assert as_numpy.centers.dtype == torch.float32
+    assert torch.equal(as_numpy.labels, as_tensor.labels)
+
+
+def test_estimator_fit_predict_and_params():
+    X = _problems(3, 100, 2, seed=6)
+    model = BatchedKMeans(4, random_state=0).fit(X)
+    assert model.cluster_centers_.shape == (3, 4, 2)
+    assert torch.equal(model.predict(X), model.labels_)
+    assert clone(model).get_params() == model.get_params()
+    mask = torch.ones(3, 100, dtype=torch.bool)
+    mask[:, :10] = False
+    labels = model.predict(X, mask=mask)
+    assert bool((labels[:, :10] == -1).all())
+    assert torch.equal(labels[:, 10:], model.labels_[:, 10:])
+    with pytest.raises(ValueError, match="expected"):
+        model.predict(X[:, :, :1])
+    with pytest.raises(AttributeError, match="not fitted"):
+        BatchedKMeans(2).predict(X)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"X": torch.randn(10, 2)}, "3-D"),
+    ({"X": torch.tensor([[[0.0, 1.0], [float("nan"), 1.0]]])}, r"X\[0, 1\]"),
+    ({"n_clusters": 5}, "Problem 0 has 4 valid samples"),
+    ({"mask": torch.ones(2, 3, dtype=torch.bool)}, "mask.shape"),
+    ({"init": torch.zeros(2, 3, 2)}, "shape of the initial centers"),
+    ({"init": "k-means||"}, "init must be"),
+    ({"metric": "cosine", "X": torch.zeros(1, 4, 2)}, "zero norm"),
+    ({"sample_weight": -torch.ones(1, 4)}, "sample_weight"),
+])
+def test_bad_input_gets_a_clear_error(kwargs, message):
+    arguments = {"X": torch.randn(1, 4, 2), "n_clusters": 2} | kwargs
+    with pytest.raises(ValueError, match=message):
+        batched_kmeans(arguments.pop("X"), arguments.pop("n_clusters"), **arguments)
+
+
+def test_masked_out_nan_is_ignored():
+    X = torch.randn(1, 6, 2)
+    X[0, 5] = torch.nan
+    mask = torch.tensor([[True] * 5 + [False]])
+    result = batched_kmeans(X, 2, mask=mask, random_state=0)
+    assert bool(torch.isfinite(result.centers).all())
+    assert int(result.labels[0, 5]) == -1
