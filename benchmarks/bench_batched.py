@@ -115,7 +115,8 @@ def run(X: torch.Tensor, k: int, iters: int | None, repeats: int) -> dict[str, d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", default="32x4096x64x64", help="B x N x D x k")
+    parser.add_argument("--shape", default="32x4096x64x64",
+                        help="B x N x D x k (the issue's shape; try 512x256x16x8 too)")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)

@@ -69,9 +69,9 @@ def test_triton_fits_are_bit_identical():
 
 
 def test_explicit_triton_raises_when_it_cannot_run():
-    with pytest.raises(ValueError, match="backend='triton' cannot run: .*float64"):
+    with pytest.raises(ValueError, match=r"backend='triton' cannot run: .*float64"):
         KMeans(2, backend="triton").fit(torch.randn(20, 2, dtype=torch.float64))
-    with pytest.raises(ValueError, match="backend='triton' cannot run: .*sparse"):
+    with pytest.raises(ValueError, match=r"backend='triton' cannot run: .*sparse"):
         KMeans(2, backend="triton").fit(sp.random(20, 5, density=0.5, format="csr",
                                                   dtype="float32"))
 

@@ -21,6 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_parallel_init.py", "k-means||"),
         ("bench_streaming.py", "streamed peak"),
         ("bench_minibatch.py", "inertia torchmeans"),
+        ("bench_batched.py", "loop of torchmeans.kmeans"),
     ],
 )
 def test_benchmark_quick_mode_runs(script, expected):

@@ -287,16 +287,30 @@ def random_centers(
     (Efraimidis and Spirakis): the rows with the ``n_clusters`` largest
     ``log(u) / w`` are a successive weighted draw, for any number of rows.
     """
-    weight = data.sample_weight
-    uniform = torch.rand(weight.shape, generator=generator, device=weight.device,
-                         dtype=weight.dtype)
-    keys = uniform.clamp_(min=torch.finfo(weight.dtype).tiny).log_().div_(weight)
-    indices = keys.topk(n_clusters).indices
+    indices = weighted_sample(data.sample_weight, n_clusters, generator)
     return data.take(indices), indices
 
 
+def weighted_sample(weight: Tensor, size: int, generator: torch.Generator) -> Tensor:
+    """``size`` distinct indices along the last dimension, drawn by weight without replacement.
+
+    The exponential-keys method: the largest ``log(u) / w``. Leading dimensions are
+    independent draws (batched problems).
+    """
+    uniform = torch.rand(weight.shape, generator=generator, device=weight.device,
+                         dtype=weight.dtype)
+    keys = uniform.clamp_(min=torch.finfo(weight.dtype).tiny).log_().div_(weight)
+    return keys.topk(size).indices
+
+
 def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator) -> Tensor:
-    """``size`` row indices drawn with replacement, probability proportional to ``weight``."""
-    cumulative = torch.cumsum(weight, dim=0)
-    draws = torch.rand(size, generator=generator, device=weight.device, dtype=weight.dtype)
-    return torch.searchsorted(cumulative, draws * cumulative[-1]).clamp_(max=weight.numel() - 1)
+    """``size`` indices along the last dimension drawn with replacement, by weight.
+
+    Leading dimensions are independent draws (batched problems). ``cumsum`` +
+    ``searchsorted``: any number of rows (``torch.multinomial`` stops at 2^24).
+    """
+    cumulative = torch.cumsum(weight, dim=-1)
+    draws = torch.rand(*weight.shape[:-1], size, generator=generator, device=weight.device,
+                       dtype=weight.dtype)
+    return torch.searchsorted(cumulative, draws * cumulative[..., -1:]).clamp_(
+        max=weight.shape[-1] - 1)

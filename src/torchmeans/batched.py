@@ -34,6 +34,7 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from torch import Tensor
 
+from torchmeans._init import _weighted_choice, weighted_sample
 from torchmeans._lloyd import _average, _relocate_empty_clusters, project_to_sphere
 from torchmeans._validation import (
     METRICS,
@@ -155,7 +156,8 @@ def _prepare(X: Any, mask: Any, sample_weight: Any, n_clusters: int, metric: str
     if weightless.numel():
         raise ValueError(f"The sample weights of problem {int(weightless[0])} sum to zero: "
                          "each problem needs a positive weight.")
-    x = torch.where(valid[..., None], x, 0)
+    if mask is not None:  # padding may hold anything (NaN included): zero it
+        x = torch.where(valid[..., None], x, 0)
     if metric == "cosine":
         norms = x.norm(dim=2)
         zero = torch.nonzero((norms == 0) & valid)
@@ -167,7 +169,9 @@ def _prepare(X: Any, mask: Any, sample_weight: Any, n_clusters: int, metric: str
         offset = x.new_zeros(n_problems, x.shape[2])
     else:
         offset = x.sum(dim=1) / counts[:, None].to(dtype)
-        x = torch.where(valid[..., None], x - offset[:, None], 0)
+        x = x - offset[:, None]
+        if mask is not None:
+            x = torch.where(valid[..., None], x, 0)
     sq_norms = x.square().sum(dim=2)
     # scikit-learn's tol scale, the mean per-feature variance: E[x^2] - E[x]^2 of the
     # valid (shifted) rows, in float64 where the device has it.
@@ -212,7 +216,7 @@ def _plusplus(pb: _Problems, source: Tensor, n_clusters: int, generator: torch.G
     """Greedy k-means++ for every problem at once (scikit-learn's rule, one RNG stream).
 
     Each step samples ``n_local_trials`` candidates per problem with probability
-    ``w D(x)^2`` (``torch.multinomial`` on the ``(problems, N)`` potentials), computes
+    ``w D(x)^2`` (one batched ``searchsorted`` on the ``(problems, N)`` potentials), computes
     their distances to all rows as one batched product, and keeps the candidate
     leaving the lowest potential.
     """
@@ -228,7 +232,7 @@ def _plusplus(pb: _Problems, source: Tensor, n_clusters: int, generator: torch.G
         x, sq = _select(pb.x, problems), _select(pb.sq_norms, problems)
         weight = _select(pb.weight, problems)
         arange = torch.arange(ids.numel(), device=x.device)
-        first = torch.multinomial(weight, 1, generator=generator).squeeze(1)
+        first = _weighted_choice(weight, 1, generator).squeeze(1)
         chosen = x[arange, first]
         closest = (x - chosen[:, None]).square().sum(dim=2)
         centers[ids, 0] = chosen
@@ -236,8 +240,7 @@ def _plusplus(pb: _Problems, source: Tensor, n_clusters: int, generator: torch.G
             potential = weight * closest
             # All rows on chosen centers (fewer distinct points than clusters): any row.
             potential = torch.where(potential.sum(dim=1, keepdim=True) > 0, potential, weight)
-            picks = torch.multinomial(potential, n_local_trials, replacement=True,
-                                      generator=generator)
+            picks = _weighted_choice(potential, n_local_trials, generator)
             candidates = torch.gather(x, 1, picks[..., None].expand(-1, -1, n_features))
             distances = torch.baddbmm(sq[:, None, :] + candidates.square().sum(dim=2)[..., None],
                                       candidates, x.transpose(1, 2), alpha=-2).clamp_(min=0)
@@ -256,7 +259,7 @@ def _random(pb: _Problems, source: Tensor, n_clusters: int,
     if short.numel():
         raise ValueError(f"init='random' needs n_clusters={n_clusters} rows of positive weight; "
                          f"problem {int(source[short[0]])} has fewer.")
-    picks = torch.multinomial(weight, n_clusters, replacement=False, generator=generator)
+    picks = weighted_sample(weight, n_clusters, generator)
     return torch.gather(pb.x[source], 1, picks[..., None].expand(-1, -1, pb.x.shape[2]))
 
 

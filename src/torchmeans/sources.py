@@ -22,6 +22,7 @@ with ``init_size`` (seeding on a uniform sample read in one pass).
 from __future__ import annotations
 
 import bisect
+import functools
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -470,9 +471,31 @@ def _to_tensor(block: np.ndarray | Tensor, device: torch.device, dtype: torch.dt
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             block = torch.from_numpy(block)
     if device.type == "cuda" and block.device.type == "cpu":
-        block = block.pin_memory()
-        return block.to(device, non_blocking=True).to(dtype)
+        return _copy_on_side_stream(block.pin_memory(), device).to(dtype)
     return block.to(device=device, dtype=dtype)
+
+
+@functools.cache
+def _side_stream(device: torch.device) -> Any:
+    return torch.cuda.Stream(device=device)
+
+
+def _copy_on_side_stream(pinned: Tensor, device: torch.device) -> Tensor:
+    """Copy a pinned host block to ``device`` on a side stream (double buffering).
+
+    The reader thread runs this for block ``i + 1`` while the device computes on
+    block ``i``: the copy engine works on the side stream, concurrently with the
+    kernels of the compute stream, which only waits for the copy where it first
+    uses the block (the stream wait below is enqueued, not a host sync). The
+    pinned buffer is held by torch's pinned-memory allocator until the copy ends.
+    """
+    compute = torch.cuda.current_stream(device)
+    side = _side_stream(device)
+    with torch.cuda.stream(side):
+        moved = pinned.to(device, non_blocking=True)
+    compute.wait_stream(side)
+    moved.record_stream(compute)  # the allocator must not reuse it before compute is done
+    return moved
 
 
 def is_source(X: Any) -> bool:
