@@ -29,6 +29,9 @@ One run, one process, on one device:
    problems timed, extrapolated to ``B``), flash-kmeans' ``batch_kmeans_Euclid`` and
    fast_pytorch_kmeans' ``MultiKMeans``.
 
+4. **Determinism**: two fits with the same seed per backend (torch, Triton) and dtype,
+   with ``deterministic=True`` (must be bit-identical) and ``False`` (for comparison).
+
 Peers, when importable: fastkmeans (its internal ``_kmeans_torch_double_chunked`` with
 the rows already on the device; float16 Triton kernel), flash-kmeans
 (``batch_kmeans_Euclid``: Triton, TF32 products for float32 rows), FAISS-GPU
@@ -835,6 +838,34 @@ def parse_shapes(text: str, parts: int) -> list[tuple[int, ...]]:
     return shapes
 
 
+def check_determinism(device: torch.device, quick: bool) -> list[dict[str, Any]]:
+    """Fit twice with the same seed per backend and dtype: bit-identical centers and labels?
+
+    ``deterministic=True`` (the default) promises it; ``deterministic=False`` (atomic sums on
+    the torch path) is recorded for comparison. A few iterations of a modest shape.
+    """
+    n, d, k = (2000, 16, 8) if quick else (500_000, 128, 512)
+    X = make_blobs(n, d, k, device)
+    results = []
+    for backend in ("torch", "triton"):
+        for dtype in (torch.float32, torch.bfloat16):
+            for deterministic in (True, False):
+                entry = {"backend": backend, "dtype": str(dtype).removeprefix("torch."),
+                         "deterministic": deterministic}
+                try:
+                    data = X.to(dtype)
+                    fits = [torchmeans.kmeans(data, k, random_state=0, max_iter=5, tol=0,
+                                              backend=backend, deterministic=deterministic)
+                            for _ in range(2)]
+                    entry["identical"] = bool(torch.equal(fits[0].centers, fits[1].centers)
+                                              and torch.equal(fits[0].labels, fits[1].labels))
+                except Exception as error:
+                    entry["error"] = error_text(error)
+                log(f"determinism {entry}")
+                results.append(entry)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -926,6 +957,10 @@ def main() -> None:
             log(f"batched: error {error_text(error)}")
         write_json(args.json, report)
 
+    if elapsed() <= args.budget_s:
+        report["determinism"] = check_determinism(device, args.quick)
+        write_json(args.json, report)
+
     print("\n## Summary\n", flush=True)
     print(format_ceilings(ceilings))
     print("ratios: x best peer = ms/iter / fastest peer's ms/iter (< 1: faster than every "
@@ -933,6 +968,8 @@ def main() -> None:
           "(dtype column); GB/s counts the rows read once per iteration.")
     print(format_table(report["shapes"]))
     print(format_batched(report["batched"]))
+    for entry in report.get("determinism", []):
+        print(f"determinism: {entry}")
     print(f"\nJSON: {args.json} ({elapsed():.1f} s in all)", flush=True)
 
 

@@ -60,3 +60,9 @@ def test_gpu_script_quick_mode_on_cpu(tmp_path):
     assert batched["loop of torchmeans.kmeans"]["status"] == "ok"
     # Same init, same iterations: the loop of single fits ends where the batched fit does.
     assert batched["loop of torchmeans.kmeans"]["inertia_ratio"] == pytest.approx(1.0, rel=1e-5)
+
+    # Repeated fits with deterministic=True are bit-identical for every backend and dtype.
+    determinism = [e for e in report["determinism"] if e["deterministic"]]
+    assert {(e["backend"], e["dtype"]) for e in determinism} == {
+        (b, t) for b in ("torch", "triton") for t in ("float32", "bfloat16")}
+    assert all(e.get("identical") is True for e in determinism), determinism
