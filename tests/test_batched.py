@@ -190,6 +190,8 @@ def test_estimator_fit_predict_and_params():
     ({"init": "k-means||"}, "init must be"),
     ({"metric": "cosine", "X": torch.zeros(1, 4, 2)}, "zero norm"),
     ({"sample_weight": -torch.ones(1, 4)}, "sample_weight"),
+    ({"deterministic": "no"}, "deterministic must be True or False"),
+    ({"chunk_bytes": "abc"}, "chunk_bytes must be None or an integer"),
 ])
 def test_bad_input_gets_a_clear_error(kwargs, message):
     arguments = {"X": torch.randn(1, 4, 2), "n_clusters": 2} | kwargs
@@ -204,3 +206,23 @@ def test_masked_out_nan_is_ignored():
     result = batched_kmeans(X, 2, mask=mask, random_state=0)
     assert bool(torch.isfinite(result.centers).all())
     assert int(result.labels[0, 5]) == -1
+
+
+def test_float32_problems_match_single_fits_to_float32_rounding():
+    X = _problems(4, 2000, 5, seed=12).float()
+    init = X[:, :20].clone()
+    result = batched_kmeans(X, 20, init=init, tol=0)
+    for b in range(4):
+        alone = torchmeans.kmeans(X[b], 20, init=init[b], n_init=1, tol=0, backend="torch")
+        assert torch.equal(alone.labels, result.labels[b])
+        assert int(result.n_iter[b]) == alone.n_iter
+        torch.testing.assert_close(alone.centers, result.centers[b], rtol=1e-5, atol=1e-5)
+
+
+def test_predict_on_the_training_rows_gives_labels_exactly():
+    X = _problems(3, 500, 6, seed=13).float()
+    mask = torch.rand(3, 500, generator=torch.Generator().manual_seed(1)) > 0.2
+    model = BatchedKMeans(7, random_state=0, chunk_bytes=4096).fit(X, mask=mask)
+    assert torch.equal(model.predict(X, mask=mask), model.labels_)
+    cosine = BatchedKMeans(5, random_state=0, metric="cosine").fit(X)
+    assert torch.equal(cosine.predict(X), cosine.labels_)

@@ -60,16 +60,17 @@ def test_half_precision_data_gives_the_labels_of_its_float32_upcast(dtype):
     X, centers = _near_ties(400, 32, seed=1)
     X = X.to(dtype)
     reference, _ = _labels(X.float(), centers, "exact")
-    labels, recomputed = _labels(X, centers, "exact")
+    labels, recomputed = _labels(X, centers, "fast")  # on the CPU 'exact' computes in float32
     assert torch.equal(labels, reference)
     assert 0 < recomputed < X.shape[0]
+    assert _labels(X, centers, "exact")[1] == 0
 
 
 def test_float16_overflow_is_recomputed_not_wrong():
     X = torch.randn(50, 4) * 100
     X[:5] = 60000.0  # x.c overflows float16's 65504: inf scores, recomputed in float32
     centers = torch.randn(3, 4) * 200
-    labels, recomputed = _labels(X.half(), centers, "exact")
+    labels, recomputed = _labels(X.half(), centers, "fast")
     reference, _ = _labels(X.half().float(), centers, "exact")
     assert torch.equal(labels, reference)
     assert recomputed >= 5
@@ -170,3 +171,89 @@ def test_repeated_batched_fits_are_bit_identical():
     second = batched_kmeans(X, 16, random_state=1)
     assert torch.equal(first.centers, second.centers)
     assert torch.equal(first.labels, second.labels)
+
+
+def test_large_d_tie_within_the_references_own_rounding():
+    """The float32 reference rounds into its output per K-panel: its error grows with d.
+
+    Four equal rows at d=16384 whose two centers are 9 float32 ulps of ``||c||^2`` apart
+    (the reference picks center 1, exact arithmetic center 0): the low-precision margin
+    once beat a bound that assumed one rounding of the reference.
+    """
+    generator = torch.Generator().manual_seed(0)
+    d = 16384
+    ca = torch.randn(d, dtype=torch.float64, generator=generator)
+    cb = torch.randn(d, dtype=torch.float64, generator=generator)
+    cb -= (cb @ ca) / (ca @ ca) * ca
+    x = (3.25e-7 * ca).float()[None].repeat(4, 1)
+    ca32 = ca.float()
+    sq = ca32.square().sum().double()
+    target = sq - 2 * (x[0].double() @ ca32.double()) + 9 * 2**-24 * sq
+    centers = torch.stack([ca32, (cb * (target / (cb @ cb)).sqrt()).float()])
+    exact, _ = _labels(x, centers, "exact")
+    fast, recomputed = _labels(x, centers, "fast")
+    assert torch.equal(fast, exact)
+    assert recomputed == 4
+
+
+def test_recomputed_rows_get_the_labels_of_the_whole_chunks_product():
+    """BLAS rounds a row differently in a smaller product: near-ties of the float32 path
+    itself are labelled from the chunk's own product, not from a product of the subset."""
+    generator = torch.Generator().manual_seed(1)
+    n, d, k = 4000, 1000, 4
+    centers = torch.randn(k, d, generator=generator)
+    centers[1] = centers[0][torch.randperm(d, generator=generator)]  # equal norms
+    v = (centers[0] - centers[1]).double()
+    X = torch.randn(n, d, dtype=torch.float64, generator=generator)
+    X = (X - (X @ v)[:, None] / (v @ v) * v).float()  # on the bisecting hyperplane: ties
+    exact, _ = _labels(X, centers, "exact")
+    fast, recomputed = _labels(X, centers, "fast")
+    assert torch.equal(fast, exact)
+    assert recomputed > 0
+
+
+def test_the_matmul_setting_is_restored_by_the_last_of_concurrent_fits():
+    import threading
+
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        with full_float32_matmul():
+            first_in.set()
+            second_in.wait()
+        first_out.set()
+
+    def second():
+        first_in.wait()
+        with full_float32_matmul():
+            second_in.set()
+            first_out.wait()
+            seen.append(torch.get_float32_matmul_precision())
+        seen.append(torch.get_float32_matmul_precision())
+
+    try:
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert seen == ["highest", "high"]
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+def test_reduced_precision_reductions_are_off_during_a_fit_and_restored():
+    matmul = torch.backends.cuda.matmul
+    seen = []
+
+    def init(X, n_clusters, random_state):
+        seen.append(matmul.allow_bf16_reduced_precision_reduction)
+        return np.asarray(X[:n_clusters])
+
+    assert matmul.allow_bf16_reduced_precision_reduction
+    KMeans(2, init=init, n_init=1).fit(torch.randn(20, 2))
+    assert seen == [False]
+    assert matmul.allow_bf16_reduced_precision_reduction

@@ -307,10 +307,15 @@ def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator) -> T
     """``size`` indices along the last dimension drawn with replacement, by weight.
 
     Leading dimensions are independent draws (batched problems). ``cumsum`` +
-    ``searchsorted``: any number of rows (``torch.multinomial`` stops at 2^24).
+    ``searchsorted``: any number of rows (``torch.multinomial`` stops at 2^24). Row
+    ``i`` is drawn for ``cumulative[i - 1] <= u < cumulative[i]``, so a row of zero
+    weight never is (a draw of exactly 0 included); a draw rounded up to the total
+    goes to the last row of positive weight.
     """
     cumulative = torch.cumsum(weight, dim=-1)
+    total = cumulative[..., -1:]
     draws = torch.rand(*weight.shape[:-1], size, generator=generator, device=weight.device,
                        dtype=weight.dtype)
-    return torch.searchsorted(cumulative, draws * cumulative[..., -1:]).clamp_(
-        max=weight.shape[-1] - 1)
+    last_positive = (cumulative < total).sum(dim=-1, keepdim=True)
+    return torch.minimum(torch.searchsorted(cumulative, draws * total, right=True),
+                         last_positive)

@@ -170,16 +170,19 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         ``rows x k`` block; deterministic sort-based sums; float32/float16/bfloat16).
         ``'auto'``: native on the CPU, Triton on CUDA, where they apply; torch
         otherwise. An explicit ``'native'`` or ``'triton'`` that cannot run raises.
-        Same labels either way (up to the rounding of exact ties).
+        Same labels either way (Triton's scores are certified against the torch
+        path's; the native kernel reads the torch path's products).
     precision : {'exact', 'fast'}, default='exact'
         ``'exact'``: distances in the data's precision; float32 products never use
         TF32 (the fit sets ``torch.set_float32_matmul_precision('highest')`` for
-        its duration and restores it). float16/bfloat16 data compute their distance
-        products in their own precision and keep only the labels proven equal to
-        the float32 ones (a margin test against a proven error bound), recomputing
-        the others in float32. ``'fast'``: float32 data get the same treatment with
-        bfloat16 products. Labels equal the float32 computation's either way
-        (see :mod:`torchmeans.ops.precision`).
+        its duration and restores it). On CUDA, float16/bfloat16 data compute their
+        distance products in their own precision and keep only the labels proven
+        equal to the float32 ones (a margin test against a proven error bound),
+        resolving the others exactly; elsewhere their chunks are cast to float32.
+        ``'fast'``: the same treatment on any device, float32 data with bfloat16
+        products. Labels equal the float32 computation's either way (see
+        :mod:`torchmeans.ops.precision`). Applies to Lloyd passes and ``predict``;
+        the bound-based algorithms and ``backend='native'`` compute in float32.
     deterministic : bool, default=True
         Repeated fits with the same ``random_state`` on the same device give
         bit-identical centers and labels: on accelerators the per-cluster sums are

@@ -248,7 +248,9 @@ def accumulate_triton(data: KMeansData, centers: Tensor, labels: Tensor, rows: i
     """:func:`accumulate` with the fused Triton kernels (float64 result).
 
     Each chunk's nearest centers come from one fused distance + argmin kernel (no
-    ``rows x k`` block in memory); the sums from the deterministic sort-based
+    ``rows x k`` block in memory) whose best and second-best scores are certified
+    against the torch path's (:func:`~torchmeans.ops.assign.certified_nearest`), so
+    the labels are the torch path's; the sums from the deterministic sort-based
     reduction (incremental passes: the moved rows, added to their new clusters and
     removed from their old ones).
     """
@@ -262,13 +264,13 @@ def accumulate_triton(data: KMeansData, centers: Tensor, labels: Tensor, rows: i
     sq_norms = terms.sq_norms.float()
     for chunk in data.chunks(rows):
         x = chunk.x.contiguous()
-        if low is None:
-            partial, new_labels = _triton.nearest(x, centers_t, sq_norms)
-        else:  # certified low-precision products (same labels as full precision)
-            best, labels_low, second = _triton.nearest(x.to(low), centers_t, sq_norms,
-                                                       second=True)
-            partial, new_labels = certified_nearest(
-                data, chunk, terms, (best, second, labels_low)).values_and_labels
+        # The kernel's scores (low precision, or float32 summed in another order than
+        # the torch path's GEMM) are certified: the torch path's labels, exactly.
+        best, labels_fused, second = _triton.nearest(x.to(low or x.dtype), centers_t, sq_norms,
+                                                     second=True)
+        partial, new_labels = certified_nearest(
+            data, chunk, terms, (best, second, labels_fused),
+            product_dtype=low or x.dtype).values_and_labels
         chunk_labels = labels[chunk.start : chunk.stop]
         moved = chunk_labels != new_labels
         acc.n_changed.add_(moved.sum())

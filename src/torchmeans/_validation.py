@@ -261,7 +261,7 @@ def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str =
         weight = check_sample_weight(sample_weight, X.shape[0], X.dtype, X.device)
         data = make_data(X, weight, offset=offset, copy=copy, metric=metric)
     if data.dense_rows:
-        data.low_dtype = low_precision_dtype(data.dtype, precision)
+        data.low_dtype = low_precision_dtype(data.dtype, precision, data.device)
     data.deterministic = deterministic
     return data
 

@@ -47,7 +47,7 @@ from torchmeans._validation import (
 )
 from torchmeans.data import DenseData, accumulation_dtype
 from torchmeans.ops.assign import DEFAULT_CHUNK_BYTES, FALLBACK_CHUNK_BYTES
-from torchmeans.ops.precision import with_full_float32_matmul
+from torchmeans.ops.precision import full_float32_matmul, with_full_float32_matmul
 from torchmeans.ops.update import segment_sums
 
 __all__ = ["BatchedKMeans", "BatchedKMeansResult", "batched_kmeans"]
@@ -128,7 +128,9 @@ def _as_rows_like(value: Any, name: str, shape: tuple[int, int], dtype: torch.dt
 
 
 def _prepare(X: Any, mask: Any, sample_weight: Any, n_clusters: int, metric: str,
-             device: torch.device, chunk_bytes: int | None) -> _Problems:
+             device: torch.device, chunk_bytes: int | None,
+             offset: Tensor | None = None) -> _Problems:
+    """Check and shift the batch; ``offset`` (predict) replaces each problem's mean."""
     x = _as_batch(X, device)
     n_problems, n_samples, _ = x.shape
     dtype = accumulation_dtype(x.dtype)
@@ -153,7 +155,7 @@ def _prepare(X: Any, mask: Any, sample_weight: Any, n_clusters: int, metric: str
         raise ValueError(f"Problem {p} has {int(counts[p])} valid samples, fewer than "
                          f"n_clusters={n_clusters}: ask for fewer clusters or mask in more rows.")
     weightless = torch.nonzero(weight.sum(dim=1) <= 0).flatten()
-    if weightless.numel():
+    if weightless.numel() and n_clusters:
         raise ValueError(f"The sample weights of problem {int(weightless[0])} sum to zero: "
                          "each problem needs a positive weight.")
     if mask is not None:  # padding may hold anything (NaN included): zero it
@@ -168,15 +170,16 @@ def _prepare(X: Any, mask: Any, sample_weight: Any, n_clusters: int, metric: str
         x = x / torch.where(valid, norms, 1)[..., None]
         offset = x.new_zeros(n_problems, x.shape[2])
     else:
-        offset = x.sum(dim=1) / counts[:, None].to(dtype)
-        x = x - offset[:, None]
+        if offset is None:
+            offset = x.sum(dim=1) / counts.clamp(min=1)[:, None].to(dtype)
+        x = x - offset.to(device=device, dtype=dtype)[:, None]
         if mask is not None:
             x = torch.where(valid[..., None], x, 0)
     sq_norms = x.square().sum(dim=2)
     # scikit-learn's tol scale, the mean per-feature variance: E[x^2] - E[x]^2 of the
     # valid (shifted) rows, in float64 where the device has it.
     wide = torch.float64 if device.type != "mps" else dtype
-    n = counts.to(wide)
+    n = counts.clamp(min=1).to(wide)
     mean = x.sum(dim=1, dtype=wide) / n[:, None]
     variance = (sq_norms.sum(dim=1, dtype=wide) / (n * x.shape[2]) - mean.square().mean(dim=1))
     budget = int(chunk_bytes) if chunk_bytes is not None else DEFAULT_CHUNK_BYTES.get(
@@ -452,6 +455,17 @@ def batched_kmeans(
     >>> result.centers.shape, result.labels.shape, result.inertia.shape
     (torch.Size([8, 4, 16]), torch.Size([8, 500]), torch.Size([8]))
     """
+    return _batched_fit(X, n_clusters, mask=mask, sample_weight=sample_weight, init=init,
+                        n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state,
+                        device=device, metric=metric, chunk_bytes=chunk_bytes,
+                        deterministic=deterministic)[0]
+
+
+def _batched_fit(X: Any, n_clusters: int, *, mask: Any, sample_weight: Any, init: Any,
+                 n_init: int | str, max_iter: int, tol: float, random_state: Any,
+                 device: str | torch.device | None, metric: str, chunk_bytes: int | None,
+                 deterministic: bool) -> tuple[BatchedKMeansResult, Tensor]:
+    """:func:`batched_kmeans`, also returning each problem's offset (its mean)."""
     compute_device = resolve_device(device, X)
     if isinstance(init, str) and init not in BATCHED_INITS:
         raise ValueError(f"init must be one of {BATCHED_INITS} or an array of shape "
@@ -463,6 +477,10 @@ def batched_kmeans(
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
     if not _is_int(n_clusters) or n_clusters < 1:
         raise ValueError(f"n_clusters must be an integer >= 1, got {n_clusters!r}.")
+    # Parameters first (the row count does not matter here: each problem is checked).
+    check_params(n_clusters=n_clusters, n_samples=n_clusters, init=init, n_init=1,
+                 max_iter=max_iter, tol=tol, chunk_bytes=chunk_bytes,
+                 deterministic=deterministic)
     pb = _prepare(X, mask, sample_weight, n_clusters, metric, compute_device, chunk_bytes)
     n_problems, n_samples, _ = pb.x.shape
     restarts = check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
@@ -482,7 +500,7 @@ def batched_kmeans(
     best = inertia.view(n_problems, restarts).argmin(dim=1)
     chosen = torch.arange(n_problems, device=compute_device) * restarts + best
     return BatchedKMeansResult(centers[chosen] + pb.offset[:, None], labels[chosen],
-                               inertia[chosen], n_iter[chosen])
+                               inertia[chosen], n_iter[chosen]), pb.offset
 
 
 def _init_array(init: Any, pb: _Problems, n_clusters: int, metric: str) -> Tensor:
@@ -543,8 +561,9 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
             sample_weight: Any = None) -> BatchedKMeans:
         """Cluster each problem of ``X`` (``(B, N, D)``); returns self."""
         params = self.get_params()
-        result = batched_kmeans(X, params.pop("n_clusters"), mask=mask,
-                                sample_weight=sample_weight, **params)
+        with full_float32_matmul():
+            result, self._offset = _batched_fit(X, params.pop("n_clusters"), mask=mask,
+                                                sample_weight=sample_weight, **params)
         self.cluster_centers_, self.labels_, self.inertia_, self.n_iter_ = result
         self.n_features_in_ = int(result.centers.shape[2])
         return self
@@ -558,7 +577,9 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
     def predict(self, X: Any, *, mask: Any = None) -> Tensor:
         """Nearest center of problem ``b`` for every row of ``X[b]`` (``(B, M, D)`` -> ``(B, M)``).
 
-        Rows outside ``mask`` get ``-1``.
+        Rows outside ``mask`` get ``-1``. The rows are shifted by the training means and
+        assigned by the fit's own pass (chunked within ``chunk_bytes``), so
+        ``predict(X) == labels_`` on the training data.
         """
         if not hasattr(self, "cluster_centers_"):
             raise AttributeError("This BatchedKMeans instance is not fitted yet: call fit first.")
@@ -568,19 +589,9 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         if (x.shape[0], x.shape[2]) != expected:
             raise ValueError(f"X has shape {tuple(x.shape)}: expected (B, M, D) with "
                              f"(B, D) = {expected} as in fit.")
-        x = x.to(centers.dtype)
-        valid = (torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None
-                 else _as_rows_like(mask, "mask", tuple(x.shape[:2]), torch.bool, x.device))
-        x = torch.where(valid[..., None], x, 0)
-        bad = ~torch.isfinite(x).all(dim=2)
-        if bool(bad.any()):
-            problem, row = (int(i) for i in torch.nonzero(bad)[0])
-            raise ValueError(f"X[{problem}, {row}] contains NaN or infinity.")
-        if self.metric == "cosine":
-            norms = x.norm(dim=2, keepdim=True)
-            if bool(((norms[..., 0] == 0) & valid).any()):
-                raise ValueError("X has a zero-norm row: cosine k-means needs nonzero rows.")
-            x = x / norms.clamp(min=torch.finfo(x.dtype).tiny)
-        scores = torch.baddbmm(centers.square().sum(dim=2)[:, None, :], x,
-                               centers.transpose(1, 2), alpha=-2)
-        return torch.where(valid, scores.argmin(dim=2), -1)
+        pb = _prepare(x, mask, None, 0, self.metric, centers.device, self.chunk_bytes,
+                      offset=self._offset)
+        problems = torch.arange(x.shape[0], device=centers.device)
+        unlabelled = torch.full(x.shape[:2], -1, dtype=torch.int64, device=centers.device)
+        shifted = centers.to(pb.x.dtype) - pb.offset[:, None]
+        return _assign_pass(pb, problems, shifted, unlabelled, self.deterministic).labels

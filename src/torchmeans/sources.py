@@ -22,6 +22,7 @@ with ``init_size`` (seeding on a uniform sample read in one pass).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -330,7 +331,7 @@ class StreamData(DenseRows):
         total = torch.zeros(self.n_features, dtype=wide, device=device)
         n_samples = 0
         for start, block in self._raw_blocks(check=True):
-            total += block.sum(dim=0, dtype=wide)
+            total += _wait_ready(block).sum(dim=0, dtype=wide)
             n_samples = start + len(block)
         self.n_samples = n_samples
         if isinstance(source, _Batches):
@@ -349,7 +350,7 @@ class StreamData(DenseRows):
         norms = torch.empty(n_samples, dtype=self.acc_dtype, device=device)
         sums = torch.zeros(self.n_features, dtype=self.acc_dtype, device=device)
         for start, block in self._raw_blocks():
-            x = block - self.offset
+            x = _wait_ready(block) - self.offset
             norms[start : start + len(x)] = x.square().sum(dim=1)
             sums += x.sum(dim=0)
         self.sq_norms, self._column_sums = norms, sums
@@ -364,29 +365,39 @@ class StreamData(DenseRows):
         self._set_sample_weight(sample_weight.to(device=self.device, dtype=self.acc_dtype))
 
     def _raw_blocks(self, check: bool = False) -> Iterator[tuple[int, Tensor]]:
-        """Yield ``(first row, block)`` on the device in the accumulation dtype (unshifted)."""
+        """Yield ``(first row, block)`` on the device in the accumulation dtype (unshifted).
+
+        On CUDA a block is prepared on the side stream: its consumer calls
+        :func:`_wait_ready` before using it.
+        """
         start = 0
         for block in self.source.blocks():
             if block.ndim != 2 or block.shape[1] != self.n_features:
                 raise ValueError(f"{self.source.describe()}: a block at row {start} has shape "
                                  f"{tuple(block.shape)}, expected (rows, {self.n_features})")
-            rows = _to_tensor(block, self.device, self.acc_dtype)
-            if check:
-                bad = ~torch.isfinite(rows)
-                if bool(bad.any()):
-                    row, column = (int(v) for v in torch.nonzero(bad)[0])
-                    raise ValueError(f"{self.source.describe()}: row {start + row}, column "
-                                     f"{column} is {float(rows[row, column])}; the data must "
-                                     "be finite")
-            if self.normalize:
-                norms = safe_row_norms(rows)
-                if bool((norms == 0).any()):
-                    row = start + int(torch.nonzero(norms == 0)[0])
-                    raise ValueError(f"{self.source.describe()}: row {row} has zero norm; "
-                                     "cosine distance is undefined for it")
-                rows = rows / norms[:, None]
-            yield start, rows
+            with _copy_stream(self.device):  # CUDA: copy and prepare beside the compute
+                rows = self._prepared(block, start, check)
+            yield start, _mark_ready(rows)
             start += len(rows)
+
+    def _prepared(self, block: np.ndarray | Tensor, start: int, check: bool) -> Tensor:
+        """One block on the device: cast, checked when asked, normalised for cosine."""
+        rows = _to_tensor(block, self.device, self.acc_dtype)
+        if check:
+            bad = ~torch.isfinite(rows)
+            if bool(bad.any()):
+                row, column = (int(v) for v in torch.nonzero(bad)[0])
+                raise ValueError(f"{self.source.describe()}: row {start + row}, column "
+                                 f"{column} is {float(rows[row, column])}; the data must "
+                                 "be finite")
+        if self.normalize:
+            norms = safe_row_norms(rows)
+            if bool((norms == 0).any()):
+                row = start + int(torch.nonzero(norms == 0)[0])
+                raise ValueError(f"{self.source.describe()}: row {row} has zero norm; "
+                                 "cosine distance is undefined for it")
+            rows = rows / norms[:, None]
+        return rows
 
     def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
         check = getattr(self.source, "check_unchanged", None)
@@ -395,6 +406,7 @@ class StreamData(DenseRows):
         pending: list[Tensor] = []
         count = start = 0
         for block in _read_ahead(self._raw_blocks()):
+            block = _wait_ready(block)
             if start + count + len(block) > self.n_samples:
                 raise RuntimeError(f"{self.source.describe()} changed length during the fit "
                                    f"(more than {self.n_samples} rows)")
@@ -419,7 +431,9 @@ class StreamData(DenseRows):
         if self.source.random_access:
             order = torch.argsort(indices)
             sorted_rows = self.source.read_rows(indices[order].cpu().numpy())
-            rows = _to_tensor(sorted_rows, self.device, self.acc_dtype)
+            with _copy_stream(self.device):
+                rows = _mark_ready(_to_tensor(sorted_rows, self.device, self.acc_dtype))
+            rows = _wait_ready(rows)
             if self.normalize:
                 rows = rows / safe_row_norms(rows)[:, None]
             out = torch.empty_like(rows)
@@ -471,31 +485,47 @@ def _to_tensor(block: np.ndarray | Tensor, device: torch.device, dtype: torch.dt
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             block = torch.from_numpy(block)
     if device.type == "cuda" and block.device.type == "cpu":
-        return _copy_on_side_stream(block.pin_memory(), device).to(dtype)
+        # Pinned, so that the copy is asynchronous (on the side stream: _copy_stream).
+        return block.pin_memory().to(device, non_blocking=True).to(dtype)
     return block.to(device=device, dtype=dtype)
 
+
+# CUDA double buffering. The reader thread prepares block i + 1 (pinned copy, cast,
+# checks, normalisation) on a side stream while the compute stream works on block i,
+# and records an event when it is done; the consumer makes its own current stream wait
+# for that event (an enqueued wait, not a host sync) and tells the allocator the block
+# is used there (record_stream). torch's pinned-memory allocator keeps each pinned
+# buffer until its copy has finished.
 
 @functools.cache
 def _side_stream(device: torch.device) -> Any:
     return torch.cuda.Stream(device=device)
 
 
-def _copy_on_side_stream(pinned: Tensor, device: torch.device) -> Tensor:
-    """Copy a pinned host block to ``device`` on a side stream (double buffering).
+def _copy_stream(device: torch.device) -> Any:
+    """Return a context that runs the block preparation on the side stream (CUDA only)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.cuda.stream(_side_stream(device))
 
-    The reader thread runs this for block ``i + 1`` while the device computes on
-    block ``i``: the copy engine works on the side stream, concurrently with the
-    kernels of the compute stream, which only waits for the copy where it first
-    uses the block (the stream wait below is enqueued, not a host sync). The
-    pinned buffer is held by torch's pinned-memory allocator until the copy ends.
-    """
-    compute = torch.cuda.current_stream(device)
-    side = _side_stream(device)
-    with torch.cuda.stream(side):
-        moved = pinned.to(device, non_blocking=True)
-    compute.wait_stream(side)
-    moved.record_stream(compute)  # the allocator must not reuse it before compute is done
-    return moved
+
+def _mark_ready(rows: Tensor) -> Tensor:
+    """Record, on the side stream, the event marking the end of the block's preparation."""
+    if rows.device.type == "cuda":
+        event = torch.cuda.Event()
+        event.record(_side_stream(rows.device))
+        rows._torchmeans_ready = event  # type: ignore[attr-defined]
+    return rows
+
+
+def _wait_ready(rows: Tensor) -> Tensor:
+    """Make the consumer's current stream wait for the block (CUDA; no host sync)."""
+    event = getattr(rows, "_torchmeans_ready", None)
+    if event is not None:
+        compute = torch.cuda.current_stream(rows.device)
+        compute.wait_event(event)
+        rows.record_stream(compute)
+    return rows
 
 
 def is_source(X: Any) -> bool:

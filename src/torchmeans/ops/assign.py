@@ -15,8 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from torchmeans.data import Chunk, KMeansData, rows_per_chunk, weighted_sum
-from torchmeans.ops.precision import certify
+from torchmeans.data import Chunk, KMeansData, rows_per_chunk, supports_float64, weighted_sum
+from torchmeans.ops.precision import certify, largest_norm, resolve_in_float64, top2
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -186,42 +186,52 @@ class CertifiedNearest(NamedTuple):
         return self.partial_sq_dist, self.labels
 
 
-def exact_labels(data: KMeansData, chunk: Chunk, terms: CenterTerms, rows: Tensor) -> Tensor:
-    """Return the reference labels of rows ``rows`` of ``chunk`` (full-precision scores)."""
-    scores = chunk_scores_into(data, data.select(chunk, rows), terms, None)
-    return _first_minimum(scores, _transposed(terms))[1]
+def reference_labels(data: KMeansData, chunk: Chunk, terms: CenterTerms,
+                     rows: Tensor) -> Tensor:
+    """Return the full-precision path's labels of rows ``rows`` of ``chunk``.
+
+    Float64 scores decide the rows they can (:func:`.precision.resolve_in_float64`);
+    the float32 path's own ties are labelled from the chunk's scores computed exactly
+    as that path computes them (the same call on the whole chunk).
+    """
+    transposed = terms.transposed
+    labels = torch.empty(rows.numel(), dtype=torch.int64, device=rows.device)
+    undecided = torch.arange(rows.numel(), device=rows.device)
+    if supports_float64(rows.device) and data.acc_dtype != torch.float64:
+        x = data.select(chunk, rows).x
+        labels, undecided = resolve_in_float64(x, transposed, terms.sq_norms,
+                                               largest_norm(transposed))
+    if undecided.numel():
+        scores = chunk_scores_into(data, chunk, terms, None)
+        labels[undecided] = _first_minimum(scores, _transposed(terms))[1][rows[undecided]]
+    return labels
 
 
 def certified_nearest(data: KMeansData, chunk: Chunk, terms: CenterTerms,
-                      best_and_second: tuple[Tensor, Tensor, Tensor] | None = None
-                      ) -> CertifiedNearest:
-    """Nearest centers of ``chunk`` from products in ``data.low_dtype``, certified exact.
+                      best_and_second: tuple[Tensor, Tensor, Tensor] | None = None,
+                      product_dtype: torch.dtype | None = None) -> CertifiedNearest:
+    """Nearest centers of ``chunk`` from approximate products, certified exact.
 
     Same labels as :func:`nearest_centers` in full precision: rows whose margin
-    between best and second-best low-precision score is within the proven error
-    bound are recomputed in full precision (:func:`.precision.certify`).
-    ``best_and_second`` (best, second, labels) are given by a fused kernel; else
-    they come from one low-precision product and a top-2.
+    between best and second-best approximate score is within the proven error bound
+    get their reference labels from :func:`reference_labels`
+    (:func:`.precision.certify`). ``best_and_second`` (best, second, labels) come
+    from a fused kernel whose products are ``product_dtype`` (float32 accumulation);
+    else from one product in ``data.low_dtype`` and a top-2.
     """
-    low = data.low_dtype
     x = chunk.x
-    k = terms.sq_norms.numel()
     if best_and_second is None:
+        low = data.low_dtype
         products = torch.mm(x.to(low), terms.transposed.to(low))
         scores = torch.add(terms.sq_norms, products.to(terms.sq_norms.dtype), alpha=-2)
-        if k == 1:
-            best, labels = scores[:, 0], torch.zeros(x.shape[0], dtype=torch.int64,
-                                                     device=x.device)
-            second = torch.full_like(best, torch.inf)
-        else:
-            top = scores.topk(2, dim=1, largest=False, sorted=True)
-            best, second, labels = top.values[:, 0], top.values[:, 1], top.indices[:, 0]
+        best, second, labels = top2(scores)
+        low_accumulation = None
     else:
         best, second, labels = best_and_second
-    largest = float(terms.sq_norms.max().sqrt())
-    certified = certify(x, best, second, labels, largest, low,
-                        lambda rows: exact_labels(data, chunk, terms, rows),
-                        low_accumulation=None if best_and_second is None else False)
+        low, low_accumulation = product_dtype, False
+    certified = certify(x, best, second, labels, largest_norm(terms.transposed), low,
+                        lambda rows: reference_labels(data, chunk, terms, rows),
+                        low_accumulation=low_accumulation)
     labels = certified.labels
     # ||c||^2 - 2 x.c of the chosen center, in full precision (d flops per row).
     chosen = terms.transposed.index_select(1, labels).T

@@ -10,33 +10,41 @@ float32 computation:
 3. a row whose margin ``s_second - s_best`` exceeds twice a *proven* bound ``delta``
    on the difference between its low-precision scores and the float32 reference
    scores cannot have another float32 nearest center: it keeps its label;
-4. the other rows (near-ties, overflow, NaN) get their scores recomputed in float32
-   by the very product the reference uses, and the exact first-minimum search.
+4. the other rows (near-ties, possible float16 overflow) are resolved in two steps:
+   their scores in float64 decide every row whose float64 margin exceeds twice the
+   float32 reference's own error bound (the reference's label is then float64's
+   best); the rows left are ties of the float32 computation itself, which only the
+   reference's own product can label, so the chunk's float32 scores are computed
+   as the reference computes them (same call, same shape: BLAS rounds a row
+   differently inside a smaller product) and their first minimum taken.
 
 The bound (:func:`score_error_bound`) covers the rounding of both inputs to the low
 precision (relative ``u`` plus the absolute underflow ``eta``), the float32
-accumulation of ``d`` products (``gamma_d``), the rounding of the product's output
-to the low precision, and the rounding of the float32 reference itself. Through
-Cauchy-Schwarz it needs only ``||x||`` and the largest ``||c_j||``. Where CUDA's
-half-precision GEMMs may reduce in half precision
-(``torch.backends.cuda.matmul.allow_{fp16,bf16}_reduced_precision_reduction``),
-the accumulation term uses the low precision's ``u`` instead: still exact, but
-more rows are recomputed (the Triton kernels always accumulate in float32).
+accumulation of ``d`` products (``gamma_d`` with unit ``2 u32``: truncating
+tensor-core adders included), the rounding of the product's output to the low
+precision, and the float32 reference's own error (:func:`reference_error_bound`: a
+sum of ``d + 1`` terms in any order, as BLAS may round into the output per K-panel).
+Through Cauchy-Schwarz it needs only ``||x||`` and the largest ``||c_j||``. The same
+certificate checks a fused kernel's float32 scores (another summation order), so the
+Triton backend's labels are the torch path's too. Where an accelerator may reduce
+half-precision products in half precision the accumulation term uses the low
+precision's ``u`` (on CUDA, :func:`full_float32_matmul` turns those reductions off).
 
 **TF32.** Ampere and newer GPUs may run float32 products in TF32 (10-bit mantissa)
 when ``torch.backends.cuda.matmul.allow_tf32`` is set or
 ``torch.set_float32_matmul_precision`` is ``'high'``/``'medium'`` (which may also
 use bfloat16 on some CPUs). torchmeans never lets that change its answers: every
 public entry point runs under :func:`full_float32_matmul`, which asks for
-``'highest'`` and restores the caller's setting afterwards. Speed from reduced
-precision is asked for explicitly, with ``precision='fast'``, and stays exact by
-the recomputation above.
+``'highest'`` (and turns CUDA's reduced-precision reductions off) and restores the
+caller's settings afterwards. Speed from reduced precision is asked for explicitly,
+with ``precision='fast'``, and stays exact by the certificate above.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
@@ -49,8 +57,12 @@ __all__ = [
     "Certified",
     "certify",
     "full_float32_matmul",
+    "largest_norm",
     "low_precision_dtype",
+    "reference_error_bound",
+    "resolve_in_float64",
     "score_error_bound",
+    "top2",
     "with_full_float32_matmul",
 ]
 
@@ -63,100 +75,151 @@ the float32 (or float64) computation."""
 _LOW = (torch.float16, torch.bfloat16)
 
 
-def low_precision_dtype(dtype: torch.dtype, precision: str) -> torch.dtype | None:
+def low_precision_dtype(dtype: torch.dtype, precision: str,
+                        device: torch.device) -> torch.dtype | None:
     """Return the dtype of the certified low-precision products for data of ``dtype``.
 
-    float16/bfloat16 data use their own dtype; float32 data use bfloat16 with
-    ``precision='fast'`` (its range is float32's: no overflow); float64 never.
+    ``precision='fast'``: float16/bfloat16 data use their own dtype and float32 data
+    bfloat16 (float32's range: no overflow), on any device. ``'exact'``: half-precision
+    data use their own dtype on CUDA (tensor cores); elsewhere their chunks are cast
+    to float32 for the products (CPUs without half-precision GEMM units run them
+    several times slower than float32). float64 never.
     """
-    if dtype in _LOW:
+    if precision == "fast" and dtype in (*_LOW, torch.float32):
+        return dtype if dtype in _LOW else torch.bfloat16
+    if dtype in _LOW and device.type == "cuda":
         return dtype
-    if dtype == torch.float32 and precision == "fast":
-        return torch.bfloat16
     return None
 
 
 def _reduces_in_low_precision(device: torch.device, dtype: torch.dtype) -> bool:
-    if device.type != "cuda":
+    """Whether a ``dtype`` product on ``device`` may accumulate in ``dtype`` (not float32).
+
+    The CPU accumulates in float32. On CUDA, :func:`full_float32_matmul` turns the
+    reduced-precision reductions off during torchmeans' calls; the flags are read
+    anyway. Other accelerators are not known: assumed to.
+    """
+    if device.type == "cpu":
         return False
+    if device.type != "cuda":
+        return True
     matmul = torch.backends.cuda.matmul
     flag = ("allow_fp16_reduced_precision_reduction" if dtype == torch.float16
             else "allow_bf16_reduced_precision_reduction")
     return bool(getattr(matmul, flag, True))
 
 
+_U32 = torch.finfo(torch.float32).eps / 2
+
+
+def _gamma(terms: int, unit: float) -> float:
+    """Higham's ``gamma_n = n u / (1 - n u)``: relative error of a sum of ``n`` products."""
+    return terms * unit / (1 - terms * unit) if terms * unit < 1 else math.inf
+
+
+def reference_error_bound(row_norms: Tensor, largest_center_norm: float,
+                          n_features: int) -> Tensor:
+    """Bound on ``|s_ref - s|`` for each row: the float32 reference against exact arithmetic.
+
+    ``s_ref = addmm(||c||^2, x, c.T, alpha=-2)`` in float32 and ``s = ||c||^2 - 2 x.c``
+    exactly (with the same float32 ``||c||^2``). BLAS may add the ``d`` products and
+    the ``||c||^2`` term in any order and round into the output several times (per
+    K-panel, split-K), so this is the bound of a sum of ``d + 1`` terms in any order
+    (accumulation unit ``2 u32``: truncating tensor-core adders included).
+    """
+    x, c = row_norms, float(largest_center_norm)
+    return _gamma(n_features + 2, 2 * _U32) * (c * c + 2 * x * c)
+
+
 def score_error_bound(row_norms: Tensor, largest_center_norm: float, n_features: int,
                       low: torch.dtype, *, low_accumulation: bool = False) -> Tensor:
-    """Bound on ``|s_low - s_ref|`` for every score of each row (float64, ``(rows,)``).
+    """Bound on ``|s_low - s_ref|`` for every score of each row (``(rows,)``).
 
     ``s_low = ||c||^2 - 2 fl_low(fl_low(x) . fl_low(c))`` (product accumulated in
     float32, or in ``low`` when ``low_accumulation``) against the float32 reference
-    ``s_ref = fl32(||c||^2 - 2 fl32(x . c))``, for rows of norm ``row_norms`` and any
-    center of norm at most ``largest_center_norm``.
+    ``s_ref`` (:func:`reference_error_bound`), for rows of norm ``row_norms`` and any
+    center of norm at most ``largest_center_norm``. ``low=torch.float32`` bounds a
+    float32 product in another summation order (a fused kernel's).
     """
     info = torch.finfo(low)
     u = info.eps / 2  # unit roundoff
     eta = info.smallest_normal * info.eps / 2  # half the subnormal spacing
-    u32 = torch.finfo(torch.float32).eps / 2
     d = n_features
-    acc_u = u if low_accumulation else u32
-    gamma = d * acc_u / max(1e-300, 1 - d * acc_u) if d * acc_u < 1 else math.inf
-    gamma_ref = (d + 1) * u32 / (1 - (d + 1) * u32)
-    x = row_norms.double()
+    # Accumulation: float32 (2 u32 covers truncating tensor-core adders) or ``low``.
+    gamma = _gamma(d, u if low_accumulation else 2 * _U32)
+    x = row_norms
     c = float(largest_center_norm)
     root_d = math.sqrt(d)
     inputs = (2 * u + u * u) * x * c + (1 + u) * eta * root_d * (x + c) + d * eta * eta
     magnitude = (x * (1 + u) + eta * root_d) * (c * (1 + u) + eta * root_d)
     product = inputs + gamma * magnitude + u * (1 + gamma) * magnitude + eta
-    reference = gamma_ref * x * c + u32 * (c * c + 2 * x * c)
-    # Twice the product error (the factor 2 of -2 x.c), both float32 roundings of the
-    # final subtraction (low and reference), and 0.1% for this computation's own rounding.
-    return (2 * product + 2 * reference + u32 * (c * c + 2 * x * c)) * 1.001
+    # Twice the product error (the factor 2 of -2 x.c), the float32 rounding of the final
+    # subtraction, the reference's own error, and 0.1% for this computation's rounding.
+    return (2 * product + _U32 * (c * c + 2 * x * c)
+            + reference_error_bound(x, c, d)) * 1.001
+
+
+def largest_norm(centers_t: Tensor) -> float:
+    """``max_j ||c_j||`` of ``(d, k)`` transposed centers, rounded up (for the bounds)."""
+    wide = torch.float64 if centers_t.device.type != "mps" else torch.float32
+    norm = float(centers_t.to(wide).square().sum(dim=0).max().sqrt())
+    return norm * (1 + 4 * torch.finfo(wide).eps * (centers_t.shape[0] + 2))
 
 
 class Certified(NamedTuple):
-    """Labels certified equal to the float32 ones, and the rows that were recomputed."""
+    """Labels certified equal to the reference ones, and the rows that needed more work."""
 
     labels: Tensor
     recomputed: Tensor
-    """Indices of the rows whose margin was within the bound (recomputed in float32)."""
+    """Indices of the rows whose margin was within the bound (resolved by ``resolve``)."""
+
+
+def top2(scores: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Best score, second-best score (``inf`` for one column) and best column of each row."""
+    if scores.shape[1] == 1:
+        best = scores[:, 0]
+        return best, torch.full_like(best, torch.inf), torch.zeros_like(best, dtype=torch.int64)
+    top = scores.topk(2, dim=1, largest=False, sorted=True)
+    return top.values[:, 0], top.values[:, 1], top.indices[:, 0]
 
 
 def certify(x: Tensor, best: Tensor, second: Tensor, labels: Tensor, largest_center_norm: float,
-            low: torch.dtype, exact: Callable[[Tensor], Tensor], *,
+            low: torch.dtype, resolve: Callable[[Tensor], Tensor], *,
             low_accumulation: bool | None = None) -> Certified:
-    """Keep the low-precision labels whose margin beats the bound; recompute the rest.
+    """Keep the approximate labels whose margin beats the bound; ``resolve`` the rest.
 
     Parameters
     ----------
     x : Tensor
-        ``(rows, d)`` float32 rows (their norms enter the bound).
+        ``(rows, d)`` rows in full precision (their norms enter the bound).
     best, second : Tensor
-        ``(rows,)`` best and second-best low-precision scores (``inf`` second for k=1).
+        ``(rows,)`` best and second-best approximate scores (``inf`` second for k=1).
     labels : Tensor
-        ``(rows,)`` low-precision labels (best), int64.
+        ``(rows,)`` approximate labels (best), int64.
     largest_center_norm : float
-        ``max_j ||c_j||``.
+        ``max_j ||c_j||``, rounded up (:func:`largest_norm`).
     low : torch.dtype
-        The low precision of the products.
-    exact : callable
-        Given row indices, returns their float32 reference labels.
+        Precision of the approximate products' inputs and output (float32 for a fused
+        float32 kernel whose only difference is the summation order).
+    resolve : callable
+        Given row indices, returns their reference labels.
     low_accumulation : bool, optional
-        Whether the product may have reduced in ``low`` (default: CUDA's flags).
+        Whether the product may have reduced in ``low`` (default: by device and flags).
 
     Returns
     -------
     Certified
-        The labels of the float32 computation, and the recomputed rows.
+        The reference labels, and the rows that went to ``resolve``.
     """
     if low_accumulation is None:
         low_accumulation = _reduces_in_low_precision(x.device, low)
-    row_norms = x.double().norm(dim=1)
+    wide = torch.float64 if x.device.type != "mps" else torch.float32
+    row_norms = x.to(wide).norm(dim=1)
     delta = score_error_bound(row_norms, largest_center_norm, x.shape[1], low,
                               low_accumulation=low_accumulation)
-    margin = second.double() - best.double()
+    margin = second.to(wide) - best.to(wide)
     # A NaN margin fails the comparison. Rows that may overflow the low precision
-    # anywhere (|x_i| <= ||x||, |x.c| <= ||x|| ||c||, with 1% of slack) are recomputed
+    # anywhere (|x_i| <= ||x||, |x.c| <= ||x|| ||c||, with 1% of slack) are resolved
     # too: an infinite score among the others would not show in best and second.
     limit = torch.finfo(low).max / 1.01
     may_overflow = ((row_norms * max(largest_center_norm, 1.0) >= limit)
@@ -164,27 +227,77 @@ def certify(x: Tensor, best: Tensor, second: Tensor, labels: Tensor, largest_cen
     uncertain = torch.nonzero(~(margin > 2 * delta) | may_overflow).squeeze(1)
     labels = labels.clone()
     if uncertain.numel():
-        labels[uncertain] = exact(uncertain)
+        labels[uncertain] = resolve(uncertain)
     return Certified(labels, uncertain)
+
+
+def resolve_in_float64(x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,
+                       largest_center_norm: float) -> tuple[Tensor, Tensor]:
+    """Return the reference labels of rows ``x`` that float64 decides, and the rows it cannot.
+
+    Scores in float64 (``||c||^2`` the reference's float32 values) are within
+    ``reference_error_bound`` (plus float64's own, far smaller, rounding) of the
+    float32 reference's, so where their margin exceeds twice that, the reference's
+    first minimum is float64's best. The rows left are ties *of the float32
+    reference itself*: only the reference's own product can label them.
+
+    Returns
+    -------
+    labels : Tensor
+        ``(rows,)`` labels (valid where decided).
+    undecided : Tensor
+        Indices of the rows float64 cannot decide.
+    """
+    wide = torch.float64
+    scores = torch.addmm(center_sq_norms.to(wide), x.to(wide), centers_t.to(wide), alpha=-2)
+    best, second, labels = top2(scores)
+    row_norms = x.to(wide).norm(dim=1)
+    c = largest_center_norm
+    own = _gamma(x.shape[1] + 2, torch.finfo(wide).eps) * (c * c + 2 * row_norms * c)
+    delta = (reference_error_bound(row_norms, c, x.shape[1]) + own) * 1.001
+    undecided = torch.nonzero(~(second - best > 2 * delta)).squeeze(1)
+    return labels, undecided
+
+
+_matmul_lock = threading.Lock()
+_matmul_users = 0
+_matmul_saved: tuple[str, bool, bool] | None = None
+
+
+def _set_matmul_state(precision: str, fp16_reduce: bool, bf16_reduce: bool) -> None:
+    torch.set_float32_matmul_precision(precision)
+    matmul = torch.backends.cuda.matmul
+    matmul.allow_fp16_reduced_precision_reduction = fp16_reduce
+    matmul.allow_bf16_reduced_precision_reduction = bf16_reduce
 
 
 @contextmanager
 def full_float32_matmul() -> Iterator[None]:
-    """Run float32 matrix products in full float32 (no TF32 or bfloat16), then restore.
+    """Run matrix products at full float32 accuracy (no TF32, float32 accumulation); restore.
 
-    Sets ``torch.set_float32_matmul_precision('highest')`` for the duration. The
-    setting is process-wide: concurrent threads that asked for ``'high'`` get full
-    precision meanwhile (slower, never less accurate).
+    Sets ``torch.set_float32_matmul_precision('highest')`` and turns CUDA's
+    half-precision reduced-precision reductions off for the duration. The settings are
+    process-wide: the first of concurrent users saves them and the last one out
+    restores them (a lock and a count), and other threads' products meanwhile run at
+    full accuracy (slower, never less accurate).
     """
-    previous = torch.get_float32_matmul_precision()
-    if previous == "highest":
-        yield
-        return
-    torch.set_float32_matmul_precision("highest")
+    global _matmul_users, _matmul_saved
+    with _matmul_lock:
+        if _matmul_users == 0:
+            matmul = torch.backends.cuda.matmul
+            _matmul_saved = (torch.get_float32_matmul_precision(),
+                             bool(matmul.allow_fp16_reduced_precision_reduction),
+                             bool(matmul.allow_bf16_reduced_precision_reduction))
+            _set_matmul_state("highest", False, False)
+        _matmul_users += 1
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(previous)
+        with _matmul_lock:
+            _matmul_users -= 1
+            if _matmul_users == 0 and _matmul_saved is not None:
+                _set_matmul_state(*_matmul_saved)
+                _matmul_saved = None
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -6,11 +6,12 @@ determinism is decided in one place:
 
 - On the CPU, ``index_add_`` adds the rows in index order: the same sums, bit for
   bit, on every run.
-- On accelerators, ``index_add_`` uses atomic additions whose order changes from
-  run to run (so the last bits of the sums do). With ``deterministic=True`` (the
-  default) the rows are sorted by segment (a stable sort) and each segment is
-  summed in that fixed order by ``torch.segment_reduce``; with
-  ``deterministic=False`` the atomics are used (faster when segments are long).
+- On CUDA, ``index_add_`` uses atomic additions whose order changes from run to run
+  (so the last bits of the sums do). With ``deterministic=True`` (the default) the
+  rows are sorted by segment (a stable sort) and each segment is summed in that
+  fixed order by ``torch.segment_reduce``; with ``deterministic=False`` the atomics
+  are used (faster when segments are long).
+- Other accelerators (MPS, XPU) have no ``segment_reduce``: ``index_add_`` there.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def segment_sums(values: Tensor, index: Tensor, n_segments: int, *,
     n_segments : int
         Number of segments (rows of the result).
     deterministic : bool
-        On accelerators, sum each segment in a fixed order instead of with atomics
-        (the CPU is always deterministic).
+        On CUDA, sum each segment in a fixed order instead of with atomics (the CPU
+        is always deterministic; other accelerators use ``index_add_``).
 
     Returns
     -------
@@ -43,7 +44,7 @@ def segment_sums(values: Tensor, index: Tensor, n_segments: int, *,
         ``(n_segments, ...)`` sums in ``values``' dtype; empty segments are zero.
     """
     out = values.new_zeros((n_segments, *values.shape[1:]))
-    if values.device.type == "cpu" or not deterministic or values.shape[0] == 0:
+    if values.device.type != "cuda" or not deterministic or values.shape[0] == 0:
         return out.index_add_(0, index, values)
     order = torch.argsort(index, stable=True)
     lengths = torch.bincount(index, minlength=n_segments)
