@@ -80,3 +80,29 @@ def test_auto_never_picks_the_interpreter_on_the_cpu():
     data = prepare_data(torch.randn(50, 3), None)
     assert resolve_backend("auto", data, 4, None) in ("native", "torch")
     assert resolve_backend("triton", data, 4, None) == "triton"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_self_check_passes_for_the_kernels(dtype):
+    _triton.self_check.cache_clear()
+    assert _triton.self_check(DEVICE, dtype) is None
+
+
+def test_self_check_reports_a_failing_kernel(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("PassManager::run failed")
+
+    _triton.self_check.cache_clear()
+    monkeypatch.setattr(_triton, "nearest", broken)
+    reason = _triton.self_check(DEVICE, torch.float32)
+    assert reason is not None
+    assert "PassManager::run failed" in reason
+    _triton.self_check.cache_clear()
+
+    def wrong(x, centers_t, sq_norms, **kwargs):  # every row labelled 0
+        return torch.zeros(x.shape[0]), torch.zeros(x.shape[0], dtype=torch.int64,
+                                                    device=x.device)
+
+    monkeypatch.setattr(_triton, "nearest", wrong)
+    assert "disagreed" in _triton.self_check(DEVICE, torch.float32)
+    _triton.self_check.cache_clear()

@@ -11,7 +11,9 @@ iteration.
 
 from __future__ import annotations
 
+import functools
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -110,12 +112,24 @@ def resolve_backend(backend: str, data: KMeansData, n_clusters: int,
             raise ValueError(f"backend={backend!r} cannot run: {reason}.")
         return backend
     if data.device.type == "cuda":
-        return "triton" if triton_unsupported(data) is None else "torch"
+        if triton_unsupported(data) is not None:
+            return "torch"
+        problem = _triton.self_check(data.device, data.low_dtype or data.acc_dtype)
+        if problem is not None:
+            _warn_once(f"torchmeans: the Triton kernels are not used ({problem}); the torch "
+                       "path runs instead (same results). Pass backend='torch' to silence.")
+            return "torch"
+        return "triton"
     if native_unsupported(data) is not None or data.low_dtype is not None:
         return "torch"
     accumulator_bytes = (torch.get_num_threads() * (n_clusters * data.n_features + n_clusters
                                                     + 2) * 8)
     return "native" if accumulator_bytes <= chunk_budget(data, chunk_bytes) else "torch"
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 def _no_reduce(accumulator: Tensor) -> Tensor:

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["nearest", "segment_sums", "unavailable_reason"]
+__all__ = ["nearest", "segment_sums", "self_check", "unavailable_reason"]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 """Input dtypes of :func:`nearest`. float64 is not supported (``tl.dot`` has no
@@ -80,6 +80,45 @@ def unavailable_reason(device: torch.device | str) -> str | None:
         return problem
     if device.type != "cuda" and not _interpreting():
         return f"it runs on CUDA devices, the data is on {device.type}"
+    return None
+
+
+@cache
+def self_check(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Run both kernels once on a small input of ``dtype`` and compare with torch.
+
+    ``backend='auto'`` calls this (once per device and dtype in a process) before
+    choosing Triton: a kernel that fails to compile on an untested GPU, driver or
+    Triton release, or that gives a wrong answer, then costs a warning and the torch
+    path, never a failed or wrong fit. Returns ``None`` when both kernels agree with
+    torch, else the reason.
+    """
+    reason = unavailable_reason(device)
+    if reason is not None:
+        return reason
+    try:
+        generator = torch.Generator().manual_seed(0)
+        x = (torch.randn(300, 37, generator=generator) * 4).to(device=device, dtype=dtype)
+        centers = x[:70].float() + 0.5
+        centers_t = centers.T.contiguous()
+        sq_norms = centers.square().sum(dim=1)
+        values, labels = nearest(x, centers_t.to(dtype), sq_norms)
+        reference = torch.addmm(sq_norms, x.float(), centers_t, alpha=-2)
+        picked = reference.gather(1, labels[:, None]).squeeze(1)
+        scale = float(reference.abs().max())
+        # The chosen center must be a nearest one within rounding (ties may differ).
+        if not bool((picked <= reference.min(dim=1).values + 1e-3 * scale).all()):
+            return "its nearest-center kernel disagreed with torch"
+        if not bool(torch.allclose(values, picked, rtol=1e-3, atol=1e-3 * scale)):
+            return "its distances disagreed with torch"
+        sums, weights = segment_sums(x, labels, None, 70)
+        expected = torch.zeros(70, 37, dtype=torch.float64, device=device).index_add_(
+            0, labels, x.double())
+        if not bool(torch.allclose(sums, expected, rtol=1e-4, atol=1e-3)) or int(
+                weights.sum()) != 300:
+            return "its cluster sums disagreed with torch"
+    except Exception as error:  # compile errors, launch failures, missing features
+        return f"its kernels failed a self-check: {type(error).__name__}: {error}"
     return None
 
 
