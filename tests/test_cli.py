@@ -289,3 +289,20 @@ def test_cosine_fit_and_sweep(cli, tmp_path):
     sweep = json.loads(run(cli, "sweep", path, "--k", "2:5", "--metric", "cosine",
                            "--json").output)
     assert sweep["suggested_k"] == 3
+
+
+def test_backend_and_precision_options(cli, tmp_path):
+    X = np.random.default_rng(1).normal(size=(400, 6)).astype(np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    model = tmp_path / "m.safetensors"
+    summary = json.loads(run(cli, "fit", path, "-k", 5, "--seed", 0, "--algorithm", "lloyd",
+                             "--backend", "torch", "--precision", "fast", "--out", model,
+                             "--json").output)
+    expected = torchmeans.KMeans(5, random_state=0, algorithm="lloyd", backend="torch").fit(X)
+    assert summary["inertia"] == pytest.approx(expected.inertia_, rel=1e-6)
+    loaded = torchmeans.load(model)
+    assert (loaded.backend, loaded.precision) == ("torch", "fast")
+    bad = CliRunner().invoke(cli, ["fit", str(path), "-k", "2", "--precision", "half"])
+    assert bad.exit_code == 2
+    assert "half" in bad.output

@@ -142,6 +142,12 @@ def build_cli() -> Any:
                                                     "auto"]), default="auto", show_default=True)
     @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean",
                   show_default=True, help="cosine: spherical k-means on unit-normalised rows.")
+    @click.option("--backend", type=click.Choice(["auto", "torch", "native", "triton"]),
+                  default="auto", show_default=True,
+                  help="Lloyd pass: native C kernel (CPU), Triton kernels (CUDA) or torch.")
+    @click.option("--precision", type=click.Choice(["exact", "fast"]), default="exact",
+                  show_default=True,
+                  help="fast: certified low-precision distance products (same labels).")
     @device_option
     @click.option("--dtype", type=click.Choice(["auto", "float32", "float64", "float16",
                                                 "bfloat16"]), default="auto", show_default=True,
@@ -161,7 +167,8 @@ def build_cli() -> Any:
     @json_option
     @quiet_option
     def fit(data: str, n_clusters: int, init: str, n_init: str, max_iter: int, tol: float,
-            algorithm: str, metric: str, device: str, dtype: str, seed: int | None,
+            algorithm: str, metric: str, backend: str, precision: str, device: str, dtype: str,
+            seed: int | None,
             sample_weight: str | None, columns: str | None, array: str | None,
             out: str | None, labels_path: str | None, plot: str | None, as_json: bool,
             quiet: bool) -> None:
@@ -196,7 +203,7 @@ def build_cli() -> Any:
         n_init_value: int | str = n_init if n_init == "auto" else _positive_int(n_init, fail)
         km = KMeans(n_clusters, init=init, n_init=n_init_value, max_iter=max_iter, tol=tol,
                     algorithm=algorithm, device=_device(device), random_state=seed,
-                    metric=metric, verbose=0)
+                    metric=metric, backend=backend, precision=precision, verbose=0)
         handler = _progress(quiet, len(X))
         if handler is not None:
             km.set_params(verbose=1)
