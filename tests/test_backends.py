@@ -100,8 +100,8 @@ def test_self_check_reports_a_failing_kernel(monkeypatch):
     _triton.self_check.cache_clear()
 
     def wrong(x, centers_t, sq_norms, **kwargs):  # every row labelled 0
-        return torch.zeros(x.shape[0]), torch.zeros(x.shape[0], dtype=torch.int64,
-                                                    device=x.device)
+        zeros = torch.zeros(x.shape[0], device=x.device)
+        return zeros, torch.zeros(x.shape[0], dtype=torch.int64, device=x.device), zeros
 
     monkeypatch.setattr(_triton, "nearest", wrong)
     assert "disagreed" in _triton.self_check(DEVICE, torch.float32)

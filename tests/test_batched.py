@@ -226,3 +226,13 @@ def test_predict_on_the_training_rows_gives_labels_exactly():
     assert torch.equal(model.predict(X, mask=mask), model.labels_)
     cosine = BatchedKMeans(5, random_state=0, metric="cosine").fit(X)
     assert torch.equal(cosine.predict(X), cosine.labels_)
+
+
+def test_predict_equals_labels_far_from_the_origin():
+    """Shifting the returned centers back would round: predict uses the fit's own."""
+    for seed in range(5):
+        generator = torch.Generator().manual_seed(seed)
+        X = torch.randn(4, 3000, 3, generator=generator) * 0.01 + 1000
+        for n_init in (1, 3):
+            model = BatchedKMeans(8, n_init=n_init, max_iter=5, random_state=seed).fit(X)
+            assert torch.equal(model.predict(X), model.labels_)

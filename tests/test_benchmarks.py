@@ -22,6 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_streaming.py", "streamed peak"),
         ("bench_minibatch.py", "inertia torchmeans"),
         ("bench_batched.py", "loop of torchmeans.kmeans"),
+        ("bench_precision.py", "fast / exact time"),
     ],
 )
 def test_benchmark_quick_mode_runs(script, expected):

@@ -257,3 +257,32 @@ def test_reduced_precision_reductions_are_off_during_a_fit_and_restored():
     KMeans(2, init=init, n_init=1).fit(torch.randn(20, 2))
     assert seen == [False]
     assert matmul.allow_bf16_reduced_precision_reduction
+
+
+@pytest.mark.parametrize("scale", [1e-22, 3e18])
+def test_certificate_holds_at_the_ends_of_float32s_range(scale):
+    """Tiny rows (float32 products underflow) and huge ones (float32 scores overflow)."""
+    generator = torch.Generator().manual_seed(7)
+    X = torch.randn(2000, 4, generator=generator) * scale
+    centers = torch.randn(3, 4, generator=generator) * scale
+    exact, _ = _labels(X, centers, "exact")
+    fast, _ = _labels(X, centers, "fast")
+    assert torch.equal(fast, exact)
+
+
+def test_per_backend_precision_settings_are_honoured_and_restored():
+    cuda, mkldnn = torch.backends.cuda.matmul, torch.backends.mkldnn.matmul
+    saved = cuda.fp32_precision, mkldnn.fp32_precision
+    seen = []
+
+    def init(X, n_clusters, random_state):
+        seen.append((cuda.fp32_precision, mkldnn.fp32_precision))
+        return np.asarray(X[:n_clusters])
+
+    try:
+        cuda.fp32_precision, mkldnn.fp32_precision = "tf32", "bf16"
+        KMeans(3, init=init, n_init=1).fit(torch.randn(60, 4))
+        assert seen == [("ieee", "ieee")]
+        assert (cuda.fp32_precision, mkldnn.fp32_precision) == ("tf32", "bf16")
+    finally:
+        cuda.fp32_precision, mkldnn.fp32_precision = saved

@@ -148,3 +148,13 @@ def test_batches_source_counts_its_rows():
     assert source.n_samples is None
     KMeans(1, n_init=1).fit(source)
     assert source.n_samples == 30
+
+
+def test_weighted_draws_never_return_a_zero_weight_row():
+    from torchmeans._init import _search_weights
+
+    weight = torch.tensor([0.0, 0.0, 1.0, 2.0, 0.0])
+    targets = torch.tensor([0.0, 0.5, 1.0, 2.999, 3.0, 3.5])  # 0, inside, edges, past total
+    assert _search_weights(weight, targets).tolist() == [2, 2, 3, 3, 3, 3]
+    batched = torch.stack([weight, weight.flip(0)])
+    assert _search_weights(batched, torch.zeros(2, 1)).tolist() == [[2], [1]]

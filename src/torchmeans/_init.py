@@ -269,8 +269,7 @@ def _global_weighted_choice(data: KMeansData, weight: Tensor, first: int,
     holds = bool((local >= 0) & (local < totals[collective.rank])) or (
         collective.rank == collective.world_size - 1 and bool(local >= totals[-1]))
     if holds and data.n_samples:
-        index = torch.searchsorted(torch.cumsum(weight, 0), local).clamp_(
-            max=data.n_samples - 1)
+        index = _search_weights(weight, local)
         row, global_index = data.take(index), index + first
     else:
         row = torch.empty(0, data.n_features, dtype=data.acc_dtype, device=weight.device)
@@ -312,10 +311,19 @@ def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator) -> T
     weight never is (a draw of exactly 0 included); a draw rounded up to the total
     goes to the last row of positive weight.
     """
-    cumulative = torch.cumsum(weight, dim=-1)
-    total = cumulative[..., -1:]
     draws = torch.rand(*weight.shape[:-1], size, generator=generator, device=weight.device,
                        dtype=weight.dtype)
-    last_positive = (cumulative < total).sum(dim=-1, keepdim=True)
-    return torch.minimum(torch.searchsorted(cumulative, draws * total, right=True),
-                         last_positive)
+    return _search_weights(weight, draws * weight.sum(dim=-1, keepdim=True))
+
+
+def _search_weights(weight: Tensor, targets: Tensor) -> Tensor:
+    """Index of the row whose weight interval ``[cum[i - 1], cum[i])`` holds each target.
+
+    Rows of zero weight have empty intervals (their cumulative sum is pinned to the
+    previous one, and ``cummax`` keeps it non-decreasing even where a parallel scan
+    rounds out of order), so they are never returned; targets at or past the total go to
+    the last row of positive weight.
+    """
+    cumulative = torch.where(weight > 0, torch.cumsum(weight, dim=-1), 0).cummax(dim=-1).values
+    last_positive = (cumulative < cumulative[..., -1:]).sum(dim=-1, keepdim=True)
+    return torch.minimum(torch.searchsorted(cumulative, targets, right=True), last_positive)

@@ -170,19 +170,19 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         ``rows x k`` block; deterministic sort-based sums; float32/float16/bfloat16).
         ``'auto'``: native on the CPU, Triton on CUDA, where they apply; torch
         otherwise. An explicit ``'native'`` or ``'triton'`` that cannot run raises.
-        Same labels either way (Triton's scores are certified against the torch
-        path's; the native kernel reads the torch path's products).
+        Same labels either way, but for float32 near-ties under Triton (its own
+        summation order; a Triton fit's ``labels_`` come from a final torch pass).
     precision : {'exact', 'fast'}, default='exact'
-        ``'exact'``: distances in the data's precision; float32 products never use
-        TF32 (the fit sets ``torch.set_float32_matmul_precision('highest')`` for
-        its duration and restores it). On CUDA, float16/bfloat16 data compute their
-        distance products in their own precision and keep only the labels proven
-        equal to the float32 ones (a margin test against a proven error bound),
-        resolving the others exactly; elsewhere their chunks are cast to float32.
-        ``'fast'``: the same treatment on any device, float32 data with bfloat16
-        products. Labels equal the float32 computation's either way (see
+        ``'exact'``: distances in float32 (float16/bfloat16 chunks are cast) or
+        float64; float32 products never use TF32 (the fit sets
+        ``torch.set_float32_matmul_precision('highest')`` for its duration and
+        restores it). ``'fast'``: distance products in bfloat16 (half-precision data:
+        their own precision), keeping only the labels proven equal to the float32
+        ones (a margin test against a proven error bound) and resolving the others
+        exactly, so labels equal the float32 computation's (see
         :mod:`torchmeans.ops.precision`). Applies to Lloyd passes and ``predict``;
-        the bound-based algorithms and ``backend='native'`` compute in float32.
+        the bound-based algorithms and ``backend='native'`` compute in float32. Not
+        yet faster than ``'exact'`` where measured (benchmarks/RESULTS.md).
     deterministic : bool, default=True
         Repeated fits with the same ``random_state`` on the same device give
         bit-identical centers and labels: on accelerators the per-cluster sums are

@@ -262,11 +262,12 @@ def accumulate_triton(data: KMeansData, centers: Tensor, labels: Tensor, rows: i
     """:func:`accumulate` with the fused Triton kernels (float64 result).
 
     Each chunk's nearest centers come from one fused distance + argmin kernel (no
-    ``rows x k`` block in memory) whose best and second-best scores are certified
-    against the torch path's (:func:`~torchmeans.ops.assign.certified_nearest`), so
-    the labels are the torch path's; the sums from the deterministic sort-based
-    reduction (incremental passes: the moved rows, added to their new clusters and
-    removed from their old ones).
+    ``rows x k`` block in memory). float32 scores are summed in the kernel's own
+    order, so a float32 near-tie can go the other way than in the torch path's GEMM
+    (as between two BLAS libraries); low-precision scores are certified against the
+    float32 torch path (:func:`~torchmeans.ops.assign.certified_nearest`). The sums
+    come from the deterministic sort-based reduction (incremental passes: the moved
+    rows, added to their new clusters and removed from their old ones).
     """
     n_clusters, n_features = centers.shape
     flat = torch.zeros(n_clusters * n_features + n_clusters + 2, dtype=torch.float64,
@@ -278,13 +279,14 @@ def accumulate_triton(data: KMeansData, centers: Tensor, labels: Tensor, rows: i
     sq_norms = terms.sq_norms.float()
     for chunk in data.chunks(rows):
         x = chunk.x.contiguous()
-        # The kernel's scores (low precision, or float32 summed in another order than
-        # the torch path's GEMM) are certified: the torch path's labels, exactly.
-        best, labels_fused, second = _triton.nearest(x.to(low or x.dtype), centers_t, sq_norms,
-                                                     second=True)
-        partial, new_labels = certified_nearest(
-            data, chunk, terms, (best, second, labels_fused),
-            product_dtype=low or x.dtype).values_and_labels
+        if low is None:  # float32, summed in the kernel's order (near-ties: see lloyd())
+            partial, new_labels = _triton.nearest(x, centers_t, sq_norms)
+        else:  # low-precision scores, certified: the float32 torch path's labels
+            best, labels_fused, second = _triton.nearest(x.to(low), centers_t, sq_norms,
+                                                         second=True)
+            partial, new_labels = certified_nearest(
+                data, chunk, terms, (best, second, labels_fused),
+                product_dtype=low).values_and_labels
         chunk_labels = labels[chunk.start : chunk.stop]
         moved = chunk_labels != new_labels
         acc.n_changed.add_(moved.sum())
@@ -512,7 +514,9 @@ def lloyd(
                 *stats,
             )
         if n_changed == 0:
-            labels_are_final = bool(torch.equal(new_centers, centers))
+            # Triton's float32 labels may differ from predict's (torch) on near-ties:
+            # the fit's labels then come from a final torch assignment.
+            labels_are_final = backend != "triton" and bool(torch.equal(new_centers, centers))
         centers = new_centers
         if n_changed == 0:
             if verbose:

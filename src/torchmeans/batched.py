@@ -464,8 +464,12 @@ def batched_kmeans(
 def _batched_fit(X: Any, n_clusters: int, *, mask: Any, sample_weight: Any, init: Any,
                  n_init: int | str, max_iter: int, tol: float, random_state: Any,
                  device: str | torch.device | None, metric: str, chunk_bytes: int | None,
-                 deterministic: bool) -> tuple[BatchedKMeansResult, Tensor]:
-    """:func:`batched_kmeans`, also returning each problem's offset (its mean)."""
+                 deterministic: bool) -> tuple[BatchedKMeansResult, tuple[Tensor, Tensor]]:
+    """:func:`batched_kmeans`, also returning each problem's offset and its shifted centers.
+
+    ``BatchedKMeans.predict`` assigns to the shifted centers themselves: shifting the
+    returned centers back would round, and near-ties could go another way.
+    """
     compute_device = resolve_device(device, X)
     if isinstance(init, str) and init not in BATCHED_INITS:
         raise ValueError(f"init must be one of {BATCHED_INITS} or an array of shape "
@@ -495,12 +499,16 @@ def _batched_fit(X: Any, n_clusters: int, *, mask: Any, sample_weight: Any, init
     centers, n_iter = _lloyd(pb, source, centers, max_iter=max_iter, tol=tol,
                              spherical=metric == "cosine", deterministic=deterministic)
     labels, inertia = _final(pb, source, centers, deterministic)
-    if metric == "cosine":
-        inertia = inertia / 2  # cosine distance 1 - x.c is half the squared distance
     best = inertia.view(n_problems, restarts).argmin(dim=1)
     chosen = torch.arange(n_problems, device=compute_device) * restarts + best
-    return BatchedKMeansResult(centers[chosen] + pb.offset[:, None], labels[chosen],
-                               inertia[chosen], n_iter[chosen]), pb.offset
+    centers, labels, inertia, n_iter = centers[chosen], labels[chosen], inertia[chosen], \
+        n_iter[chosen]
+    if restarts > 1:  # the final pass as predict runs it (one problem each), for equal labels
+        labels, inertia = _final(pb, source[chosen], centers, deterministic)
+    if metric == "cosine":
+        inertia = inertia / 2  # cosine distance 1 - x.c is half the squared distance
+    return BatchedKMeansResult(centers + pb.offset[:, None], labels, inertia, n_iter), \
+        (pb.offset, centers)
 
 
 def _init_array(init: Any, pb: _Problems, n_clusters: int, metric: str) -> Tensor:
@@ -562,8 +570,8 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         """Cluster each problem of ``X`` (``(B, N, D)``); returns self."""
         params = self.get_params()
         with full_float32_matmul():
-            result, self._offset = _batched_fit(X, params.pop("n_clusters"), mask=mask,
-                                                sample_weight=sample_weight, **params)
+            result, (self._offset, self._shifted_centers) = _batched_fit(
+                X, params.pop("n_clusters"), mask=mask, sample_weight=sample_weight, **params)
         self.cluster_centers_, self.labels_, self.inertia_, self.n_iter_ = result
         self.n_features_in_ = int(result.centers.shape[2])
         return self
@@ -589,9 +597,14 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         if (x.shape[0], x.shape[2]) != expected:
             raise ValueError(f"X has shape {tuple(x.shape)}: expected (B, M, D) with "
                              f"(B, D) = {expected} as in fit.")
+        offset = getattr(self, "_offset", None)
+        if offset is None:  # centers set by hand: shift by their mean
+            offset = centers.mean(dim=1) if self.metric != "cosine" else None
         pb = _prepare(x, mask, None, 0, self.metric, centers.device, self.chunk_bytes,
-                      offset=self._offset)
+                      offset=offset)
         problems = torch.arange(x.shape[0], device=centers.device)
         unlabelled = torch.full(x.shape[:2], -1, dtype=torch.int64, device=centers.device)
-        shifted = centers.to(pb.x.dtype) - pb.offset[:, None]
+        shifted = getattr(self, "_shifted_centers", None)
+        if shifted is None or shifted.shape != centers.shape:  # centers set by hand
+            shifted = centers.to(pb.x.dtype) - pb.offset[:, None]
         return _assign_pass(pb, problems, shifted, unlabelled, self.deterministic).labels

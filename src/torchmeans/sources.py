@@ -375,9 +375,9 @@ class StreamData(DenseRows):
             if block.ndim != 2 or block.shape[1] != self.n_features:
                 raise ValueError(f"{self.source.describe()}: a block at row {start} has shape "
                                  f"{tuple(block.shape)}, expected (rows, {self.n_features})")
-            with _copy_stream(self.device):  # CUDA: copy and prepare beside the compute
-                rows = self._prepared(block, start, check)
-            yield start, _mark_ready(rows)
+            with _copy_stream(self.device, block):  # CUDA: prepare beside the compute
+                rows = _mark_ready(self._prepared(block, start, check))
+            yield start, rows
             start += len(rows)
 
     def _prepared(self, block: np.ndarray | Tensor, start: int, check: bool) -> Tensor:
@@ -431,7 +431,7 @@ class StreamData(DenseRows):
         if self.source.random_access:
             order = torch.argsort(indices)
             sorted_rows = self.source.read_rows(indices[order].cpu().numpy())
-            with _copy_stream(self.device):
+            with _copy_stream(self.device, sorted_rows):
                 rows = _mark_ready(_to_tensor(sorted_rows, self.device, self.acc_dtype))
             rows = _wait_ready(rows)
             if self.normalize:
@@ -498,22 +498,39 @@ def _to_tensor(block: np.ndarray | Tensor, device: torch.device, dtype: torch.dt
 # buffer until its copy has finished.
 
 @functools.cache
-def _side_stream(device: torch.device) -> Any:
-    return torch.cuda.Stream(device=device)
+def _side_stream(index: int) -> Any:
+    return torch.cuda.Stream(device=index)
 
 
-def _copy_stream(device: torch.device) -> Any:
-    """Return a context that runs the block preparation on the side stream (CUDA only)."""
+@contextlib.contextmanager
+def _copy_stream(device: torch.device, block: Any) -> Iterator[None]:
+    """Run the block's preparation on the device's side stream (CUDA only).
+
+    A block that is already a CUDA tensor was made on the producer's (this thread's
+    default) stream: the side stream waits for it and the allocator is told that the
+    side stream uses it.
+    """
     if device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.cuda.stream(_side_stream(device))
+        yield
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    side = _side_stream(index)
+    if isinstance(block, Tensor) and block.device.type == "cuda":
+        side.wait_stream(torch.cuda.current_stream(block.device))
+        block.record_stream(side)
+    with torch.cuda.stream(side):
+        yield
 
 
 def _mark_ready(rows: Tensor) -> Tensor:
-    """Record, on the side stream, the event marking the end of the block's preparation."""
+    """Record, on the current (side) stream, the event marking the block as prepared.
+
+    Called inside :func:`_copy_stream`; a new tensor is marked, never the caller's own.
+    """
     if rows.device.type == "cuda":
+        rows = rows.view_as(rows)  # a new tensor object: the caller's stays unmarked
         event = torch.cuda.Event()
-        event.record(_side_stream(rows.device))
+        event.record()  # on the current stream: the side stream that prepared the rows
         rows._torchmeans_ready = event  # type: ignore[attr-defined]
     return rows
 

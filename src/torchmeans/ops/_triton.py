@@ -98,25 +98,31 @@ def self_check(device: torch.device, dtype: torch.dtype) -> str | None:
         return reason
     try:
         generator = torch.Generator().manual_seed(0)
-        x = (torch.randn(300, 37, generator=generator) * 4).to(device=device, dtype=dtype)
-        centers = x[:70].float() + 0.5
-        centers_t = centers.T.contiguous()
-        sq_norms = centers.square().sum(dim=1)
-        values, labels = nearest(x, centers_t.to(dtype), sq_norms)
-        reference = torch.addmm(sq_norms, x.float(), centers_t, alpha=-2)
-        picked = reference.gather(1, labels[:, None]).squeeze(1)
-        scale = float(reference.abs().max())
-        # The chosen center must be a nearest one within rounding (ties may differ).
-        if not bool((picked <= reference.min(dim=1).values + 1e-3 * scale).all()):
-            return "its nearest-center kernel disagreed with torch"
-        if not bool(torch.allclose(values, picked, rtol=1e-3, atol=1e-3 * scale)):
-            return "its distances disagreed with torch"
-        sums, weights = segment_sums(x, labels, None, 70)
-        expected = torch.zeros(70, 37, dtype=torch.float64, device=device).index_add_(
-            0, labels, x.double())
-        if not bool(torch.allclose(sums, expected, rtol=1e-4, atol=1e-3)) or int(
-                weights.sum()) != 300:
-            return "its cluster sums disagreed with torch"
+        for n_features in (37, 100):  # one feature tile, and the loop over feature tiles
+            x = (torch.randn(300, n_features, generator=generator) * 4).to(device=device,
+                                                                            dtype=dtype)
+            centers = x[:70].float() + 0.5
+            centers_t = centers.T.contiguous()
+            sq_norms = centers.square().sum(dim=1)
+            values, labels, second = nearest(x, centers_t.to(dtype), sq_norms, second=True)
+            reference = torch.addmm(sq_norms, x.float(), centers_t, alpha=-2)
+            picked = reference.gather(1, labels[:, None]).squeeze(1)
+            scale = float(reference.abs().max())
+            # The chosen center must be a nearest one within rounding (ties may differ).
+            if not bool((picked <= reference.min(dim=1).values + 1e-3 * scale).all()):
+                return "its nearest-center kernel disagreed with torch"
+            if not bool(torch.allclose(values, picked, rtol=1e-3, atol=1e-3 * scale)):
+                return "its distances disagreed with torch"
+            if not bool((second >= values).all()):
+                return "its second-nearest distances disagreed with torch"
+            # The fit sums its chunks in the accumulation dtype (float32 for half data).
+            rows, weight = x.float(), torch.rand(300, generator=generator).to(device)
+            sums, weights = segment_sums(rows, labels, weight, 70)
+            expected = torch.zeros(70, n_features, dtype=torch.float64, device=device)
+            expected.index_add_(0, labels, (rows * weight[:, None]).double())
+            if not bool(torch.allclose(sums, expected, rtol=1e-4, atol=1e-3)) or not bool(
+                    torch.isclose(weights.sum(), weight.double().sum())):
+                return "its cluster sums disagreed with torch"
     except Exception as error:  # compile errors, launch failures, missing features
         return f"its kernels failed a self-check: {type(error).__name__}: {error}"
     return None

@@ -80,15 +80,13 @@ def low_precision_dtype(dtype: torch.dtype, precision: str,
     """Return the dtype of the certified low-precision products for data of ``dtype``.
 
     ``precision='fast'``: float16/bfloat16 data use their own dtype and float32 data
-    bfloat16 (float32's range: no overflow), on any device. ``'exact'``: half-precision
-    data use their own dtype on CUDA (tensor cores); elsewhere their chunks are cast
-    to float32 for the products (CPUs without half-precision GEMM units run them
-    several times slower than float32). float64 never.
+    bfloat16 (float32's range: no overflow). ``'exact'``: never (half-precision chunks
+    are cast to float32 for the products). float64 never. ``device`` is not used yet:
+    the certificate's cost was only measured on the CPU (see docs/design.md).
     """
+    del device
     if precision == "fast" and dtype in (*_LOW, torch.float32):
         return dtype if dtype in _LOW else torch.bfloat16
-    if dtype in _LOW and device.type == "cuda":
-        return dtype
     return None
 
 
@@ -104,6 +102,8 @@ def _reduces_in_low_precision(device: torch.device, dtype: torch.dtype) -> bool:
     if device.type != "cuda":
         return True
     matmul = torch.backends.cuda.matmul
+    if dtype == torch.float16 and bool(getattr(matmul, "allow_fp16_accumulation", False)):
+        return True
     flag = ("allow_fp16_reduced_precision_reduction" if dtype == torch.float16
             else "allow_bf16_reduced_precision_reduction")
     return bool(getattr(matmul, flag, True))
@@ -128,7 +128,10 @@ def reference_error_bound(row_norms: Tensor, largest_center_norm: float,
     (accumulation unit ``2 u32``: truncating tensor-core adders included).
     """
     x, c = row_norms, float(largest_center_norm)
-    return _gamma(n_features + 2, 2 * _U32) * (c * c + 2 * x * c)
+    # Products and partial sums below float32's normal range lose up to its smallest
+    # normal each (flushed to zero on some hardware): an absolute term.
+    underflow = 2 * (n_features + 2) * torch.finfo(torch.float32).smallest_normal
+    return _gamma(n_features + 2, 2 * _U32) * (c * c + 2 * x * c) + underflow
 
 
 def score_error_bound(row_norms: Tensor, largest_center_norm: float, n_features: int,
@@ -152,7 +155,8 @@ def score_error_bound(row_norms: Tensor, largest_center_norm: float, n_features:
     root_d = math.sqrt(d)
     inputs = (2 * u + u * u) * x * c + (1 + u) * eta * root_d * (x + c) + d * eta * eta
     magnitude = (x * (1 + u) + eta * root_d) * (c * (1 + u) + eta * root_d)
-    product = inputs + gamma * magnitude + u * (1 + gamma) * magnitude + eta
+    product = (inputs + gamma * magnitude + u * (1 + gamma) * magnitude + eta
+               + d * torch.finfo(torch.float32).smallest_normal)  # float32 underflow
     # Twice the product error (the factor 2 of -2 x.c), the float32 rounding of the final
     # subtraction, the reference's own error, and 0.1% for this computation's rounding.
     return (2 * product + _U32 * (c * c + 2 * x * c)
@@ -255,40 +259,96 @@ def resolve_in_float64(x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,
     c = largest_center_norm
     own = _gamma(x.shape[1] + 2, torch.finfo(wide).eps) * (c * c + 2 * row_norms * c)
     delta = (reference_error_bound(row_norms, c, x.shape[1]) + own) * 1.001
-    undecided = torch.nonzero(~(second - best > 2 * delta)).squeeze(1)
+    # Where float32 may overflow (scores past its range), only its own product can tell.
+    may_overflow = c * c + 2 * row_norms * c >= torch.finfo(torch.float32).max / 4
+    undecided = torch.nonzero(~(second - best > 2 * delta) | may_overflow).squeeze(1)
     return labels, undecided
 
 
 _matmul_lock = threading.Lock()
 _matmul_users = 0
-_matmul_saved: tuple[str, bool, bool] | None = None
+_matmul_saved: dict[str, Any] | None = None
+_REDUCTION_FLAGS = ("allow_fp16_reduced_precision_reduction",
+                    "allow_bf16_reduced_precision_reduction", "allow_fp16_accumulation")
 
 
-def _set_matmul_state(precision: str, fp16_reduce: bool, bf16_reduce: bool) -> None:
-    torch.set_float32_matmul_precision(precision)
+def _fp32_backends() -> list[Any]:
+    """Return the backends with the per-backend ``fp32_precision`` setting of newer torch."""
+    found = []
+    for backend in (torch.backends.cuda.matmul, getattr(torch.backends.mkldnn, "matmul", None)):
+        if backend is not None and hasattr(backend, "fp32_precision"):
+            found.append(backend)
+    return found
+
+
+def _save_matmul_state() -> dict[str, Any]:
     matmul = torch.backends.cuda.matmul
-    matmul.allow_fp16_reduced_precision_reduction = fp16_reduce
-    matmul.allow_bf16_reduced_precision_reduction = bf16_reduce
+    try:
+        legacy = torch.get_float32_matmul_precision()
+    except RuntimeError:  # the user set the per-backend API: the legacy getter refuses
+        legacy = None
+    return {
+        "legacy": legacy,
+        "backends": [(backend, backend.fp32_precision) for backend in _fp32_backends()],
+        "flags": {flag: getattr(matmul, flag) for flag in _REDUCTION_FLAGS
+                  if hasattr(matmul, flag)},
+    }
+
+
+def _apply_full_float32() -> None:
+    matmul = torch.backends.cuda.matmul
+    if torch_legacy_precision_usable():
+        torch.set_float32_matmul_precision("highest")
+    else:
+        for backend in _fp32_backends():
+            if backend.fp32_precision not in ("ieee", "none"):
+                backend.fp32_precision = "ieee"
+    for flag in _REDUCTION_FLAGS:
+        if hasattr(matmul, flag):
+            setattr(matmul, flag, False)
+
+
+def torch_legacy_precision_usable() -> bool:
+    """Whether ``torch.get_float32_matmul_precision`` works (no per-backend setting made)."""
+    try:
+        torch.get_float32_matmul_precision()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _restore_matmul_state(saved: dict[str, Any]) -> None:
+    matmul = torch.backends.cuda.matmul
+    if saved["legacy"] is not None:
+        torch.set_float32_matmul_precision(saved["legacy"])
+    else:
+        for backend, value in saved["backends"]:
+            backend.fp32_precision = value
+    for flag, value in saved["flags"].items():
+        setattr(matmul, flag, value)
 
 
 @contextmanager
 def full_float32_matmul() -> Iterator[None]:
     """Run matrix products at full float32 accuracy (no TF32, float32 accumulation); restore.
 
-    Sets ``torch.set_float32_matmul_precision('highest')`` and turns CUDA's
-    half-precision reduced-precision reductions off for the duration. The settings are
-    process-wide: the first of concurrent users saves them and the last one out
-    restores them (a lock and a count), and other threads' products meanwhile run at
-    full accuracy (slower, never less accurate).
+    Sets ``torch.set_float32_matmul_precision('highest')`` (or, where the caller used
+    torch's per-backend ``fp32_precision`` settings, those to ``'ieee'``) and turns
+    CUDA's half-precision reduced-precision reductions and float16 accumulation off
+    for the duration. The settings are process-wide: the first of concurrent users
+    saves them and the last one out restores them (a lock and a count), and other
+    threads' products meanwhile run at full accuracy (slower, never less accurate).
     """
     global _matmul_users, _matmul_saved
     with _matmul_lock:
         if _matmul_users == 0:
-            matmul = torch.backends.cuda.matmul
-            _matmul_saved = (torch.get_float32_matmul_precision(),
-                             bool(matmul.allow_fp16_reduced_precision_reduction),
-                             bool(matmul.allow_bf16_reduced_precision_reduction))
-            _set_matmul_state("highest", False, False)
+            saved = _save_matmul_state()
+            try:
+                _apply_full_float32()
+            except Exception:
+                _restore_matmul_state(saved)
+                raise
+            _matmul_saved = saved
         _matmul_users += 1
     try:
         yield
@@ -296,7 +356,7 @@ def full_float32_matmul() -> Iterator[None]:
         with _matmul_lock:
             _matmul_users -= 1
             if _matmul_users == 0 and _matmul_saved is not None:
-                _set_matmul_state(*_matmul_saved)
+                _restore_matmul_state(_matmul_saved)
                 _matmul_saved = None
 
 
