@@ -178,7 +178,7 @@ class CertifiedNearest(NamedTuple):
     partial_sq_dist: Tensor
     labels: Tensor
     recomputed: Tensor
-    """Rows (within the chunk) whose scores were recomputed in float32."""
+    """Rows (within the chunk) the margin test left uncertain (resolved exactly)."""
 
     @property
     def values_and_labels(self) -> tuple[Tensor, Tensor]:
@@ -194,13 +194,13 @@ def reference_labels(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     the float32 path's own ties are labelled from the chunk's scores computed exactly
     as that path computes them (the same call on the whole chunk).
     """
-    transposed = terms.transposed
+    centers_t = terms.transposed
     labels = torch.empty(rows.numel(), dtype=torch.int64, device=rows.device)
     undecided = torch.arange(rows.numel(), device=rows.device)
     if supports_float64(rows.device) and data.acc_dtype != torch.float64:
         x = data.select(chunk, rows).x
-        labels, undecided = resolve_in_float64(x, transposed, terms.sq_norms,
-                                               largest_norm(transposed))
+        labels, undecided = resolve_in_float64(x, centers_t, terms.sq_norms,
+                                               largest_norm(centers_t))
     if undecided.numel():
         scores = chunk_scores_into(data, chunk, terms, None)
         labels[undecided] = _first_minimum(scores, _transposed(terms))[1][rows[undecided]]
