@@ -286,3 +286,20 @@ def test_per_backend_precision_settings_are_honoured_and_restored():
         assert (cuda.fp32_precision, mkldnn.fp32_precision) == ("tf32", "bf16")
     finally:
         cuda.fp32_precision, mkldnn.fp32_precision = saved
+
+
+@pytest.mark.parametrize("shape", [(500,), (500, 7)])
+def test_sorted_segment_sums_equal_index_add_and_repeat_bit_for_bit(shape):
+    """The path CUDA takes by default (sort + segment_reduce), run on the CPU."""
+    from torchmeans.ops.update import sorted_segment_sums
+
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(*shape, generator=generator, dtype=torch.float64)
+    index = torch.randint(0, 40, (500,), generator=generator)
+    index[index == 7] = 8  # an empty segment
+    expected = torch.zeros(41, *shape[1:], dtype=torch.float64).index_add_(0, index, values)
+    first = sorted_segment_sums(values, index, 41)
+    torch.testing.assert_close(first, expected, rtol=1e-12, atol=1e-12)
+    assert torch.equal(first, sorted_segment_sums(values, index, 41))
+    assert not bool(first[7].any())
+    assert not bool(first[40].any())

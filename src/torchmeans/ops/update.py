@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["segment_sums"]
+__all__ = ["segment_sums", "sorted_segment_sums"]
 
 
 def segment_sums(values: Tensor, index: Tensor, n_segments: int, *,
@@ -43,9 +43,17 @@ def segment_sums(values: Tensor, index: Tensor, n_segments: int, *,
     Tensor
         ``(n_segments, ...)`` sums in ``values``' dtype; empty segments are zero.
     """
-    out = values.new_zeros((n_segments, *values.shape[1:]))
     if values.device.type != "cuda" or not deterministic or values.shape[0] == 0:
-        return out.index_add_(0, index, values)
+        return values.new_zeros((n_segments, *values.shape[1:])).index_add_(0, index, values)
+    return sorted_segment_sums(values, index, n_segments)
+
+
+def sorted_segment_sums(values: Tensor, index: Tensor, n_segments: int) -> Tensor:
+    """Return :func:`segment_sums` computed without atomics, on any device.
+
+    A stable sort of the rows by segment, then each segment summed in order by
+    ``torch.segment_reduce``: what CUDA runs by default.
+    """
     order = torch.argsort(index, stable=True)
     lengths = torch.bincount(index, minlength=n_segments)
     return torch.segment_reduce(values.index_select(0, order), "sum", lengths=lengths,
