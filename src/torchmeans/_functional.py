@@ -208,8 +208,9 @@ def fit_data(
     if backend == "native" and algorithm != "lloyd":
         raise ValueError(f"backend='native' runs Lloyd passes; algorithm={algorithm!r} uses "
                          "torch ops: pass algorithm='lloyd' or backend='auto'.")
-    backend = resolve_backend(backend, data, n_clusters, chunk_bytes) if algorithm == "lloyd" \
-        else "torch"
+    # Bound-based algorithms run Lloyd passes until few labels move (_lloyd.lloyd): those
+    # use the resolved backend too.
+    backend = resolve_backend(backend, data, n_clusters, chunk_bytes)
     best: KMeansResult | None = None
     resumed = checkpointer.load(data.device) if checkpointer is not None and resume else None
     first_run = 0
