@@ -643,3 +643,17 @@ def test_bounds_take_over_from_lloyd_passes_mid_fit(algorithm):
     assert np.isfinite(inertia[0])
     assert np.isnan(inertia[-1])  # the switch happened
     assert_same_as_lloyd(ours, ref, X)
+
+
+def test_auto_picks_by_clusters_and_dimension():
+    from torchmeans._lloyd import resolve_algorithm
+    from torchmeans._validation import prepare_data
+
+    def data(n_features):
+        return prepare_data(torch.zeros(300, n_features), None)
+
+    assert resolve_algorithm("auto", data(768), 16) == "lloyd"
+    assert resolve_algorithm("auto", data(32), 256) == "hamerly"
+    assert resolve_algorithm("auto", data(768), 256) == "elkan"
+    assert resolve_algorithm("auto", data(300), 1024) == "hamerly"  # bounds larger than data
+    assert resolve_algorithm("yinyang", data(768), 256) == "yinyang"

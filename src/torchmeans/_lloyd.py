@@ -64,7 +64,11 @@ def resolve_algorithm(algorithm: str, data: KMeansData, n_clusters: int) -> str:
     """
     if algorithm != "auto":
         return algorithm
-    return "lloyd" if n_clusters < AUTO_BOUNDS_MIN_CLUSTERS else "hamerly"
+    if n_clusters < AUTO_BOUNDS_MIN_CLUSTERS:
+        return "lloyd"
+    if data.n_features >= AUTO_ELKAN_MIN_FEATURES and n_clusters <= data.n_features:
+        return "elkan"
+    return "hamerly"
 
 
 BOUNDS_AFTER_CHANGED = 0.01
@@ -78,6 +82,13 @@ resumed fit starts with bounds."""
 
 BOUNDS_AFTER_ROWS = 64
 """Small data switch to bounds at once (so tests on small data exercise the bounds)."""
+
+AUTO_ELKAN_MIN_FEATURES = 256
+"""From this many features (and no more clusters than features, so that Elkan's
+``n_samples x k`` bounds are no larger than the data) ``'auto'`` runs Elkan: its per-center
+bounds hold where Hamerly's single one fails in high dimensions (100,000 x 768, k=256: median
+of 3 fits 14.0 s against Hamerly's 17.1 s and Yinyang's 15.5 s; at 200,000 x 32, k=256
+Hamerly is faster: 0.39 against 0.65 of scikit-learn's time)."""
 
 AUTO_BOUNDS_MIN_CLUSTERS = 64
 """Below this many clusters a Lloyd pass is cheap next to the bookkeeping of the bounds
