@@ -657,3 +657,11 @@ def test_auto_picks_by_clusters_and_dimension():
     assert resolve_algorithm("auto", data(768), 256) == "elkan"
     assert resolve_algorithm("auto", data(300), 1024) == "hamerly"  # bounds larger than data
     assert resolve_algorithm("yinyang", data(768), 256) == "yinyang"
+
+
+def test_auto_keeps_elkans_bounds_off_sparse_data():
+    from torchmeans._lloyd import resolve_algorithm
+    from torchmeans._validation import prepare_data
+
+    sparse = prepare_data(torch.eye(300, 400).to_sparse_csr(), None)
+    assert resolve_algorithm("auto", sparse, 256) == "hamerly"
