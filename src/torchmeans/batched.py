@@ -310,9 +310,10 @@ def _assign_pass(pb: _Problems, source: Tensor, centers: Tensor, labels: Tensor,
             index = (chunk_labels + segment).flatten()
             weighted = (chunk if pb.unit_weights else
                         chunk * chunk_weight[..., None]).reshape(-1, n_features)
-            group_sums += segment_sums(weighted, index, n_segments, deterministic=deterministic)
-            group_weights += segment_sums(chunk_weight.flatten(), index, n_segments,
-                                          deterministic=deterministic)
+            segment_sums(weighted, index, n_segments, deterministic=deterministic,
+                         out=group_sums)
+            segment_sums(chunk_weight.flatten(), index, n_segments, deterministic=deterministic,
+                         out=group_weights)
             if not pb.unit_weights:  # rows outside the mask get -1
                 valid = _select(pb.valid, problems)[:, start:stop]
                 chunk_labels = torch.where(valid, chunk_labels, -1)

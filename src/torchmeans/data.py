@@ -179,11 +179,10 @@ class KMeansData(ABC):
         if rows is not None and weight is not None:
             weight = weight.index_select(0, rows)
         if weight is None:  # integer counts: exact in any order
-            counts = torch.bincount(labels, minlength=weights.numel())
+            weights.add_(torch.bincount(labels, minlength=weights.numel()), alpha=alpha)
         else:
-            counts = segment_sums(weight.to(weights.dtype), labels, weights.numel(),
-                                  deterministic=self.deterministic)
-        weights.add_(counts, alpha=alpha)
+            segment_sums(weight.to(weights.dtype), labels, weights.numel(),
+                         deterministic=self.deterministic, out=weights, alpha=alpha)
         self._add_sums(chunk, labels, sums, rows, alpha)
 
     @abstractmethod
@@ -269,8 +268,8 @@ class DenseRows(KMeansData):
         if weight is not None:
             x = x * weight[:, None]
         if self.n_features > SMALL_D or self.device.type != "cpu":
-            sums.add_(segment_sums(x, labels, sums.shape[0], deterministic=self.deterministic),
-                      alpha=alpha)
+            segment_sums(x, labels, sums.shape[0], deterministic=self.deterministic, out=sums,
+                         alpha=alpha)
             return
         # Few features: torch's CPU index_add_ over rows is slow (3-6x) for short rows;
         # adding columns of x.T into a (d, k) block is not (benchmarks/RESULTS.md).

@@ -187,7 +187,7 @@ class CertifiedNearest(NamedTuple):
 
 
 def reference_labels(data: KMeansData, chunk: Chunk, terms: CenterTerms,
-                     rows: Tensor) -> Tensor:
+                     rows: Tensor, largest_center_norm: float | None = None) -> Tensor:
     """Return the full-precision path's labels of rows ``rows`` of ``chunk``.
 
     Float64 scores decide the rows they can (:func:`.precision.resolve_in_float64`);
@@ -199,8 +199,10 @@ def reference_labels(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     undecided = torch.arange(rows.numel(), device=rows.device)
     if supports_float64(rows.device) and data.acc_dtype != torch.float64:
         x = data.select(chunk, rows).x
+        if largest_center_norm is None:
+            largest_center_norm = largest_norm(centers_t)
         labels, undecided = resolve_in_float64(x, centers_t, terms.sq_norms,
-                                               largest_norm(centers_t))
+                                               largest_center_norm)
     if undecided.numel():
         scores = chunk_scores_into(data, chunk, terms, None)
         labels[undecided] = _first_minimum(scores, _transposed(terms))[1][rows[undecided]]
@@ -229,8 +231,9 @@ def certified_nearest(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     else:
         best, second, labels = best_and_second
         low, low_accumulation = product_dtype, False
-    certified = certify(x, best, second, labels, largest_norm(terms.transposed), low,
-                        lambda rows: reference_labels(data, chunk, terms, rows),
+    largest = largest_norm(terms.transposed)
+    certified = certify(x, best, second, labels, largest, low,
+                        lambda rows: reference_labels(data, chunk, terms, rows, largest),
                         low_accumulation=low_accumulation)
     labels = certified.labels
     # ||c||^2 - 2 x.c of the chosen center, in full precision (d flops per row).

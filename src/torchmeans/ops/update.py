@@ -23,7 +23,8 @@ __all__ = ["segment_sums", "sorted_segment_sums"]
 
 
 def segment_sums(values: Tensor, index: Tensor, n_segments: int, *,
-                 deterministic: bool = True) -> Tensor:
+                 deterministic: bool = True, out: Tensor | None = None,
+                 alpha: float = 1.0) -> Tensor:
     """Return ``out[s] = sum of values[i] over the i with index[i] == s``.
 
     Parameters
@@ -37,6 +38,11 @@ def segment_sums(values: Tensor, index: Tensor, n_segments: int, *,
     deterministic : bool
         On CUDA, sum each segment in a fixed order instead of with atomics (the CPU
         is always deterministic; other accelerators use ``index_add_``).
+    out : Tensor, optional
+        ``(n_segments, ...)`` accumulator: ``alpha`` times the sums are added into it
+        (in place, no temporary on the ``index_add_`` path) and it is returned.
+    alpha : float
+        Scale of the sums added into ``out``.
 
     Returns
     -------
@@ -44,8 +50,11 @@ def segment_sums(values: Tensor, index: Tensor, n_segments: int, *,
         ``(n_segments, ...)`` sums in ``values``' dtype; empty segments are zero.
     """
     if values.device.type != "cuda" or not deterministic or values.shape[0] == 0:
-        return values.new_zeros((n_segments, *values.shape[1:])).index_add_(0, index, values)
-    return sorted_segment_sums(values, index, n_segments)
+        if out is None:
+            out = values.new_zeros((n_segments, *values.shape[1:]))
+        return out.index_add_(0, index, values, alpha=alpha)
+    sums = sorted_segment_sums(values, index, n_segments)
+    return sums if out is None else out.add_(sums, alpha=alpha)
 
 
 def sorted_segment_sums(values: Tensor, index: Tensor, n_segments: int) -> Tensor:
