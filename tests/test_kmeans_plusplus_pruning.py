@@ -45,7 +45,10 @@ def test_pruning_with_duplicates_and_zero_weights():
     centers, indices = kmeans_plusplus_centers(data, 30, make_generator(1, data.device))
     assert (weight[indices.numpy()] > 0).all()
     assert len(np.unique(np.asarray(centers), axis=0)) == 30
-    assert indices.tolist() == reference_indices(X, weight, 30, 2 + int(np.log(30)), 1)
+    # Duplicated rows tie exactly: which copy wins is rounding (BLAS- and CPU-dependent),
+    # and either copy gives the same center and the same later draws.
+    expected = reference_indices(X, weight, 30, 2 + int(np.log(30)), 1)
+    np.testing.assert_array_equal(X[indices.numpy()], X[expected])
 
 
 def test_late_steps_evaluate_a_fraction_of_the_rows(monkeypatch):

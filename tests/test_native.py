@@ -24,7 +24,7 @@ from torchmeans import KMeans, kmeans
 from torchmeans._lloyd import accumulate, accumulate_native
 from torchmeans.data import DenseData
 from torchmeans.ops import _native
-from torchmeans.ops.assign import SMALL_K
+from torchmeans.ops.assign import SMALL_K, assign
 
 REASON = _native.unavailable_reason()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"native kernel: {REASON}")
@@ -216,16 +216,17 @@ def test_build_is_cached_per_source_and_cpu(tmp_path):
 
 
 @needs_kernel
-def test_auto_uses_the_kernel_on_dense_cpu_data(monkeypatch):
+@pytest.mark.parametrize(("n_features", "entry"), [(2, "lloyd_direct"), (20, "lloyd_step")])
+def test_auto_uses_the_kernel_on_dense_cpu_data(monkeypatch, n_features, entry):
     calls = []
-    original = _native.lloyd_step
+    original = getattr(_native, entry)
 
     def spy(*args, **kwargs):
-        calls.append(kwargs["transposed"])
+        calls.append(kwargs.get("transposed", True))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_native, "lloyd_step", spy)
-    X, init = random_row_data(300, 2, 3, 3, seed=0)
+    monkeypatch.setattr(_native, entry, spy)
+    X, init = random_row_data(300, n_features, 3, 3, seed=0)
     km = KMeans(3, init=init, n_init=1).fit(X)
     assert calls
     assert all(calls)
@@ -233,3 +234,69 @@ def test_auto_uses_the_kernel_on_dense_cpu_data(monkeypatch):
     KMeans(3, init=init, n_init=1, backend="torch").fit(X)
     assert not calls
     assert to_numpy(km.labels_).shape == (300,)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_features", range(1, 17))
+def test_direct_kernel_equals_the_gemm_at_every_width(n_features, dtype):
+    """Each compiled width: same labels as the GEMM, sums to rounding, odd row counts."""
+    generator = torch.Generator().manual_seed(n_features)
+    for n_samples, n_clusters in ((1, 1), (300, 1), (515, 7), (1000, 300)):
+        X = torch.randn(n_samples, n_features, generator=generator, dtype=dtype) * 10
+        centers = torch.randn(n_clusters, n_features, generator=generator, dtype=dtype) * 10
+        weight = torch.rand(n_samples, generator=generator, dtype=dtype) + 0.5
+        labels = torch.full((n_samples,), -1)
+        expected, got, torch_labels, native_labels = _pass_pair(X, weight, centers, 256,
+                                                                labels, False)
+        assert torch.equal(native_labels, torch_labels)
+        scale = float(expected.abs().max()) + 1.0
+        np.testing.assert_allclose(got.numpy(), expected.double().numpy(), rtol=0,
+                                   atol=2e-5 * scale * n_samples)
+        data = DenseData(X, weight)
+        shifted = centers - data.offset
+        by_gemm = assign(data, shifted, chunk_bytes=4096)
+        by_kernel = assign(data, shifted, chunk_bytes=4096, direct=True)
+        assert torch.equal(by_kernel.labels, by_gemm.labels)
+        assert torch.equal(by_kernel.inertia, by_gemm.inertia)
+
+
+@needs_kernel
+def test_direct_kernel_checks_its_inputs():
+    X, centers = torch.randn(10, 17), torch.randn(3, 17)
+    labels = torch.zeros(10, dtype=torch.int64)
+    with pytest.raises(ValueError, match="1 to 16 features, not 17"):
+        _native.lloyd_direct(X, centers, centers.square().sum(1), None, labels, None,
+                             incremental=False)
+    X, centers = X[:, :4], centers[:, :4].contiguous()
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        _native.lloyd_direct(X, centers, centers.square().sum(1), None, labels[:9], None,
+                             incremental=False)
+    with pytest.raises(ValueError, match="dtype"):
+        _native.lloyd_direct(X, centers.double(), centers.square().sum(1).double(), None,
+                             labels, None, incremental=False)
+    assert not _native.direct_applies(17)
+    assert _native.direct_applies(16)
+
+
+@needs_kernel
+def test_predict_labels_with_the_fits_kernel(monkeypatch):
+    """predict (and score) use the kernel where the fit did, so labels_ == predict(X)."""
+    X, init = random_row_data(2000, 5, 4, 4, seed=3)
+    calls = []
+    original = _native.lloyd_direct
+
+    def spy(*args, **kwargs):
+        calls.append(args[5] is None)  # labels only: accumulators None
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_native, "lloyd_direct", spy)
+    km = KMeans(4, init=init, n_init=1).fit(X)
+    calls.clear()
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    assert calls
+    assert all(calls)
+    calls.clear()
+    torch_fit = KMeans(4, init=init, n_init=1, backend="torch").fit(X)
+    np.testing.assert_array_equal(torch_fit.predict(X), km.labels_)
+    assert not calls

@@ -25,6 +25,7 @@ from torchmeans._lloyd import (
     project_to_sphere,
     resolve_algorithm,
     resolve_backend,
+    uses_direct_labels,
 )
 from torchmeans._validation import (
     as_tensor,
@@ -211,6 +212,7 @@ def fit_data(
     # Bound-based algorithms run Lloyd passes until few labels move (_lloyd.lloyd): those
     # use the resolved backend too.
     backend = resolve_backend(backend, data, n_clusters, chunk_bytes)
+    direct = uses_direct_labels(backend, data, n_clusters, chunk_bytes)  # as predict does
     best: KMeansResult | None = None
     resumed = checkpointer.load(data.device) if checkpointer is not None and resume else None
     first_run = 0
@@ -219,7 +221,7 @@ def fit_data(
         generator.set_state(resumed.generator_state)
         if resumed.best is not None:
             labels = assign(data, resumed.best.centers - data.offset,
-                            chunk_bytes=chunk_bytes).labels
+                            chunk_bytes=chunk_bytes, direct=direct).labels
             best = KMeansResult(resumed.best.centers, labels, resumed.best.inertia,
                                 resumed.best.n_iter, resumed.best.history)
         if verbose:
@@ -252,7 +254,7 @@ def fit_data(
                                                          chunk_bytes=chunk_bytes))
         else:
             final = assign(data, shifted, chunk_bytes=chunk_bytes,
-                           labels_out=result.labels, previous=result.labels)
+                           labels_out=result.labels, previous=result.labels, direct=direct)
         # Cosine: the rows are unit vectors, 1 - x.c = ||x - c||^2 / 2.
         total = collective.sum(final.inertia.reshape(1))[0]
         inertia = float(total) * (0.5 if metric == "cosine" else 1.0)

@@ -25,6 +25,7 @@ from torch import Tensor
 from torchmeans._checkpoint import Checkpointer, data_fingerprint
 from torchmeans._distributed import Collective, global_mean
 from torchmeans._functional import fit_data, resolve_init, verbose_logging
+from torchmeans._lloyd import uses_direct_labels
 from torchmeans._validation import (
     NUMPY_FLOAT_DTYPES,
     _from_numpy,
@@ -333,6 +334,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 f"{self.n_features_in_} features as input."
             )
 
+    def _direct_labels(self, data: KMeansData, centers: Tensor) -> bool:
+        """Whether labels come from the native kernel's own scores, as in the fit.
+
+        Estimators without a ``backend`` (``MiniBatchKMeans``) label with the GEMM.
+        """
+        backend = getattr(self, "backend", None)
+        return backend is not None and uses_direct_labels(backend, data, centers.shape[0],
+                                                          self.chunk_bytes)
+
     def _fitted_terms(self, X: Any, sample_weight: Any = None) -> tuple[KMeansData, Tensor]:
         """Return data and centers for predict/transform/score, shifted exactly as in ``fit``."""
         if is_source(X):
@@ -531,7 +541,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         check_is_fitted(self)
         X_tensor, _, output = self._prepare(X, reset=False)
         data, centers = self._fitted_terms(X_tensor)
-        labels = assign(data, centers, chunk_bytes=self.chunk_bytes).labels
+        labels = assign(data, centers, chunk_bytes=self.chunk_bytes,
+                        direct=self._direct_labels(data, centers)).labels
         if out is None:
             return output(labels, labels=True)
         return _write_labels(labels, out)
@@ -598,5 +609,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         check_is_fitted(self)
         X_tensor, _, _ = self._prepare(X, reset=False)
         data, centers = self._fitted_terms(X_tensor, sample_weight)
-        inertia = float(assign(data, centers, chunk_bytes=self.chunk_bytes).inertia)
+        inertia = float(assign(data, centers, chunk_bytes=self.chunk_bytes,
+                               direct=self._direct_labels(data, centers)).inertia)
         return -inertia * (0.5 if self.metric == "cosine" else 1.0)

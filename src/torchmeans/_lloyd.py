@@ -152,6 +152,22 @@ def resolve_backend(backend: str, data: KMeansData, n_clusters: int,
     return "native" if accumulator_bytes <= chunk_budget(data, chunk_bytes) else "torch"
 
 
+def uses_direct_labels(backend: str, data: KMeansData, n_clusters: int,
+                       chunk_bytes: int | None) -> bool:
+    """Whether labels of ``data`` come from the native kernel's own scores.
+
+    True where ``backend`` resolves to ``'native'`` (:func:`resolve_backend`) and the
+    rows have few enough features for :func:`~torchmeans.ops._native.lloyd_direct`.
+    The fit's passes, its final assignment and predict follow this one rule.
+    """
+    if not _native.direct_applies(data.n_features):
+        return False
+    try:
+        return resolve_backend(backend, data, n_clusters, chunk_bytes) == "native"
+    except ValueError:  # predict with an explicit backend that cannot run on this data
+        return False
+
+
 @functools.cache
 def _warn_once(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=4)
@@ -267,17 +283,26 @@ def accumulate_native(data: KMeansData, centers: Tensor, labels: Tensor, rows: i
     """:func:`accumulate` with the compiled kernel after each chunk's GEMM (float64 result).
 
     Same scores (:func:`~torchmeans.ops.assign.chunk_scores_into`), so the same
-    labels; the sums are added per thread in float64.
+    labels; the sums are added per thread in float64. With few features
+    (:func:`~torchmeans.ops._native.direct_applies`) the kernel computes the scores
+    itself, summed in a BLAS kernel's order; :func:`uses_direct_labels` then makes
+    predict use it too, so a fit's labels equal predict's on any BLAS.
     """
     n_clusters, n_features = centers.shape
     accumulators = _native.new_accumulators(n_clusters, n_features)
     terms = center_terms(centers)
-    buffer = score_buffer(data, centers, rows)
+    # Few features: the kernel computes the scores itself (no score block in memory).
+    direct = _native.direct_applies(n_features)
+    buffer = None if direct else score_buffer(data, centers, rows)
     transposed = transposed_layout(n_clusters)
     for chunk in data.chunks(rows):
+        x, chunk_labels = chunk.x.contiguous(), labels[chunk.start : chunk.stop]
+        if direct:
+            _native.lloyd_direct(x, centers, terms.sq_norms, chunk.weight, chunk_labels,
+                                 accumulators, incremental=incremental)
+            continue
         scores = chunk_scores_into(data, chunk, terms, buffer)
-        _native.lloyd_step(scores, chunk.x.contiguous(), chunk.weight,
-                           labels[chunk.start : chunk.stop], accumulators,
+        _native.lloyd_step(scores, x, chunk.weight, chunk_labels, accumulators,
                            transposed=transposed, incremental=incremental)
     return accumulators.sum(dim=0)
 

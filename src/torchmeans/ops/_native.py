@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "lloyd_step", "unavailable_reason"]
+__all__ = ["available", "direct_applies", "lloyd_direct", "lloyd_step", "unavailable_reason"]
 
 logger = logging.getLogger("torchmeans")
 
@@ -55,14 +55,19 @@ class _Kernel:
                                        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
                                        ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                        ctypes.c_int]
-        self.steps = {}
-        for dtype, name in ((torch.float32, "tm_lloyd_step_f32"),
-                            (torch.float64, "tm_lloyd_step_f64")):
-            function = getattr(library, name)
+        direct_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64] + [
+            ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        self.steps, self.direct = {}, {}
+        for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
+            function = getattr(library, f"tm_lloyd_step_{suffix}")
             function.argtypes, function.restype = args, None
             self.steps[dtype] = function
+            function = getattr(library, f"tm_lloyd_direct_{suffix}")
+            function.argtypes, function.restype = direct_args, None
+            self.direct[dtype] = function
         self.max_threads = library.tm_max_threads
         self.max_threads.argtypes, self.max_threads.restype = [], ctypes.c_int
+        self.direct_max_features = library.tm_direct_max_features()
 
 
 def _openmp_runtime() -> Path:
@@ -215,4 +220,60 @@ def lloyd_step(scores: Tensor, x: Tensor, weight: Tensor | None, labels: Tensor,
         n_rows, k, n_features, scores.data_ptr(), row_stride, center_stride,
         x.data_ptr(), x.stride(0), None if weight is None else weight.data_ptr(),
         labels.data_ptr(), int(incremental), accumulators.data_ptr(), accumulators.shape[0],
+    )
+
+
+def direct_applies(n_features: int) -> bool:
+    """Whether :func:`lloyd_direct` takes rows of ``n_features`` (the kernel is available)."""
+    loaded = _load()
+    return isinstance(loaded, _Kernel) and 1 <= n_features <= loaded.direct_max_features
+
+
+def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | None,
+                 labels: Tensor, accumulators: Tensor | None, *, incremental: bool) -> None:
+    """:func:`lloyd_step` that computes the scores itself (few features only).
+
+    The scores ``||c||^2 - 2 x.c`` of a block of rows live in registers and L1 only:
+    no ``rows x k`` block is written (see ``_lloyd_kernel.c``). Without
+    ``accumulators`` only the labels are written (predict).
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(rows, d)`` shifted rows (unit stride along features), float32 or float64,
+        with ``d`` accepted by :func:`direct_applies`.
+    centers : Tensor
+        ``(k, d)`` centers, same dtype.
+    sq_norms : Tensor
+        ``(k,)`` their squared norms (as :func:`~torchmeans.ops.assign.center_terms`
+        computes them).
+    weight, labels, accumulators, incremental
+        As for :func:`lloyd_step`; ``accumulators`` may be None (labels only).
+    """
+    kernel = _kernel()
+    n_rows, n_features = x.shape
+    k = centers.shape[0]
+    if not direct_applies(n_features):
+        raise ValueError(f"lloyd_direct takes 1 to {kernel.direct_max_features} features, "
+                         f"not {n_features}")
+    centers, sq_norms = centers.contiguous(), sq_norms.contiguous()
+    if not (x.stride(1) == 1 and labels.is_contiguous() and labels.dtype == torch.int64
+            and centers.dtype == sq_norms.dtype == x.dtype):
+        raise ValueError("lloyd_direct needs rows with unit feature stride, int64 labels and "
+                         "centers of the rows' dtype")
+    if (labels.numel() != n_rows or centers.shape != (k, n_features) or sq_norms.numel() != k
+            or (weight is not None and weight.numel() != n_rows)
+            or (accumulators is not None and (
+                accumulators.dim() != 2 or accumulators.shape[1] != k * n_features + k + 2
+                or accumulators.dtype != torch.float64 or not accumulators.is_contiguous()))):
+        raise ValueError(
+            f"lloyd_direct: inconsistent sizes (rows {n_rows}, labels {labels.numel()}, "
+            f"centers {tuple(centers.shape)}, norms {sq_norms.numel()})")
+    if weight is not None:
+        weight = weight.to(x.dtype).contiguous()
+    n_acc = kernel.max_threads() if accumulators is None else accumulators.shape[0]
+    kernel.direct[x.dtype](
+        n_rows, k, n_features, x.data_ptr(), x.stride(0), centers.data_ptr(),
+        sq_norms.data_ptr(), None if weight is None else weight.data_ptr(), labels.data_ptr(),
+        int(incremental), None if accumulators is None else accumulators.data_ptr(), n_acc,
     )

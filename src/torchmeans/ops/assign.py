@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from torchmeans.data import Chunk, KMeansData, rows_per_chunk, supports_float64, weighted_sum
+from torchmeans.ops import _native
 from torchmeans.ops.precision import certify, largest_norm, resolve_in_float64, top2
 
 __all__ = [
@@ -310,6 +311,7 @@ def assign(
     chunk_bytes: int | None = None,
     labels_out: Tensor | None = None,
     previous: Tensor | None = None,
+    direct: bool = False,
 ) -> Assignment:
     """Assign every row of ``data`` to its nearest center and return the exact inertia.
 
@@ -329,6 +331,10 @@ def assign(
     previous : Tensor, optional
         ``(n_samples,)`` labels from a nearby set of centers (e.g. the last Lloyd
         iteration's): speeds up the search, same result (see :func:`nearest_centers`).
+    direct : bool
+        Label with the native kernel's own scores (:func:`~torchmeans.ops._native.
+        lloyd_direct`; the caller checks that it applies, see
+        :func:`torchmeans._lloyd.uses_direct_labels`) instead of the GEMM's.
 
     Returns
     -------
@@ -341,11 +347,17 @@ def assign(
     if labels is None:
         labels = torch.empty(data.n_samples, dtype=torch.int64, device=data.device)
     inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
-    buffer = score_buffer(data, centers, rows)
+    buffer = None if direct else score_buffer(data, centers, rows)
     for chunk in data.chunks(rows):
-        chunk_previous = None if previous is None else previous[chunk.start : chunk.stop]
-        _, chunk_labels = nearest_centers(data, chunk, terms, buffer, previous=chunk_previous)
-        labels[chunk.start : chunk.stop] = chunk_labels
+        if direct:
+            chunk_labels = labels[chunk.start : chunk.stop]
+            _native.lloyd_direct(chunk.x.contiguous(), centers, terms.sq_norms, None,
+                                 chunk_labels, None, incremental=False)
+        else:
+            chunk_previous = None if previous is None else previous[chunk.start : chunk.stop]
+            _, chunk_labels = nearest_centers(data, chunk, terms, buffer,
+                                              previous=chunk_previous)
+            labels[chunk.start : chunk.stop] = chunk_labels
         distances = data.sq_distances_to(chunk, centers, chunk_labels)
         inertia += weighted_sum(distances, chunk.weight)
     return Assignment(labels, inertia)
