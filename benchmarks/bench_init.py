@@ -93,12 +93,55 @@ def quality(shape: tuple[int, int, int], seeds: int) -> None:
               f"{np.std(ours / theirs):.3f} |", flush=True)
 
 
+def subsample_quality(shape: tuple[int, int, int], init_sizes: tuple[int, ...],
+                      seeds: int) -> None:
+    """Seeds drawn on uniform subsamples (``init_size``) against all rows, at ``shape``.
+
+    For each seed: scikit-learn's ``kmeans_plusplus`` on all rows, torchmeans' on all
+    rows, and torchmeans' on ``init_size`` rows drawn without replacement (what
+    ``KMeans(init_size=...)`` does); the potential of those centers on *all* rows,
+    then a torchmeans fit to convergence (scikit-learn's defaults) from each.
+    """
+    n, d, k = shape
+    X, _ = make_data(n, d, k)
+    X_tensor = torch.from_numpy(X)
+    names = ["scikit-learn, all rows", "torchmeans, all rows",
+             *(f"torchmeans, init_size={size:_}" for size in init_sizes)]
+    seeded: dict[str, list[float]] = {name: [] for name in names}
+    fitted: dict[str, list[float]] = {name: [] for name in names}
+    for seed in range(seeds):
+        starts = {names[0]: kmeans_plusplus(X, k, random_state=seed)[0],
+                  names[1]: torchmeans.kmeans_plusplus(X_tensor, k, random_state=seed)[0]}
+        rng = np.random.default_rng(seed)
+        for name, size in zip(names[2:], init_sizes, strict=True):
+            rows = torch.from_numpy(rng.choice(n, size, replace=False))
+            starts[name] = torchmeans.kmeans_plusplus(X_tensor[rows], k, random_state=seed)[0]
+        for name, centers in starts.items():
+            centers = np.asarray(centers, dtype=X.dtype)
+            seeded[name].append(potential(X, centers))
+            fitted[name].append(torchmeans.KMeans(k, init=centers, n_init=1).fit(X).inertia_)
+    print(f"\nSeeding on a subsample at {n:_} x {d} x {k}, {seeds} seeds; mean over seeds "
+          "relative to scikit-learn's seeding on all rows (per-seed ratios' std)\n")
+    print("| seeding | seeds' potential | converged inertia |\n|---|---:|---:|")
+    reference_seeded = np.array(seeded[names[0]])
+    reference_fitted = np.array(fitted[names[0]])
+    for name in names:
+        ours_seeded, ours_fitted = np.array(seeded[name]), np.array(fitted[name])
+        print(f"| {name} | {ours_seeded.mean() / reference_seeded.mean():.4f} "
+              f"({np.std(ours_seeded / reference_seeded):.4f}) | "
+              f"{ours_fitted.mean() / reference_fitted.mean():.4f} "
+              f"({np.std(ours_fitted / reference_fitted):.4f}) |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
     parser.add_argument("--markdown", action="store_true", help="(tables are markdown)")
+    parser.add_argument("--subsample-seeds", type=int, default=0,
+                        help="also compare seeding on subsamples at the cost shape "
+                             "(this many seeds; slow: converged fits at 200,000 x 128)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cost_shape = (20_000, 16, 64) if args.quick else COST_SHAPE
@@ -108,6 +151,9 @@ def main() -> None:
     with threadpool_limits(args.threads):
         cost(cost_shape, (cost_shape[0] // 10, cost_shape[0] // 40))
         quality(quality_shape, 3 if args.quick else args.seeds)
+        if args.subsample_seeds:
+            n = cost_shape[0]
+            subsample_quality(cost_shape, (n // 40, n // 20, n // 10), args.subsample_seeds)
 
 
 if __name__ == "__main__":

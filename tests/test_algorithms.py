@@ -34,6 +34,7 @@ from torchmeans._bounds import BoundedPass, center_groups
 from torchmeans._lloyd import lloyd
 from torchmeans._validation import make_data
 from torchmeans.data import DenseData, SparseData, csr_tensor
+from torchmeans.ops import _native
 from torchmeans.ops.assign import center_terms, chunk_rows_for
 
 BOUNDED = ["elkan", "hamerly", "yinyang", "auto"]
@@ -657,6 +658,21 @@ def test_auto_picks_by_clusters_and_dimension():
     assert resolve_algorithm("auto", data(768), 256) == "elkan"
     assert resolve_algorithm("auto", data(300), 1024) == "hamerly"  # bounds larger than data
     assert resolve_algorithm("yinyang", data(768), 256) == "yinyang"
+    # The native kernel's own scores (<= 16 features): Lloyd at any k.
+    assert resolve_algorithm("auto", data(8), 256, direct=True) == "lloyd"
+    assert resolve_algorithm("auto", data(8), 256) == "hamerly"
+    assert resolve_algorithm("elkan", data(8), 256, direct=True) == "elkan"
+
+
+@pytest.mark.skipif(not _native.direct_applies(8), reason="no native kernel")
+def test_auto_runs_lloyd_where_the_kernel_computes_the_scores():
+    X, init = random_row_data(3000, 8, 70, 70, seed=2)
+    auto = KMeans(70, init=init, n_init=1).fit(X)
+    # Bounded passes report NaN inertia (they skip the exact sums): none here.
+    assert np.isfinite([s.inertia for s in auto.n_iter_history_]).all()
+    hamerly = KMeans(70, init=init, n_init=1, algorithm="hamerly").fit(X)
+    assert np.isnan(hamerly.n_iter_history_[-1].inertia)
+    np.testing.assert_array_equal(auto.labels_, hamerly.labels_)
 
 
 def test_auto_keeps_elkans_bounds_off_sparse_data():

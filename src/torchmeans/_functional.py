@@ -205,14 +205,16 @@ def fit_data(
     tol_abs = global_mean_variance(data, collective) * tol if tol > 0 else 0.0
     if backend == "native" and algorithm == "auto":
         algorithm = "lloyd"  # the native kernel runs Lloyd passes
-    algorithm = resolve_algorithm(algorithm, data, n_clusters)
+    # Labels from the native kernel's own scores (few features): in the passes, the final
+    # assignment and predict alike.
+    direct = uses_direct_labels(backend, data, n_clusters, chunk_bytes)
+    algorithm = resolve_algorithm(algorithm, data, n_clusters, direct=direct)
     if backend == "native" and algorithm != "lloyd":
         raise ValueError(f"backend='native' runs Lloyd passes; algorithm={algorithm!r} uses "
                          "torch ops: pass algorithm='lloyd' or backend='auto'.")
     # Bound-based algorithms run Lloyd passes until few labels move (_lloyd.lloyd): those
     # use the resolved backend too.
     backend = resolve_backend(backend, data, n_clusters, chunk_bytes)
-    direct = uses_direct_labels(backend, data, n_clusters, chunk_bytes)  # as predict does
     best: KMeansResult | None = None
     resumed = checkpointer.load(data.device) if checkpointer is not None and resume else None
     first_run = 0

@@ -55,16 +55,19 @@ logger = logging.getLogger("torchmeans")
 Reducer = Callable[[Tensor], Tensor]
 
 
-def resolve_algorithm(algorithm: str, data: KMeansData, n_clusters: int) -> str:
+def resolve_algorithm(algorithm: str, data: KMeansData, n_clusters: int, *,
+                      direct: bool = False) -> str:
     """Return the algorithm that runs for ``algorithm='auto'`` (others are returned as given).
 
     All algorithms give the same result; ``'auto'`` picks the fastest measured in
     benchmarks/RESULTS.md ("converged fits"): the bound-based passes pay once
-    iterations move few samples, which is most of a converging fit.
+    iterations move few samples, which is most of a converging fit. Where the native
+    kernel computes the scores itself (``direct``, at most 16 features on the CPU), a
+    Lloyd pass costs less than the bounds' bookkeeping at every k measured.
     """
     if algorithm != "auto":
         return algorithm
-    if n_clusters < AUTO_BOUNDS_MIN_CLUSTERS:
+    if n_clusters < AUTO_BOUNDS_MIN_CLUSTERS or direct:
         return "lloyd"
     if (data.dense_rows and not data.streamed and data.n_features >= AUTO_ELKAN_MIN_FEATURES
             and n_clusters <= data.n_features):

@@ -362,9 +362,10 @@ class DenseData(DenseRows):
 
     def _row_statistics(self) -> None:
         """One pass: squared norms of the shifted rows, and their column sums."""
+        # Chunks of ~1M elements: the temporaries stay in cache (no fresh pages per pass).
         norms = torch.empty(self.n_samples, dtype=self.acc_dtype, device=self.device)
         total = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
-        rows = max(1, (1 << 24) // max(1, self.n_features))
+        rows = max(1, (1 << 20) // max(1, self.n_features))
         for start, stop in _row_chunks(self.n_samples, rows):
             x = self._shifted(start, stop).to(self.acc_dtype)
             norms[start:stop] = x.square().sum(dim=1)

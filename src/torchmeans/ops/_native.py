@@ -3,9 +3,10 @@
 ``_lloyd_kernel.c`` fuses what follows torch's score GEMM in a Lloyd pass (first
 minimum, label update, weighted sums, inertia, changed count) into one pass over a
 chunk. At small ``k`` those separate torch ops cost more than the GEMM itself
-(benchmarks/RESULTS.md). The kernel is plain C99 + OpenMP, compiled on first use
-with the system C compiler (``$CC``, else ``cc``) in well under a second, and
-cached per user:
+(benchmarks/RESULTS.md). With at most 16 features it also computes the scores itself
+(:func:`lloyd_direct`), so no score block is written at all. The kernel is plain C99 +
+OpenMP, compiled on first use with the system C compiler (``$CC``, else ``cc``) in a
+few seconds, and cached per user:
 
 - It links against the OpenMP runtime torch has already loaded (found in
   ``/proc/self/maps``). Torch and the kernel then share one thread pool, and
