@@ -1,7 +1,8 @@
 r"""k-means++ seeding: its cost in Lloyd iterations, and its quality against scikit-learn's.
 
-Cost: time of ``torchmeans.kmeans_plusplus`` (full data, and with ``init_size``
-subsampling through ``KMeans``) and of scikit-learn's ``kmeans_plusplus``, each
+Cost: time of ``torchmeans.kmeans_plusplus`` (its default: the blocked seeding at the
+cost shape; the exact greedy seeding on all rows; ``init_size`` subsampling through
+``KMeans``) and of scikit-learn's ``kmeans_plusplus``, each
 divided by the time of one torchmeans Lloyd iteration on the same data (from a
 fixed-iteration fit), all measured in one process.
 
@@ -18,8 +19,10 @@ Command (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -28,6 +31,7 @@ from sklearn.cluster import kmeans_plusplus
 from threadpoolctl import threadpool_limits
 
 import torchmeans
+from torchmeans import _init
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from bench_lloyd import make_data
@@ -51,14 +55,28 @@ def potential(X: np.ndarray, centers: np.ndarray) -> float:
     return total
 
 
+@contextlib.contextmanager
+def exact_greedy() -> Iterator[None]:
+    """Within the block, k-means++ is the exact greedy seeding at every size."""
+    saved = _init.BLOCKED_SEEDING_MIN_WORK
+    _init.BLOCKED_SEEDING_MIN_WORK = 1 << 62
+    try:
+        yield
+    finally:
+        _init.BLOCKED_SEEDING_MIN_WORK = saved
+
+
 def cost(shape: tuple[int, int, int], init_sizes: tuple[int, ...]) -> None:
     n, d, k = shape
     X, init = make_data(n, d, k)
     X_tensor = torch.from_numpy(X)
     lloyd = torchmeans.KMeans(k, init=init, n_init=1, max_iter=3, tol=0)
     iteration = timed(lambda: lloyd.fit(X_tensor)) / 3
-    rows = [("torchmeans kmeans_plusplus", timed(
+    rows = [("torchmeans kmeans_plusplus (default: blocked at this size)", timed(
         lambda: torchmeans.kmeans_plusplus(X_tensor, k, random_state=0)))]
+    with exact_greedy():
+        rows.append(("torchmeans greedy on all rows (`blocked` off)", timed(
+            lambda: torchmeans.kmeans_plusplus(X_tensor, k, random_state=0))))
     for size in init_sizes:
         seeding = torchmeans.KMeans(k, init_size=size, n_init=1, max_iter=1, tol=0,
                                     random_state=0)
@@ -93,34 +111,38 @@ def quality(shape: tuple[int, int, int], seeds: int) -> None:
               f"{np.std(ours / theirs):.3f} |", flush=True)
 
 
-def subsample_quality(shape: tuple[int, int, int], init_sizes: tuple[int, ...],
+def quality_at_scale(shape: tuple[int, int, int], init_sizes: tuple[int, ...],
                       seeds: int) -> None:
-    """Seeds drawn on uniform subsamples (``init_size``) against all rows, at ``shape``.
+    """Seeding quality at ``shape``: every way torchmeans seeds, against scikit-learn's.
 
-    For each seed: scikit-learn's ``kmeans_plusplus`` on all rows, torchmeans' on all
-    rows, and torchmeans' on ``init_size`` rows drawn without replacement (what
+    For each seed: scikit-learn's ``kmeans_plusplus`` on all rows, torchmeans' exact
+    greedy seeding on all rows, its default (the blocked seeding at this size), and its
+    greedy seeding on ``init_size`` rows drawn without replacement (what
     ``KMeans(init_size=...)`` does); the potential of those centers on *all* rows,
     then a torchmeans fit to convergence (scikit-learn's defaults) from each.
     """
     n, d, k = shape
     X, _ = make_data(n, d, k)
     X_tensor = torch.from_numpy(X)
-    names = ["scikit-learn, all rows", "torchmeans, all rows",
+    names = ["scikit-learn, all rows", "torchmeans greedy, all rows",
+             "torchmeans default (blocked)",
              *(f"torchmeans, init_size={size:_}" for size in init_sizes)]
     seeded: dict[str, list[float]] = {name: [] for name in names}
     fitted: dict[str, list[float]] = {name: [] for name in names}
     for seed in range(seeds):
-        starts = {names[0]: kmeans_plusplus(X, k, random_state=seed)[0],
-                  names[1]: torchmeans.kmeans_plusplus(X_tensor, k, random_state=seed)[0]}
+        starts = {names[0]: kmeans_plusplus(X, k, random_state=seed)[0]}
+        with exact_greedy():
+            starts[names[1]] = torchmeans.kmeans_plusplus(X_tensor, k, random_state=seed)[0]
+        starts[names[2]] = torchmeans.kmeans_plusplus(X_tensor, k, random_state=seed)[0]
         rng = np.random.default_rng(seed)
-        for name, size in zip(names[2:], init_sizes, strict=True):
+        for name, size in zip(names[3:], init_sizes, strict=True):
             rows = torch.from_numpy(rng.choice(n, size, replace=False))
             starts[name] = torchmeans.kmeans_plusplus(X_tensor[rows], k, random_state=seed)[0]
         for name, centers in starts.items():
             centers = np.asarray(centers, dtype=X.dtype)
             seeded[name].append(potential(X, centers))
             fitted[name].append(torchmeans.KMeans(k, init=centers, n_init=1).fit(X).inertia_)
-    print(f"\nSeeding on a subsample at {n:_} x {d} x {k}, {seeds} seeds; mean over seeds "
+    print(f"\nSeeding quality at {n:_} x {d} x {k}, {seeds} seeds; mean over seeds "
           "relative to scikit-learn's seeding on all rows (per-seed ratios' std)\n")
     print("| seeding | seeds' potential | converged inertia |\n|---|---:|---:|")
     reference_seeded = np.array(seeded[names[0]])
@@ -139,8 +161,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
     parser.add_argument("--markdown", action="store_true", help="(tables are markdown)")
-    parser.add_argument("--subsample-seeds", type=int, default=0,
-                        help="also compare seeding on subsamples at the cost shape "
+    parser.add_argument("--scale-seeds", type=int, default=0,
+                        help="also compare the seedings' quality at the cost shape "
                              "(this many seeds; slow: converged fits at 200,000 x 128)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -151,9 +173,9 @@ def main() -> None:
     with threadpool_limits(args.threads):
         cost(cost_shape, (cost_shape[0] // 10, cost_shape[0] // 40))
         quality(quality_shape, 3 if args.quick else args.seeds)
-        if args.subsample_seeds:
+        if args.scale_seeds or args.quick:
             n = cost_shape[0]
-            subsample_quality(cost_shape, (n // 40, n // 20, n // 10), args.subsample_seeds)
+            quality_at_scale(cost_shape, (n // 40, n // 20, n // 10), args.scale_seeds or 1)
 
 
 if __name__ == "__main__":
