@@ -110,7 +110,7 @@ def test_large_problems_take_the_blocked_seeding(monkeypatch, tmp_path):
     np.testing.assert_array_equal(streamed.labels_, blocked.labels_)  # same draws
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 130])
+@pytest.mark.parametrize("k", [1, 2, 3, 130, 300])
 def test_every_block_size(k):
     X = np.random.default_rng(k).normal(size=(500, 4))
     data = make_data(torch.as_tensor(X), torch.ones(500, dtype=torch.float64), copy=True)

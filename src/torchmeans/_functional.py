@@ -249,7 +249,10 @@ def fit_data(
         centers = result.centers + data.offset
         # predict() shifts the returned centers back; label against exactly those.
         shifted = centers - data.offset
-        if result.labels_are_final and torch.equal(shifted, result.centers):
+        # Bounded passes label with the GEMM: with the kernel's own scores for predict,
+        # the final labels come from it (they agree wherever the BLAS sums alike).
+        if (result.labels_are_final and torch.equal(shifted, result.centers)
+                and not (direct and algorithm != "lloyd")):
             # Converged with labels unchanged: the last pass already assigned against
             # these exact centers (scikit-learn skips this step then, too).
             final = Assignment(result.labels, inertia_of(data, shifted, result.labels,

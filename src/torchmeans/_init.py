@@ -8,6 +8,7 @@ is touched.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -57,7 +58,9 @@ far more of memory traffic (40 Lloyd iterations at 200,000 x 128, k=1024)."""
 BLOCKED_SEEDING_MAX_BLOCK = 128
 """Most centers chosen between two passes over all rows (blocks double up to this)."""
 EVALUATION_MAX_ROWS = 1 << 20
-"""Most rows on which the blocked seeding compares its candidates."""
+"""Most rows on which the blocked seeding compares its candidates..."""
+EVALUATION_MAX_BYTES = 1 << 28
+"""... and most memory they take (a copy of them is held, dense)."""
 EVALUATION_ROWS_PER_CLUSTER = 32
 """Fewest rows per cluster on which the blocked seeding compares its candidates
 (potential of the seeds over 30 seeds at 20,000 x 16, k=200, relative to greedy
@@ -182,8 +185,8 @@ def blocked_kmeans_plusplus_centers(
     up to date against each new center. The ``n_local_trials`` candidates of a step are
     compared by the potential they leave on a fixed uniform subsample of
     ``evaluation_rows`` rows (default ``n_samples / n_local_trials`` but at least
-    ``EVALUATION_ROWS_PER_CLUSTER * n_clusters`` and at most ``EVALUATION_MAX_ROWS``:
-    about one more Lloyd iteration in all) instead of on all rows. With
+    ``EVALUATION_ROWS_PER_CLUSTER * n_clusters``, at most ``EVALUATION_MAX_ROWS`` and
+    ``EVALUATION_MAX_BYTES``: about one more Lloyd iteration in all) instead of on all rows. With
     ``evaluation_rows >= n_samples`` the comparison is exact and the seeding is greedy
     k-means++ itself (another random stream than :func:`kmeans_plusplus_centers`'s).
 
@@ -201,7 +204,9 @@ def blocked_kmeans_plusplus_centers(
     itemsize = torch.finfo(dtype).bits // 8
     if evaluation_rows is None:
         evaluation_rows = min(max(-(-n // n_local_trials), EVALUATION_ROWS_PER_CLUSTER
-                                  * n_clusters), EVALUATION_MAX_ROWS)
+                                  * n_clusters), EVALUATION_MAX_ROWS,
+                              max(n_local_trials, EVALUATION_MAX_BYTES
+                                  // (itemsize * data.n_features)))
     centers = torch.empty(n_clusters, data.n_features, dtype=dtype, device=device)
     indices = torch.empty(n_clusters, dtype=torch.int64, device=device)
     indices[:1] = _weighted_choice(weight, 1, generator)
@@ -209,17 +214,17 @@ def blocked_kmeans_plusplus_centers(
     closest = _sq_distances(data, centers[:1], chunk_rows_for(data, 1, chunk_bytes))[0]
     nearest = torch.zeros(n, dtype=torch.int64, device=device)  # (unused here)
     if evaluation_rows >= n:
-        part, part_closest = data, closest.clone()
+        sample = torch.arange(n, device=device)
     else:
         sample = torch.randperm(n, generator=generator, device=device)[:evaluation_rows]
-        part = _in_memory_subset(data, sample)
-        part_closest = closest[sample]
+    best_of = _candidate_judge(data, sample, closest[sample], itemsize, chunk_bytes)
     chosen = 1
     while chosen < n_clusters:
         block_start = chosen
         block = min(chosen, BLOCKED_SEEDING_MAX_BLOCK, n_clusters - chosen)
         pool_ids = _weighted_choice(weight * closest, 2 * n_local_trials * block, generator)
         pool = data.take(pool_ids)
+        pool_sq = pool.square().sum(dim=1)
         pool_start = closest[pool_ids]
         pool_now = pool_start.clone()
         next_proposal = 0
@@ -236,12 +241,14 @@ def blocked_kmeans_plusplus_centers(
             trials = next_proposal + accepted
             next_proposal = int(trials[-1]) + 1
             candidates = pool[trials]
-            best_distances, best = _best_candidate(part, candidates, part_closest, itemsize,
-                                                   chunk_bytes)
-            torch.minimum(part_closest, best_distances, out=part_closest)
+            best = best_of(candidates)
             centers[chosen] = candidates[best]
             indices[chosen] = pool_ids[trials[best]]
-            torch.minimum(pool_now, (pool - candidates[best]).square().sum(dim=1), out=pool_now)
+            # The proposals still unused, against the new center (a GEMV).
+            unused = slice(next_proposal, None)
+            gaps = torch.addmv(pool_sq[unused], pool[unused], candidates[best], alpha=-2)
+            gaps.add_(pool_sq[trials[best]]).clamp_(min=0)
+            torch.minimum(pool_now[unused], gaps, out=pool_now[unused])
             chosen += 1
         if chosen < n_clusters:
             _lower_closest(data, centers[block_start:chosen], block_start, closest, nearest,
@@ -249,15 +256,37 @@ def blocked_kmeans_plusplus_centers(
     return centers, indices
 
 
-def _in_memory_subset(data: KMeansData, rows: Tensor) -> KMeansData:
-    """Rows ``rows`` of ``data`` as data in memory (a streamed source's rows are read)."""
-    if not data.streamed:
-        return data.subset(rows)
-    from torchmeans.data import DenseData
+def _candidate_judge(data: KMeansData, rows: Tensor, closest: Tensor, itemsize: int,
+                     chunk_bytes: int | None) -> Callable[[Tensor], int]:
+    """Return ``best_of(candidates)``: the candidate leaving the least potential on ``rows``.
 
-    return DenseData(data.take(rows), data.sample_weight[rows],
-                     torch.zeros(data.n_features, dtype=data.acc_dtype, device=data.device),
-                     shifted=True)
+    ``closest`` (the rows' current ``D^2``) is lowered to the winner's distances at
+    each call. Dense rows are held as one block, so a call is one GEMM into a
+    ``(rows, candidates)`` block and a few passes over it (it stays in cache); sparse
+    rows go through :func:`_best_candidate`.
+    """
+    weight = None if data.unit_weights else data.sample_weight[rows]
+    if not data.dense_rows:
+        part = data.subset(rows)
+
+        def best_of_sparse(candidates: Tensor) -> int:
+            distances, best = _best_candidate(part, candidates, closest, itemsize,
+                                               chunk_bytes)
+            torch.minimum(closest, distances, out=closest)
+            return int(best)
+        return best_of_sparse
+    x = data.take(rows)
+    sq_norms = x.square().sum(dim=1)
+
+    def best_of(candidates: Tensor) -> int:
+        distances = torch.addmm(sq_norms[:, None], x, candidates.T, alpha=-2)
+        distances.add_(candidates.square().sum(dim=1)).clamp_(min=0)
+        torch.minimum(distances, closest[:, None], out=distances)
+        potentials = distances.sum(dim=0) if weight is None else weight @ distances
+        best = int(potentials.argmin())
+        closest.copy_(distances[:, best])
+        return best
+    return best_of
 
 
 def _best_candidate(data: KMeansData, candidates: Tensor, closest: Tensor, itemsize: int,

@@ -25,7 +25,7 @@ from torch import Tensor
 from torchmeans._checkpoint import Checkpointer, data_fingerprint
 from torchmeans._distributed import Collective, global_mean
 from torchmeans._functional import fit_data, resolve_init, verbose_logging
-from torchmeans._lloyd import uses_direct_labels
+from torchmeans._lloyd import native_unsupported, uses_direct_labels
 from torchmeans._validation import (
     NUMPY_FLOAT_DTYPES,
     _from_numpy,
@@ -39,6 +39,7 @@ from torchmeans._validation import (
 )
 from torchmeans.data import KMeansData, accumulation_dtype
 from torchmeans.module import KMeansModule
+from torchmeans.ops import _native
 from torchmeans.ops.assign import assign, pairwise_distances
 from torchmeans.ops.precision import with_full_float32_matmul
 from torchmeans.sources import is_source
@@ -337,11 +338,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def _direct_labels(self, data: KMeansData, centers: Tensor) -> bool:
         """Whether labels come from the native kernel's own scores, as in the fit.
 
-        Estimators without a ``backend`` (``MiniBatchKMeans``) label with the GEMM.
+        As the fit decided, where the kernel can run on ``data``. Estimators without
+        a ``backend`` (``MiniBatchKMeans``) and models loaded from files label with the
+        GEMM.
         """
-        backend = getattr(self, "backend", None)
-        return backend is not None and uses_direct_labels(backend, data, centers.shape[0],
-                                                          self.chunk_bytes)
+        return (getattr(self, "_fit_direct_labels", False)
+                and native_unsupported(data) is None
+                and _native.direct_applies(centers.shape[1]))
 
     def _fitted_terms(self, X: Any, sample_weight: Any = None) -> tuple[KMeansData, Tensor]:
         """Return data and centers for predict/transform/score, shifted exactly as in ``fit``."""
@@ -453,6 +456,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             collective=collective,
         )
         self._offset = data.offset
+        # Whether the fit labelled with the native kernel's own scores (decided with this
+        # fit's threads and data): predict follows it, so labels_ equal predict(X).
+        self._fit_direct_labels = uses_direct_labels(self.backend, data, self.n_clusters,
+                                                 self.chunk_bytes)
         self.cluster_centers_ = output(result.centers)
         self.labels_ = output(result.labels, labels=True)
         self.inertia_ = result.inertia

@@ -38,16 +38,22 @@
 #include <omp.h>
 
 #define BLOCK 256
-#ifndef LANES
-#define LANES 16
-#endif
+#define LANES 16 /* rows per register block; divides BLOCK */
 #define DIRECT_MAX_FEATURES 16
 #define PASTE_(a, b) a##b
 #define PASTE(a, b) PASTE_(a, b)
 #define INLINE static inline __attribute__((always_inline))
 
 int tm_max_threads(void) { return omp_get_max_threads(); }
-int tm_direct_max_features(void) { return DIRECT_MAX_FEATURES; }
+/* Without hardware FMA (older x86), fmaf is a slow library call and the scores would not
+   round as a BLAS kernel's: the direct kernel is then off (the GEMM path runs). */
+int tm_direct_max_features(void) {
+#if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
+    return DIRECT_MAX_FEATURES;
+#else
+    return 0;
+#endif
+}
 
 #define T float
 #define FMA fmaf
@@ -220,8 +226,8 @@ void FN(tm_lloyd_direct)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64
         double *sums = acc ? acc + omp_get_thread_num() * width : 0;
         double *weights = acc ? sums + k * d : 0;
         double inertia = 0.0, changed = 0.0;
-        T best[BLOCK + LANES];
-        int32_t label[BLOCK + LANES];
+        T best[BLOCK];
+        int32_t label[BLOCK];
         T xt[DIRECT_MAX_FEATURES * BLOCK];
 #pragma omp for schedule(static)
         for (int64_t block = 0; block < n_blocks; ++block) {

@@ -172,6 +172,11 @@ def _kernel() -> _Kernel:
     return loaded
 
 
+def _unit_feature_stride(x: Tensor) -> bool:
+    """Whether row i, feature f of ``x`` is at ``i * x.stride(0) + f`` (one feature: any)."""
+    return x.shape[1] == 1 or x.stride(1) == 1
+
+
 def new_accumulators(n_clusters: int, n_features: int) -> Tensor:
     """Zeroed per-thread float64 accumulators for :func:`lloyd_step`."""
     threads = _kernel().max_threads()
@@ -202,7 +207,9 @@ def lloyd_step(scores: Tensor, x: Tensor, weight: Tensor | None, labels: Tensor,
     kernel = _kernel()
     k = scores.shape[0] if transposed else scores.shape[1]
     n_rows, n_features = x.shape
-    if not (scores.is_contiguous() and labels.is_contiguous() and x.stride(1) == 1
+    if k >= 2**31:
+        raise ValueError(f"lloyd_step takes fewer than 2**31 centers, not {k}")
+    if not (scores.is_contiguous() and labels.is_contiguous() and _unit_feature_stride(x)
             and scores.dtype == x.dtype and labels.dtype == torch.int64):
         raise ValueError("lloyd_step needs contiguous scores, labels (int64) and rows")
     # The kernel trusts these sizes: check them, never write out of bounds.
@@ -258,7 +265,9 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
         raise ValueError(f"lloyd_direct takes 1 to {kernel.direct_max_features} features, "
                          f"not {n_features}")
     centers, sq_norms = centers.contiguous(), sq_norms.contiguous()
-    if not (x.stride(1) == 1 and labels.is_contiguous() and labels.dtype == torch.int64
+    if k >= 2**31:
+        raise ValueError(f"lloyd_direct takes fewer than 2**31 centers, not {k}")
+    if not (_unit_feature_stride(x) and labels.is_contiguous() and labels.dtype == torch.int64
             and centers.dtype == sq_norms.dtype == x.dtype):
         raise ValueError("lloyd_direct needs rows with unit feature stride, int64 labels and "
                          "centers of the rows' dtype")

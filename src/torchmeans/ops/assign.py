@@ -26,6 +26,7 @@ __all__ = [
     "assign",
     "chunk_rows_for",
     "chunk_scores_into",
+    "direct_chunk_rows",
     "inertia_of",
     "nearest_centers",
     "pairwise_distances",
@@ -112,6 +113,16 @@ def chunk_scores(data: KMeansData, chunk: Chunk, terms: CenterTerms,
     return data.scores(chunk.x, terms.transposed, terms.sq_norms, out=out, transposed=transposed)
 
 
+def direct_chunk_rows(rows: int, n_clusters: int, n_features: int) -> int:
+    """Rows per chunk for the native kernel's own scores (no score block).
+
+    ``rows`` was sized for a ``rows x k`` score block; without one, a chunk may hold
+    as many rows as fill the same memory (``rows x d``), so every thread gets many
+    blocks of rows even at large ``k``.
+    """
+    return rows * max(1, n_clusters // max(1, n_features))
+
+
 def transposed_layout(n_clusters: int) -> bool:
     """Whether scores against ``n_clusters`` centers are laid out ``(k, rows)`` (see SMALL_K)."""
     return n_clusters <= SMALL_K
@@ -125,8 +136,10 @@ def chunk_scores_into(data: KMeansData, chunk: Chunk, terms: CenterTerms,
                       buffer: Tensor | None) -> Tensor:
     """Scores of a chunk in the layout its ``k`` calls for, in ``buffer`` if given.
 
-    Every assignment (fit, predict, the bounded passes, the native kernel) reads
-    scores made here, so all of them see the same rounding and pick the same labels.
+    Every assignment (fit, predict, the bounded passes, the native kernel after its
+    GEMM) reads scores made here, so all of them see the same rounding and pick the same
+    labels. (The native kernel's own scores for at most 16 features sum as a BLAS kernel
+    does; where it is used, predict uses it too: ``_lloyd.uses_direct_labels``.)
     """
     n_rows, k = chunk.stop - chunk.start, terms.sq_norms.numel()
     transposed = _transposed(terms)
@@ -348,6 +361,8 @@ def assign(
         labels = torch.empty(data.n_samples, dtype=torch.int64, device=data.device)
     inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
     buffer = None if direct else score_buffer(data, centers, rows)
+    if direct:
+        rows = direct_chunk_rows(rows, centers.shape[0], data.n_features)
     for chunk in data.chunks(rows):
         if direct:
             chunk_labels = labels[chunk.start : chunk.stop]
