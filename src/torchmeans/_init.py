@@ -48,6 +48,11 @@ def _candidate_potentials(
     return potentials
 
 
+def default_local_trials(n_clusters: int) -> int:
+    """scikit-learn's number of candidates per greedy k-means++ step: ``2 + ln k``."""
+    return 2 + int(math.log(n_clusters))
+
+
 BLOCKED_SEEDING_MIN_WORK = 1 << 27
 """From ``n_samples * n_clusters`` this large (e.g. 200,000 rows and k=1024; not 1,000,000
 and k=64) :func:`kmeans_plusplus_centers` runs :func:`blocked_kmeans_plusplus_centers`:
@@ -105,7 +110,7 @@ def kmeans_plusplus_centers(
         Row index of each center.
     """
     if n_local_trials is None:
-        n_local_trials = 2 + int(math.log(n_clusters))
+        n_local_trials = default_local_trials(n_clusters)
     if data.n_samples * n_clusters >= BLOCKED_SEEDING_MIN_WORK:
         return blocked_kmeans_plusplus_centers(data, n_clusters, generator,
                                                n_local_trials=n_local_trials,
@@ -199,7 +204,7 @@ def blocked_kmeans_plusplus_centers(
         Row index of each center.
     """
     if n_local_trials is None:
-        n_local_trials = 2 + int(math.log(n_clusters))
+        n_local_trials = default_local_trials(n_clusters)
     device, dtype = data.device, data.acc_dtype
     n, weight = data.n_samples, data.sample_weight
     itemsize = torch.finfo(dtype).bits // 8

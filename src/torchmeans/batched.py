@@ -24,7 +24,6 @@ fits is that of one large fit, not of a thousand Python-level fits.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -34,7 +33,7 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from torch import Tensor
 
-from torchmeans._init import _weighted_choice, weighted_sample
+from torchmeans._init import _weighted_choice, default_local_trials, weighted_sample
 from torchmeans._lloyd import _average, _relocate_empty_clusters, project_to_sphere
 from torchmeans._validation import (
     METRICS,
@@ -224,7 +223,7 @@ def _plusplus(pb: _Problems, source: Tensor, n_clusters: int, generator: torch.G
     leaving the lowest potential.
     """
     if n_local_trials is None:
-        n_local_trials = 2 + int(math.log(n_clusters))
+        n_local_trials = default_local_trials(n_clusters)
     n_features = pb.x.shape[2]
     itemsize = pb.x.element_size()
     centers = pb.x.new_empty(source.numel(), n_clusters, n_features)
