@@ -117,3 +117,15 @@ def test_every_block_size(k):
     centers, indices = blocked_kmeans_plusplus_centers(data, k, make_generator(0, data.device))
     assert centers.shape == (k, 4)
     assert len(set(indices.tolist())) == k
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 50_000])
+def test_windows_of_any_size_pick_the_same_centers(chunk_bytes):
+    """Products per window, or per step when the budget holds no window: same seeds."""
+    X, _ = make_blobs(3000, n_features=5, centers=40, random_state=3)
+    weight = np.random.default_rng(3).uniform(0.5, 2.0, len(X))
+    data = make_data(torch.as_tensor(X), torch.as_tensor(weight), copy=True)
+    _, expected = blocked_kmeans_plusplus_centers(data, 200, make_generator(5, data.device))
+    _, got = blocked_kmeans_plusplus_centers(data, 200, make_generator(5, data.device),
+                                             chunk_bytes=chunk_bytes)
+    assert torch.equal(got, expected)

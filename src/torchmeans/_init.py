@@ -65,8 +65,6 @@ EVALUATION_MAX_ROWS = 1 << 20
 """Most rows on which the blocked seeding compares its candidates..."""
 EVALUATION_MAX_BYTES = 1 << 28
 """... and most memory they take (a copy of them is held, dense)."""
-PROPOSAL_WINDOW = 64
-"""Fewest proposals whose products with the evaluation rows are computed at once."""
 EVALUATION_ROWS_PER_CLUSTER = 32
 """Fewest rows per cluster on which the blocked seeding compares its candidates
 (potential of the seeds over 30 seeds at 20,000 x 16, k=200, relative to greedy
@@ -246,17 +244,18 @@ def blocked_kmeans_plusplus_centers(
                 if accepted.numel() < n_local_trials:
                     break  # pool used up: bring D up to date and draw a new pool
             trials = next_proposal + accepted
-            next_proposal = int(trials[-1]) + 1
-            candidates = pool[trials]
-            best = judge.best_of(trials, next_proposal - 1)
-            centers[chosen] = candidates[best]
-            indices[chosen] = pool_ids[trials[best]]
+            positions = trials.tolist()  # (one host sync per step)
+            next_proposal = positions[-1] + 1
+            winner = positions[judge.best_of(trials, positions[0], positions[-1])]
+            centers[chosen] = pool[winner]
+            indices[chosen] = pool_ids[winner]
             # The proposals still unused, against the new center (a GEMV).
             unused = slice(next_proposal, None)
-            gaps = torch.addmv(pool_sq[unused], pool[unused], candidates[best], alpha=-2)
-            gaps.add_(pool_sq[trials[best]]).clamp_(min=0)
+            gaps = torch.addmv(pool_sq[unused], pool[unused], pool[winner], alpha=-2)
+            gaps.add_(pool_sq[winner]).clamp_(min=0)
             torch.minimum(pool_now[unused], gaps, out=pool_now[unused])
             chosen += 1
+        judge.end_pool()
         if chosen < n_clusters:
             _lower_closest(data, centers[block_start:chosen], block_start, closest, nearest,
                            chunk_bytes)
@@ -269,9 +268,10 @@ class _CandidateJudge:
     ``closest`` (the rows' current ``D^2``) is lowered to the winner's distances at each
     :meth:`best_of`. Candidates are positions in the block's proposal pool
     (:meth:`start_pool`). Dense rows are held as one block, and their products with the
-    pool are computed a window of proposals at a time (one GEMM for the next dozens of
-    proposals; a GEMM per step against 8 candidates ran at 40% of the speed of one
-    against 64); sparse rows go through :func:`_best_candidate`.
+    pool are computed a window of proposals at a time, as many as fill the chunk budget
+    (128 for 32,768 float32 rows and the 16 MiB CPU default: a GEMM per step against 8
+    candidates ran at 40% of the speed of one against 64); candidates spread wider than
+    a window get their own products. Sparse rows go through :func:`_best_candidate`.
     """
 
     def __init__(self, data: KMeansData, rows: Tensor, closest: Tensor, itemsize: int,
@@ -284,31 +284,40 @@ class _CandidateJudge:
         else:
             self.x = data.take(rows)
             self.sq_norms = self.x.square().sum(dim=1)
-            budget = chunk_budget(data, chunk_bytes)
-            self.window_size = max(PROPOSAL_WINDOW, budget // (rows.numel() * itemsize))
+            # Proposals per window: as many as fill the chunk budget.
+            self.window_size = chunk_budget(data, chunk_bytes) // (rows.numel() * itemsize)
+        self.window: Tensor | None = None
+        self.window_start = self.window_stop = 0
 
     def start_pool(self, pool: Tensor, pool_sq_norms: Tensor) -> None:
         """Take the block's proposals (rows) and their squared norms."""
         self.pool, self.pool_sq_norms = pool, pool_sq_norms
-        self.window_start = self.window_stop = 0
-        self.window: Tensor | None = None
+        self.end_pool()
 
-    def best_of(self, trials: Tensor, last: int) -> int:
-        """Index in ``trials`` (pool positions, increasing, ``last`` the largest) of the best."""
+    def end_pool(self) -> None:
+        """Drop the window (its memory) at the end of a block."""
+        self.window, self.window_start, self.window_stop = None, 0, 0
+
+    def best_of(self, trials: Tensor, first: int, last: int) -> int:
+        """Index in ``trials`` (pool positions, increasing, ``first`` to ``last``) of the best."""
+        candidates = self.pool[trials]
         if self.sparse:
-            distances, best = _best_candidate(self.part, self.pool[trials], self.closest,
+            distances, best = _best_candidate(self.part, candidates, self.closest,
                                               self.itemsize, self.chunk_bytes)
             torch.minimum(self.closest, distances, out=self.closest)
             return int(best)
-        first = int(trials[0])
-        if first < self.window_start or last >= self.window_stop:
-            self.window_start = first
-            self.window_stop = min(self.pool.shape[0], max(last + 1, first + self.window_size))
-            # ||x||^2 - 2 p.x for the window's proposals p, one row per proposal
-            self.window = torch.addmm(self.sq_norms[None, :],
-                                      self.pool[self.window_start : self.window_stop],
-                                      self.x.T, alpha=-2)
-        distances = self.window.index_select(0, trials - self.window_start)
+        if last - first + 1 > self.window_size:
+            # Spread-out candidates (many rejections): their own products only.
+            distances = torch.addmm(self.sq_norms[None, :], candidates, self.x.T, alpha=-2)
+        else:
+            if self.window is None or last >= self.window_stop:
+                self.window_start = first
+                self.window_stop = min(self.pool.shape[0], first + self.window_size)
+                # ||x||^2 - 2 p.x for the window's proposals p, one row per proposal
+                self.window = torch.addmm(self.sq_norms[None, :],
+                                          self.pool[self.window_start : self.window_stop],
+                                          self.x.T, alpha=-2)
+            distances = self.window.index_select(0, trials - self.window_start)
         distances.add_(self.pool_sq_norms[trials, None]).clamp_(min=0)
         torch.minimum(distances, self.closest[None, :], out=distances)
         weight = self.weight
