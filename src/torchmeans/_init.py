@@ -216,7 +216,6 @@ def blocked_kmeans_plusplus_centers(
     indices[:1] = _weighted_choice(weight, 1, generator)
     centers[:1] = data.take(indices[:1])
     closest = _sq_distances(data, centers[:1], chunk_rows_for(data, 1, chunk_bytes))[0]
-    nearest = torch.zeros(n, dtype=torch.int64, device=device)  # (unused here)
     if evaluation_rows >= n:
         sample = torch.arange(n, device=device)
     else:
@@ -257,7 +256,7 @@ def blocked_kmeans_plusplus_centers(
             chosen += 1
         judge.end_pool()
         if chosen < n_clusters:
-            _lower_closest(data, centers[block_start:chosen], block_start, closest, nearest,
+            _lower_closest(data, centers[block_start:chosen], block_start, closest, None,
                            chunk_bytes)
     return centers, indices
 
@@ -341,17 +340,22 @@ def _best_candidate(data: KMeansData, candidates: Tensor, closest: Tensor, items
 
 
 def _lower_closest(data: KMeansData, points: Tensor, first_id: int, closest: Tensor,
-                   nearest: Tensor, chunk_bytes: int | None) -> None:
+                   nearest: Tensor | None, chunk_bytes: int | None) -> None:
     """Lower ``closest`` to the rows' distances to ``points`` where nearer (in place).
 
-    ``nearest`` records, for the rows that moved, the id of their new nearest point
-    (``first_id`` + its index in ``points``). One GEMM per chunk, within the budget.
+    ``nearest``, if given, records for the rows that moved the id of their new nearest
+    point (``first_id`` + its index in ``points``). One GEMM per chunk, within the budget.
     """
     terms = center_terms(points)
     for chunk in data.chunks(chunk_rows_for(data, points.shape[0], chunk_bytes)):
-        values, index = chunk_scores(data, chunk, terms).min(dim=1)
-        distances = values.add_(chunk.sq_norms).clamp_(min=0)
+        scores = chunk_scores(data, chunk, terms)
         rows = slice(chunk.start, chunk.stop)
+        if nearest is None:
+            distances = scores.amin(dim=1).add_(chunk.sq_norms).clamp_(min=0)
+            torch.minimum(closest[rows], distances, out=closest[rows])
+            continue
+        values, index = scores.min(dim=1)
+        distances = values.add_(chunk.sq_norms).clamp_(min=0)
         nearer = distances < closest[rows]
         closest[rows] = torch.where(nearer, distances, closest[rows])
         nearest[rows] = torch.where(nearer, index + first_id, nearest[rows])

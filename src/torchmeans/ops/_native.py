@@ -177,6 +177,29 @@ def _unit_feature_stride(x: Tensor) -> bool:
     return x.shape[1] == 1 or x.stride(1) == 1
 
 
+def _check_rows(name: str, x: Tensor, k: int, weight: Tensor | None, labels: Tensor,
+                accumulators: Tensor | None, operands_ok: bool, operands: str) -> None:
+    """Raise ``ValueError`` unless the kernel's buffers fit ``x`` and ``k`` centers.
+
+    The kernel trusts these sizes: checked here, it never reads or writes out of bounds.
+    ``operands_ok`` / ``operands`` are the caller's own checks (scores or centers).
+    """
+    n_rows, n_features = x.shape
+    if k >= 2**31:
+        raise ValueError(f"{name} takes fewer than 2**31 centers, not {k}")
+    if not (_unit_feature_stride(x) and labels.is_contiguous()
+            and labels.dtype == torch.int64 and labels.numel() == n_rows and operands_ok
+            and (weight is None or weight.numel() == n_rows)
+            and (accumulators is None or (
+                accumulators.dim() == 2 and accumulators.shape[1] == k * n_features + k + 2
+                and accumulators.dtype == torch.float64 and accumulators.is_contiguous()))):
+        raise ValueError(
+            f"{name}: inconsistent sizes, layouts or dtypes (rows {tuple(x.shape)} "
+            f"{x.dtype}, stride {x.stride()}; labels {labels.numel()} {labels.dtype}; "
+            f"{operands}; accumulators "
+            f"{None if accumulators is None else tuple(accumulators.shape)})")
+
+
 def new_accumulators(n_clusters: int, n_features: int) -> Tensor:
     """Zeroed per-thread float64 accumulators for :func:`lloyd_step`."""
     threads = _kernel().max_threads()
@@ -207,20 +230,9 @@ def lloyd_step(scores: Tensor, x: Tensor, weight: Tensor | None, labels: Tensor,
     kernel = _kernel()
     k = scores.shape[0] if transposed else scores.shape[1]
     n_rows, n_features = x.shape
-    if k >= 2**31:
-        raise ValueError(f"lloyd_step takes fewer than 2**31 centers, not {k}")
-    if not (scores.is_contiguous() and labels.is_contiguous() and _unit_feature_stride(x)
-            and scores.dtype == x.dtype and labels.dtype == torch.int64):
-        raise ValueError("lloyd_step needs contiguous scores, labels (int64) and rows")
-    # The kernel trusts these sizes: check them, never write out of bounds.
-    if (labels.numel() != n_rows or scores.numel() != n_rows * k
-            or (weight is not None and weight.numel() != n_rows)
-            or accumulators.dim() != 2
-            or accumulators.shape[1] != k * n_features + k + 2
-            or accumulators.dtype != torch.float64 or not accumulators.is_contiguous()):
-        raise ValueError(
-            f"lloyd_step: inconsistent sizes (rows {n_rows}, labels {labels.numel()}, scores "
-            f"{tuple(scores.shape)}, accumulators {tuple(accumulators.shape)})")
+    _check_rows("lloyd_step", x, k, weight, labels, accumulators,
+                scores.is_contiguous() and scores.dtype == x.dtype
+                and scores.numel() == n_rows * k, f"scores {tuple(scores.shape)}")
     if weight is not None:
         weight = weight.to(x.dtype).contiguous()
     row_stride, center_stride = (1, n_rows) if transposed else (k, 1)
@@ -265,20 +277,10 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
         raise ValueError(f"lloyd_direct takes 1 to {kernel.direct_max_features} features, "
                          f"not {n_features}")
     centers, sq_norms = centers.contiguous(), sq_norms.contiguous()
-    if k >= 2**31:
-        raise ValueError(f"lloyd_direct takes fewer than 2**31 centers, not {k}")
-    if not (_unit_feature_stride(x) and labels.is_contiguous() and labels.dtype == torch.int64
-            and centers.dtype == sq_norms.dtype == x.dtype):
-        raise ValueError("lloyd_direct needs rows with unit feature stride, int64 labels and "
-                         "centers of the rows' dtype")
-    if (labels.numel() != n_rows or centers.shape != (k, n_features) or sq_norms.numel() != k
-            or (weight is not None and weight.numel() != n_rows)
-            or (accumulators is not None and (
-                accumulators.dim() != 2 or accumulators.shape[1] != k * n_features + k + 2
-                or accumulators.dtype != torch.float64 or not accumulators.is_contiguous()))):
-        raise ValueError(
-            f"lloyd_direct: inconsistent sizes (rows {n_rows}, labels {labels.numel()}, "
-            f"centers {tuple(centers.shape)}, norms {sq_norms.numel()})")
+    _check_rows("lloyd_direct", x, k, weight, labels, accumulators,
+                centers.shape == (k, n_features) and sq_norms.numel() == k
+                and centers.dtype == sq_norms.dtype == x.dtype,
+                f"centers {tuple(centers.shape)} {centers.dtype}, norms {sq_norms.numel()}")
     if weight is not None:
         weight = weight.to(x.dtype).contiguous()
     n_acc = kernel.max_threads() if accumulators is None else accumulators.shape[0]
