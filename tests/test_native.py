@@ -6,6 +6,7 @@ changed count (the kernel adds in float64, so only to rounding). Whole fits from
 same init must then give identical labels and ``n_iter_`` on data without near-ties.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -30,6 +31,28 @@ REASON = _native.unavailable_reason()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"native kernel: {REASON}")
 needs_direct = pytest.mark.skipif(not _native.direct_applies(1),
                                   reason="no native kernel, or no hardware FMA")
+TILED = REASON is None and _native._kernel().tiled_vector_bytes > 0
+needs_tiled = pytest.mark.skipif(not TILED, reason="no native kernel, or no AVX2/AVX-512")
+
+
+@contextlib.contextmanager
+def tiled_kernel(on: bool):
+    """Run the native path above 16 features with the tiled kernel, or with the GEMM."""
+    kernel = _native._kernel()
+    saved = kernel.tiled_vector_bytes
+    kernel.tiled_vector_bytes = saved if on else 0
+    try:
+        yield
+    finally:
+        kernel.tiled_vector_bytes = saved
+
+
+@pytest.fixture(params=[pytest.param(True, marks=needs_tiled, id="tiled"),
+                        pytest.param(False, id="gemm")])
+def tiled(request):
+    """Both native paths above 16 features: the tiled kernel and GEMM + ``lloyd_step``."""
+    with tiled_kernel(request.param):
+        yield request.param
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -79,15 +102,24 @@ def _pass_pair(X, weight, centers, rows, labels, incremental):
 @given(
     seed=st.integers(0, 2**31 - 1),
     n_samples=st.integers(1, 700),
-    n_features=st.integers(1, 40),
-    n_clusters=st.sampled_from([1, 2, 5, SMALL_K, SMALL_K + 1, 70]),
+    n_features=st.integers(1, 40) | st.sampled_from([63, 64, 65, 130, 300]),
+    n_clusters=st.sampled_from([1, 2, 5, 6, SMALL_K, SMALL_K + 1, 70]),
     dtype=st.sampled_from([torch.float32, torch.float64]),
     weighted=st.booleans(),
     incremental=st.booleans(),
     rows=st.sampled_from([1, 7, 256, 257, 10_000]),
+    tiled=st.booleans() if TILED else st.just(False),
 )
 def test_one_pass_equals_the_torch_pass(seed, n_samples, n_features, n_clusters, dtype,
-                                        weighted, incremental, rows):
+                                        weighted, incremental, rows, tiled):
+    """Both native paths (tiled kernel or GEMM + step) against the torch pass."""
+    with tiled_kernel(tiled):
+        _check_one_pass(seed, n_samples, n_features, n_clusters, dtype, weighted,
+                        incremental, rows)
+
+
+def _check_one_pass(seed, n_samples, n_features, n_clusters, dtype, weighted, incremental,
+                    rows):
     generator = torch.Generator().manual_seed(seed)
     X = torch.randn(n_samples, n_features, generator=generator, dtype=dtype)
     weight = torch.ones(n_samples, dtype=dtype)
@@ -125,8 +157,9 @@ def test_exact_ties_take_the_first_center(name, dtype):
 @needs_kernel
 @pytest.mark.parametrize("n_clusters", [3, SMALL_K, 50])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_fit_equals_the_torch_fit(n_clusters, weighted):
-    X, init = random_row_data(3000, 6, 8, n_clusters, seed=n_clusters)
+@pytest.mark.parametrize("n_features", [6, 48])
+def test_fit_equals_the_torch_fit(n_clusters, weighted, n_features):
+    X, init = random_row_data(3000, n_features, 8, n_clusters, seed=n_clusters)
     weight = np.random.default_rng(1).uniform(0.5, 2, len(X)) if weighted else None
     fits = {backend: KMeans(n_clusters, init=init, n_init=1, max_iter=100, tol=0.0,
                             backend=backend, chunk_bytes=1 << 14).fit(X, sample_weight=weight)
@@ -220,7 +253,9 @@ def test_build_is_cached_per_source_and_cpu(tmp_path):
 @needs_kernel
 @pytest.mark.parametrize(("n_features", "entry"), [
     pytest.param(2, "lloyd_direct", marks=needs_direct), (20, "lloyd_step")])
-def test_auto_uses_the_kernel_on_dense_cpu_data(monkeypatch, n_features, entry):
+def test_auto_uses_the_kernel_on_dense_cpu_data(monkeypatch, tiled, n_features, entry):
+    if tiled and n_features > 16:
+        entry = "lloyd_direct"
     calls = []
     original = getattr(_native, entry)
 
@@ -234,6 +269,8 @@ def test_auto_uses_the_kernel_on_dense_cpu_data(monkeypatch, n_features, entry):
     assert calls
     if entry == "lloyd_step":
         assert all(calls)  # k=3: the (k, rows) score layout
+    else:
+        assert not any(calls)  # lloyd_direct has no score layout
     calls.clear()
     KMeans(3, init=init, n_init=1, backend="torch").fit(X)
     assert not calls
@@ -270,7 +307,7 @@ def test_direct_kernel_equals_the_gemm_at_every_width(n_features, dtype):
 def test_direct_kernel_checks_its_inputs():
     X, centers = torch.randn(10, 17), torch.randn(3, 17)
     labels = torch.zeros(10, dtype=torch.int64)
-    with pytest.raises(ValueError, match="1 to 16 features, not 17"):
+    with tiled_kernel(False), pytest.raises(ValueError, match=r"1 to 16 features.* not 17"):
         _native.lloyd_direct(X, centers, centers.square().sum(1), None, labels, None,
                              incremental=False)
     X, centers = X[:, :4], centers[:, :4].contiguous()
@@ -280,14 +317,18 @@ def test_direct_kernel_checks_its_inputs():
     with pytest.raises(ValueError, match="dtype"):
         _native.lloyd_direct(X, centers.double(), centers.square().sum(1).double(), None,
                              labels, None, incremental=False)
-    assert not _native.direct_applies(17)
+    with tiled_kernel(False):
+        assert not _native.direct_applies(17)
+    assert _native.direct_applies(17) == TILED
     assert _native.direct_applies(16)
+    assert not _native.direct_applies(0)
 
 
 @needs_direct
-def test_predict_labels_with_the_fits_kernel(monkeypatch):
+@pytest.mark.parametrize("n_features", [5, pytest.param(40, marks=needs_tiled)])
+def test_predict_labels_with_the_fits_kernel(monkeypatch, n_features):
     """predict (and score) use the kernel where the fit did, so labels_ == predict(X)."""
-    X, init = random_row_data(2000, 5, 4, 4, seed=3)
+    X, init = random_row_data(2000, n_features, 4, 4, seed=3)
     calls = []
     original = _native.lloyd_direct
 
@@ -319,3 +360,70 @@ def test_one_feature_in_any_layout():
     np.testing.assert_array_equal(km.predict(pandas.DataFrame({"a": X[:, 0]})), km.labels_)
     fitted = KMeans(3, init=init, n_init=1).fit(np.ascontiguousarray(X.T).T)
     np.testing.assert_array_equal(fitted.labels_, km.labels_)
+
+
+def _integer_rows(generator, n, d):
+    """Small integers: every product and sum is exact in float32, whatever the order."""
+    return torch.randint(-4, 5, (n, d), generator=generator)
+
+
+@needs_tiled
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_features", [17, 23, 100, 513])
+def test_tiled_kernel_takes_the_exact_first_minimum(n_features, dtype):
+    """Exact scores (integer data): the label is the first center at the exact minimum.
+
+    Integer rows tie often, also between duplicated centers placed across the kernel's
+    groups of centers and row tiles of every size; the reference is integer arithmetic.
+    """
+    generator = torch.Generator().manual_seed(n_features)
+    for n_samples, n_clusters in ((1, 1), (63, 4), (64, 5), (65, 6), (515, 11), (700, 70)):
+        X = _integer_rows(generator, n_samples, n_features)
+        centers = _integer_rows(generator, n_clusters, n_features)
+        centers[n_clusters // 2 :: 3] = centers[0].clone()  # exact duplicates of center 0
+        distances = (X[:, None, :] - centers[None]).square().sum(2)  # exact, int64
+        expected = (distances == distances.min(1, keepdim=True).values).int().argmax(1)
+        labels = torch.full((n_samples,), -1)
+        x, c = X.to(dtype), centers.to(dtype)
+        _native.lloyd_direct(x, c, c.square().sum(1), None, labels, None, incremental=False)
+        assert torch.equal(labels, expected), (n_samples, n_clusters)
+        accumulators = _native.new_accumulators(n_clusters, n_features)
+        labels = torch.full((n_samples,), -1)
+        _native.lloyd_direct(x, c, c.square().sum(1), None, labels, accumulators,
+                             incremental=False)
+        total = accumulators.sum(0)
+        sums = total[: n_clusters * n_features].view(n_clusters, n_features)
+        expected_sums = torch.zeros(n_clusters, n_features, dtype=torch.int64).index_add_(
+            0, expected, X)
+        assert torch.equal(labels, expected)
+        assert torch.equal(sums, expected_sums.double())
+        assert torch.equal(total[n_clusters * n_features : -2],
+                           torch.bincount(expected, minlength=n_clusters).double())
+        # partial inertia: sum of ||c||^2 - 2 x.c at the minimum, exact here
+        partial = (distances.min(1).values - X.square().sum(1)).sum()
+        assert total[-2] == float(partial)
+        assert total[-1] == n_samples
+
+
+@needs_tiled
+def test_tiled_labels_do_not_depend_on_threads_or_chunks():
+    X, init = random_row_data(5000, 96, 8, 40, seed=7)
+    fits = []
+    for limit, chunk_bytes in ((1, None), (None, None), (None, 1 << 12)):
+        with threadpool_limits(limits=limit):
+            fits.append(KMeans(40, init=init, n_init=1, max_iter=20, tol=0.0, backend="native",
+                               chunk_bytes=chunk_bytes).fit(X.astype(np.float32)))
+    for fit in fits[1:]:
+        np.testing.assert_array_equal(fit.labels_, fits[0].labels_)
+        np.testing.assert_allclose(fit.cluster_centers_, fits[0].cluster_centers_, rtol=1e-6)
+
+
+def test_tiled_kernel_can_be_turned_off():
+    done = _run("""
+        from torchmeans.ops import _native
+        print(_native.available(), _native.direct_applies(16), _native.direct_applies(17))
+    """, TORCHMEANS_NATIVE_TILED="0")
+    assert done.returncode == 0, done.stderr
+    available, sixteen, seventeen = done.stdout.split()
+    assert seventeen == "False"
+    assert sixteen == available == "True" or REASON is not None

@@ -14,7 +14,13 @@ import torch
 from torch import Tensor
 
 from torchmeans.data import KMeansData, weighted_sum
-from torchmeans.ops.assign import center_terms, chunk_budget, chunk_rows_for, chunk_scores
+from torchmeans.ops.assign import (
+    center_terms,
+    chunk_budget,
+    chunk_minima,
+    chunk_rows_for,
+    chunk_scores,
+)
 
 __all__ = ["kmeans_parallel_centers", "kmeans_plusplus_centers", "random_centers"]
 
@@ -344,18 +350,16 @@ def _lower_closest(data: KMeansData, points: Tensor, first_id: int, closest: Ten
     """Lower ``closest`` to the rows' distances to ``points`` where nearer (in place).
 
     ``nearest``, if given, records for the rows that moved the id of their new nearest
-    point (``first_id`` + its index in ``points``). One GEMM per chunk, within the budget.
+    point (``first_id`` + its index in ``points``). The minima come from
+    :func:`~torchmeans.ops.assign.chunk_minima` (the native kernel where it applies).
     """
-    terms = center_terms(points)
-    for chunk in data.chunks(chunk_rows_for(data, points.shape[0], chunk_bytes)):
-        scores = chunk_scores(data, chunk, terms)
+    for chunk, values, index in chunk_minima(data, points, chunk_bytes,
+                                             with_labels=nearest is not None):
         rows = slice(chunk.start, chunk.stop)
+        distances = values.add_(chunk.sq_norms).clamp_(min=0)
         if nearest is None:
-            distances = scores.amin(dim=1).add_(chunk.sq_norms).clamp_(min=0)
             torch.minimum(closest[rows], distances, out=closest[rows])
             continue
-        values, index = scores.min(dim=1)
-        distances = values.add_(chunk.sq_norms).clamp_(min=0)
         nearer = distances < closest[rows]
         closest[rows] = torch.where(nearer, distances, closest[rows])
         nearest[rows] = torch.where(nearer, index + first_id, nearest[rows])

@@ -63,18 +63,26 @@ def resolve_algorithm(algorithm: str, data: KMeansData, n_clusters: int, *,
     All algorithms give the same result; ``'auto'`` picks the fastest measured in
     benchmarks/RESULTS.md ("converged fits"): the bound-based passes pay once
     iterations move few samples, which is most of a converging fit. Where the native
-    kernel computes the scores itself (``direct``, at most 16 features on the CPU), a
-    Lloyd pass costs less than the bounds' bookkeeping at every k measured.
+    kernel computes the scores itself (``direct``) with few features
+    (``AUTO_DIRECT_LLOYD_MAX_FEATURES``), a Lloyd pass costs less than the bounds'
+    bookkeeping at every k measured.
     """
     if algorithm != "auto":
         return algorithm
-    if n_clusters < AUTO_BOUNDS_MIN_CLUSTERS or direct:
+    if n_clusters < AUTO_BOUNDS_MIN_CLUSTERS or (
+            direct and data.n_features <= AUTO_DIRECT_LLOYD_MAX_FEATURES):
         return "lloyd"
     if (data.dense_rows and not data.streamed and data.n_features >= AUTO_ELKAN_MIN_FEATURES
             and n_clusters <= data.n_features):
         return "elkan"
     return "hamerly"
 
+
+AUTO_DIRECT_LLOYD_MAX_FEATURES = 16
+"""Up to this many features, Lloyd with the native kernel's own scores beats the bounds at
+any k (200,000 x 16, k=256: 0.35 against Hamerly's 0.46 of scikit-learn's converged fit;
+1,000,000 x 4, k=64: 0.16 against 0.47). Above, the bounds skip enough of the tiled
+kernel's work to pay (200,000 x 32, k=256: Hamerly 0.35, Lloyd 0.44; benchmarks/RESULTS.md)."""
 
 BOUNDS_AFTER_CHANGED = 0.01
 """Bound-based passes start once at most this fraction of the labels (or

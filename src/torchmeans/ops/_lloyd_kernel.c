@@ -25,7 +25,8 @@
  * labels: previous labels in (any value, e.g. -1, when there are none), new labels out.
  * acc: n_acc blocks of width k*d + k + 2 doubles, zeroed by the caller; thread t adds into
  * block t: sums (k x d) | weights (k) | partial inertia | number of changed labels.
- * acc may be NULL for the direct kernel: labels only (predict).
+ * acc may be NULL for the direct kernels: labels only (predict), and with best_out (else
+ * NULL) each row's minimum score too (the seeding's distances).
  * incremental: add each moved row to its new cluster and subtract it from its old one
  * (unit weights; rows that stay add only their inertia).
  *
@@ -33,9 +34,14 @@
  */
 #ifndef TM_KERNEL_BODY
 #define TM_KERNEL_BODY
+#define _POSIX_C_SOURCE 200112L /* posix_memalign */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <omp.h>
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
 
 #define BLOCK 256
 #define LANES 16 /* rows per register block; divides BLOCK */
@@ -55,16 +61,60 @@ int tm_direct_max_features(void) {
 #endif
 }
 
+/* The tiled kernel's vector ISA: AVX-512 (32 registers: tiles of 4 row vectors x 5 centers)
+   or AVX2 + FMA (16 registers: 2 x 4); 0 elsewhere (the GEMM path runs for d > 16). */
+#if defined(__AVX512F__)
+#define TILED_BYTES 64
+#define VPRE(op) _mm512_##op
+#define ROW_VECTORS 4
+#define TILE_CENTERS 5
+#elif defined(__AVX2__) && defined(__FMA__)
+#define TILED_BYTES 32
+#define VPRE(op) _mm256_##op
+#define ROW_VECTORS 2
+#define TILE_CENTERS 4
+#else
+#define TILED_BYTES 0
+#endif
+int tm_tiled_vector_bytes(void) { return TILED_BYTES; }
+
+#if TILED_BYTES
+static void *tm_alloc64(size_t bytes) {
+    void *memory = 0;
+    return posix_memalign(&memory, 64, bytes ? bytes : 64) ? 0 : memory;
+}
+#endif
+
 #define T float
+#define LT int32_t /* a label, as wide as T: its bits ride in T's vector lanes */
 #define FMA fmaf
 #define SUFFIX _f32
+#define VOP(op) PASTE(VPRE(op), _ps)
+#if TILED_BYTES == 64
+#define VT __m512
+#define VCMP_MASK _mm512_cmp_ps_mask
+#elif TILED_BYTES == 32
+#define VT __m256
+#endif
 #include __FILE__
 #undef T
+#undef LT
 #undef FMA
 #undef SUFFIX
+#undef VOP
+#undef VT
+#undef VCMP_MASK
 #define T double
+#define LT int64_t
 #define FMA fma
 #define SUFFIX _f64
+#define VOP(op) PASTE(VPRE(op), _pd)
+#if TILED_BYTES == 64
+#define VT __m512d
+#define VCMP_MASK _mm512_cmp_pd_mask
+#elif TILED_BYTES == 32
+#define VT __m256d
+#endif
 #include __FILE__
 
 #else
@@ -78,10 +128,12 @@ int tm_direct_max_features(void) {
 INLINE void FN(finish_block)(int64_t begin, int64_t rows, int64_t d, const T *best,
                              const int32_t *label, const T *x, int64_t x_stride,
                              const T *weight, int64_t *labels, int incremental, double *sums,
-                             double *weights, double *inertia, double *changed) {
+                             double *weights, double *inertia, double *changed, T *best_out) {
     int64_t *block_labels = labels + begin;
     if (!sums) {
         for (int64_t i = 0; i < rows; ++i) block_labels[i] = label[i];
+        if (best_out)
+            for (int64_t i = 0; i < rows; ++i) best_out[begin + i] = best[i];
         return;
     }
     double block_inertia = 0.0;
@@ -172,7 +224,7 @@ void FN(tm_lloyd_step)(int64_t n_rows, int64_t k, int64_t d, const T *scores,
                 }
             }
             FN(finish_block)(begin, rows, d, best, label, x, x_stride, weight, labels,
-                             incremental, sums, weights, &inertia, &changed);
+                             incremental, sums, weights, &inertia, &changed, 0);
         }
         weights[k] += inertia;
         weights[k + 1] += changed;
@@ -217,7 +269,8 @@ INLINE void FN(direct_block)(int64_t rows, int64_t k, const int64_t n_features, 
 
 void FN(tm_lloyd_direct)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64_t x_stride,
                          const T *centers, const T *sq_norms, const T *weight,
-                         int64_t *labels, int incremental, double *acc, int n_acc) {
+                         int64_t *labels, int incremental, double *acc, int n_acc,
+                         T *best_out) {
     if (d < 1 || d > DIRECT_MAX_FEATURES) return; /* the caller checks; never read past xt */
     const int64_t width = k * d + k + 2;
     const int64_t n_blocks = (n_rows + BLOCK - 1) / BLOCK;
@@ -240,7 +293,7 @@ void FN(tm_lloyd_direct)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64
                 DIRECT_CASE(13) DIRECT_CASE(14) DIRECT_CASE(15) DIRECT_CASE(16)
             }
             FN(finish_block)(begin, rows, d, best, label, x, x_stride, weight, labels,
-                             incremental, sums, weights, &inertia, &changed);
+                             incremental, sums, weights, &inertia, &changed, best_out);
         }
         if (weights) {
             weights[k] += inertia;
@@ -250,6 +303,151 @@ void FN(tm_lloyd_direct)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64
 }
 
 #undef DIRECT_CASE
+
+#if TILED_BYTES
+/* The tiled kernel (d > DIRECT_MAX_FEATURES): a GEMM whose epilogue is the first minimum.
+ *
+ * The centers are packed once per call in groups of TILE_CENTERS ((d, TILE_CENTERS) per
+ * group, padded with zero centers of norm +inf, which never win). Each thread takes tiles of
+ * TILE_ROWS rows, transposed into a (d, TILE_ROWS) buffer, and for every group keeps
+ * ROW_VECTORS x TILE_CENTERS accumulators in registers: per feature, ROW_VECTORS loads of
+ * rows and TILE_CENTERS broadcasts feed ROW_VECTORS * TILE_CENTERS fused multiply-adds (the
+ * register tile of a BLAS micro-kernel). Once a group's dot products are complete, its
+ * scores fma(-2, x.c, ||c||^2) meet each row's running minimum, which stays in registers
+ * for the whole pass over the centers: a lane is a row, the centers come in increasing
+ * order and the comparison is strict, so each lane ends with its first minimum and no
+ * score is ever stored. Each dot product is one FMA chain over the features in order, as
+ * the direct kernel's. Measured at the GEMM floor here (benchmarks/RESULTS.md). */
+#define VL (TILED_BYTES / (int)sizeof(T))
+#define TILE_ROWS (ROW_VECTORS * VL)
+
+INLINE void FN(tiled_tile)(int64_t k, int64_t d, const T *xt, const T *packed,
+                           const T *group_sq, T *best, int32_t *label) {
+    const VT minus2 = VOP(set1)((T)-2);
+    VT b[ROW_VECTORS], l[ROW_VECTORS];
+    for (int v = 0; v < ROW_VECTORS; ++v) {
+        b[v] = VOP(set1)((T)INFINITY);
+        l[v] = VOP(setzero)();
+    }
+    const int64_t n_groups = (k + TILE_CENTERS - 1) / TILE_CENTERS;
+    for (int64_t g = 0; g < n_groups; ++g) {
+        const T *a = xt, *c = packed + g * d * TILE_CENTERS;
+        VT dot[ROW_VECTORS][TILE_CENTERS];
+        for (int v = 0; v < ROW_VECTORS; ++v)
+            for (int q = 0; q < TILE_CENTERS; ++q) dot[v][q] = VOP(setzero)();
+        for (int64_t f = 0; f < d; ++f, a += TILE_ROWS, c += TILE_CENTERS) {
+            VT rows[ROW_VECTORS];
+            for (int v = 0; v < ROW_VECTORS; ++v) rows[v] = VOP(load)(a + v * VL);
+            for (int q = 0; q < TILE_CENTERS; ++q) {
+                const VT center = VOP(set1)(c[q]);
+                for (int v = 0; v < ROW_VECTORS; ++v)
+                    dot[v][q] = VOP(fmadd)(rows[v], center, dot[v][q]);
+            }
+        }
+        for (int q = 0; q < TILE_CENTERS; ++q) {
+            const VT sq = VOP(set1)(group_sq[g * TILE_CENTERS + q]);
+            const LT index = (LT)(g * TILE_CENTERS + q);
+            T index_bits;
+            __builtin_memcpy(&index_bits, &index, sizeof index_bits);
+            const VT j = VOP(set1)(index_bits);
+            for (int v = 0; v < ROW_VECTORS; ++v) {
+                const VT score = VOP(fmadd)(minus2, dot[v][q], sq);
+#if TILED_BYTES == 64
+                const __mmask16 better = VCMP_MASK(score, b[v], _CMP_LT_OQ);
+                b[v] = VOP(mask_blend)(better, b[v], score);
+                l[v] = VOP(mask_blend)(better, l[v], j);
+#else
+                const VT better = VOP(cmp)(score, b[v], _CMP_LT_OQ);
+                b[v] = VOP(blendv)(b[v], score, better);
+                l[v] = VOP(blendv)(l[v], j, better);
+#endif
+            }
+        }
+    }
+    T label_bits[TILE_ROWS] __attribute__((aligned(64)));
+    for (int v = 0; v < ROW_VECTORS; ++v) {
+        VOP(store)(best + v * VL, b[v]);
+        VOP(store)(label_bits + v * VL, l[v]);
+    }
+    for (int i = 0; i < TILE_ROWS; ++i) {
+        LT index;
+        __builtin_memcpy(&index, label_bits + i, sizeof index);
+        label[i] = (int32_t)index;
+    }
+}
+
+int FN(tm_lloyd_tiled)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64_t x_stride,
+                       const T *centers, const T *sq_norms, const T *weight,
+                       int64_t *labels, int incremental, double *acc, int n_acc,
+                       T *best_out) {
+    const int64_t width = k * d + k + 2;
+    const int64_t n_groups = (k + TILE_CENTERS - 1) / TILE_CENTERS;
+    const int64_t n_tiles = (n_rows + TILE_ROWS - 1) / TILE_ROWS;
+    T *packed = tm_alloc64(sizeof(T) * n_groups * TILE_CENTERS * d);
+    T *group_sq = tm_alloc64(sizeof(T) * n_groups * TILE_CENTERS);
+    int failed = !packed || !group_sq;
+#pragma omp parallel num_threads(n_acc)
+    {
+        T *xt = tm_alloc64(sizeof(T) * TILE_ROWS * d);
+        if (!xt) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp barrier
+        /* no thread writes failed after the barrier: all take the same branch below */
+        int ok;
+#pragma omp atomic read
+        ok = failed;
+        ok = !ok;
+        double *sums = acc && ok ? acc + omp_get_thread_num() * width : 0;
+        double *weights = sums ? sums + k * d : 0;
+        double inertia = 0.0, changed = 0.0;
+        T best[TILE_ROWS] __attribute__((aligned(64)));
+        int32_t label[TILE_ROWS];
+        if (ok) {
+#pragma omp for schedule(static)
+            for (int64_t j = 0; j < n_groups * TILE_CENTERS; ++j) {
+                const int64_t g = j / TILE_CENTERS, q = j % TILE_CENTERS;
+                group_sq[j] = j < k ? sq_norms[j] : (T)INFINITY;
+                for (int64_t f = 0; f < d; ++f)
+                    packed[(g * d + f) * TILE_CENTERS + q] = j < k ? centers[j * d + f] : 0;
+            }
+#pragma omp for schedule(static)
+            for (int64_t tile = 0; tile < n_tiles; ++tile) {
+                const int64_t begin = tile * TILE_ROWS;
+                const int64_t rows = n_rows - begin < TILE_ROWS ? n_rows - begin : TILE_ROWS;
+                for (int64_t i = 0; i < rows; ++i) {
+                    const T *row = x + (begin + i) * x_stride;
+                    for (int64_t f = 0; f < d; ++f) xt[f * TILE_ROWS + i] = row[f];
+                }
+                for (int64_t i = rows; i < TILE_ROWS; ++i)
+                    for (int64_t f = 0; f < d; ++f) xt[f * TILE_ROWS + i] = 0;
+                FN(tiled_tile)(k, d, xt, packed, group_sq, best, label);
+                FN(finish_block)(begin, rows, d, best, label, x, x_stride, weight, labels,
+                                 incremental, sums, weights, &inertia, &changed, best_out);
+            }
+        }
+        if (weights) {
+            weights[k] += inertia;
+            weights[k + 1] += changed;
+        }
+        free(xt);
+    }
+    free(packed);
+    free(group_sq);
+    return failed;
+}
+#undef TILE_ROWS
+#undef VL
+#else
+int FN(tm_lloyd_tiled)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64_t x_stride,
+                       const T *centers, const T *sq_norms, const T *weight,
+                       int64_t *labels, int incremental, double *acc, int n_acc,
+                       T *best_out) {
+    return 2; /* not built for this CPU: tm_tiled_vector_bytes() is 0 and it is never called */
+}
+#endif
+
 #undef FN
 
 #endif

@@ -3,10 +3,12 @@
 ``_lloyd_kernel.c`` fuses what follows torch's score GEMM in a Lloyd pass (first
 minimum, label update, weighted sums, inertia, changed count) into one pass over a
 chunk. At small ``k`` those separate torch ops cost more than the GEMM itself
-(benchmarks/RESULTS.md). With at most 16 features it also computes the scores itself
-(:func:`lloyd_direct`), so no score block is written at all. The kernel is plain C99 +
-OpenMP, compiled on first use with the system C compiler (``$CC``, else ``cc``) in a
-few seconds, and cached per user:
+(benchmarks/RESULTS.md). It can also compute the scores itself (:func:`lloyd_direct`),
+so no score block is written at all: with at most 16 features in registers, and with
+more as a tiled GEMM whose epilogue is the first minimum (AVX2 or AVX-512 CPUs; at the
+GEMM floor here). The kernel is plain C99 + OpenMP (+ x86 intrinsics), compiled on
+first use with the system C compiler (``$CC``, else ``cc``) in a few seconds, and cached
+per user:
 
 - It links against the OpenMP runtime torch has already loaded (found in
   ``/proc/self/maps``). Torch and the kernel then share one thread pool, and
@@ -19,7 +21,9 @@ few seconds, and cached per user:
 
 When any step fails (no compiler, not Linux, no OpenMP runtime in the process, a
 read-only cache) the kernel is unavailable and ``backend='auto'`` uses the torch
-path; :func:`unavailable_reason` says why. ``TORCHMEANS_NATIVE=0`` turns it off.
+path; :func:`unavailable_reason` says why. ``TORCHMEANS_NATIVE=0`` turns it off;
+``TORCHMEANS_NATIVE_TILED=0`` keeps torch's GEMM (then the kernel's step) above 16
+features.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ __all__ = ["available", "direct_applies", "lloyd_direct", "lloyd_step", "unavail
 logger = logging.getLogger("torchmeans")
 
 SOURCE = Path(__file__).with_name("_lloyd_kernel.c")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-std=c99")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-std=c99",
+         "-Werror=implicit-function-declaration")
 OPENMP_RUNTIMES = ("libgomp", "libomp", "libiomp5")
 
 
@@ -57,8 +62,8 @@ class _Kernel:
                                        ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                        ctypes.c_int]
         direct_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64] + [
-            ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
-        self.steps, self.direct = {}, {}
+            ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        self.steps, self.direct, self.tiled = {}, {}, {}
         for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
             function = getattr(library, f"tm_lloyd_step_{suffix}")
             function.argtypes, function.restype = args, None
@@ -66,9 +71,15 @@ class _Kernel:
             function = getattr(library, f"tm_lloyd_direct_{suffix}")
             function.argtypes, function.restype = direct_args, None
             self.direct[dtype] = function
+            function = getattr(library, f"tm_lloyd_tiled_{suffix}")
+            function.argtypes, function.restype = direct_args, ctypes.c_int
+            self.tiled[dtype] = function
         self.max_threads = library.tm_max_threads
         self.max_threads.argtypes, self.max_threads.restype = [], ctypes.c_int
         self.direct_max_features = library.tm_direct_max_features()
+        # TORCHMEANS_NATIVE_TILED=0: the GEMM + lloyd_step path above 16 features
+        tiled = os.environ.get("TORCHMEANS_NATIVE_TILED", "1") != "0"
+        self.tiled_vector_bytes = library.tm_tiled_vector_bytes() if tiled else 0
 
 
 def _openmp_runtime() -> Path:
@@ -244,18 +255,28 @@ def lloyd_step(scores: Tensor, x: Tensor, weight: Tensor | None, labels: Tensor,
 
 
 def direct_applies(n_features: int) -> bool:
-    """Whether :func:`lloyd_direct` takes rows of ``n_features`` (the kernel is available)."""
+    """Whether :func:`lloyd_direct` takes rows of ``n_features`` (the kernel is available).
+
+    Up to 16 features wherever the CPU has hardware FMA; any number on AVX2 or AVX-512
+    CPUs (the tiled kernel); elsewhere the GEMM + :func:`lloyd_step` path runs.
+    """
     loaded = _load()
-    return isinstance(loaded, _Kernel) and 1 <= n_features <= loaded.direct_max_features
+    if not isinstance(loaded, _Kernel) or n_features < 1:
+        return False
+    return n_features <= loaded.direct_max_features or loaded.tiled_vector_bytes > 0
 
 
 def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | None,
-                 labels: Tensor, accumulators: Tensor | None, *, incremental: bool) -> None:
-    """:func:`lloyd_step` that computes the scores itself (few features only).
+                 labels: Tensor, accumulators: Tensor | None, *, incremental: bool,
+                 best_out: Tensor | None = None) -> None:
+    """:func:`lloyd_step` that computes the scores itself.
 
-    The scores ``||c||^2 - 2 x.c`` of a block of rows live in registers and L1 only:
-    no ``rows x k`` block is written (see ``_lloyd_kernel.c``). Without
-    ``accumulators`` only the labels are written (predict).
+    The scores ``||c||^2 - 2 x.c`` of a block of rows live in registers only: no
+    ``rows x k`` block is written (see ``_lloyd_kernel.c``). Up to 16 features, each
+    block of rows meets the centers one by one with its features in registers; beyond,
+    tiles of rows meet groups of centers as in a GEMM micro-kernel. Each score is one
+    FMA chain over the features in order, so the labels do not depend on the chunking
+    or the threads. Without ``accumulators`` only the labels are written (predict).
 
     Parameters
     ----------
@@ -269,23 +290,36 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
         computes them).
     weight, labels, accumulators, incremental
         As for :func:`lloyd_step`; ``accumulators`` may be None (labels only).
+    best_out : Tensor, optional
+        Without ``accumulators``: a contiguous ``(rows,)`` tensor of the rows' dtype
+        that receives each row's minimum score ``||c||^2 - 2 x.c``.
     """
     kernel = _kernel()
     n_rows, n_features = x.shape
     k = centers.shape[0]
     if not direct_applies(n_features):
-        raise ValueError(f"lloyd_direct takes 1 to {kernel.direct_max_features} features, "
-                         f"not {n_features}")
+        most = ("any number of" if kernel.tiled_vector_bytes
+                else f"1 to {kernel.direct_max_features}")
+        raise ValueError(f"lloyd_direct takes {most} features on this CPU, not {n_features}")
     centers, sq_norms = centers.contiguous(), sq_norms.contiguous()
     _check_rows("lloyd_direct", x, k, weight, labels, accumulators,
                 centers.shape == (k, n_features) and sq_norms.numel() == k
                 and centers.dtype == sq_norms.dtype == x.dtype,
                 f"centers {tuple(centers.shape)} {centers.dtype}, norms {sq_norms.numel()}")
+    if best_out is not None and (accumulators is not None or not best_out.is_contiguous()
+                                 or best_out.dtype != x.dtype or best_out.numel() != n_rows):
+        raise ValueError(f"lloyd_direct: best_out must be a contiguous ({n_rows},) {x.dtype} "
+                         "tensor, and only without accumulators")
     if weight is not None:
         weight = weight.to(x.dtype).contiguous()
     n_acc = kernel.max_threads() if accumulators is None else accumulators.shape[0]
-    kernel.direct[x.dtype](
+    tiled = n_features > kernel.direct_max_features
+    failed = (kernel.tiled if tiled else kernel.direct)[x.dtype](
         n_rows, k, n_features, x.data_ptr(), x.stride(0), centers.data_ptr(),
         sq_norms.data_ptr(), None if weight is None else weight.data_ptr(), labels.data_ptr(),
         int(incremental), None if accumulators is None else accumulators.data_ptr(), n_acc,
+        None if best_out is None else best_out.data_ptr(),
     )
+    if tiled and failed:
+        raise MemoryError(f"lloyd_direct: no memory for the packed centers ({k} x "
+                          f"{n_features}) or a tile of rows")

@@ -10,6 +10,7 @@ the functions below.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -121,6 +122,47 @@ def direct_chunk_rows(rows: int, n_clusters: int, n_features: int) -> int:
     blocks of rows even at large ``k``.
     """
     return rows * max(1, n_clusters // max(1, n_features))
+
+
+def kernel_scores_apply(data: KMeansData) -> bool:
+    """Whether the native kernel can find the nearest centers of ``data``'s rows itself.
+
+    Dense float32/float64 rows on the CPU, with a compiled kernel for their width
+    (:func:`~torchmeans.ops._native.direct_applies`): see :func:`chunk_minima`.
+    """
+    return (data.device.type == "cpu" and data.dense_rows and data.low_dtype is None
+            and data.acc_dtype in (torch.float32, torch.float64)
+            and _native.direct_applies(data.n_features))
+
+
+def chunk_minima(data: KMeansData, centers: Tensor, chunk_bytes: int | None, *,
+                 with_labels: bool = False) -> Iterator[tuple[Chunk, Tensor, Tensor | None]]:
+    """Yield ``(chunk, values, labels)``: each row's least score against ``centers``.
+
+    ``values`` are ``min_j ||c_j||^2 - 2 x.c_j`` and ``labels`` the first center holding
+    it (None unless ``with_labels``). Where :func:`kernel_scores_apply`, the native
+    kernel computes them without a score block (at the speed of the GEMM alone, in
+    chunks sized for rows only); else one GEMM per chunk, within the budget.
+    """
+    n_clusters = centers.shape[0]
+    terms = center_terms(centers)
+    rows = chunk_rows_for(data, n_clusters, chunk_bytes)
+    if not kernel_scores_apply(data):
+        for chunk in data.chunks(rows):
+            scores = chunk_scores(data, chunk, terms)
+            if with_labels:
+                values, labels = scores.min(dim=1)
+                yield chunk, values, labels
+            else:
+                yield chunk, scores.amin(dim=1), None
+        return
+    for chunk in data.chunks(direct_chunk_rows(rows, n_clusters, data.n_features)):
+        n_rows = chunk.stop - chunk.start
+        labels = torch.empty(n_rows, dtype=torch.int64)
+        values = torch.empty(n_rows, dtype=data.acc_dtype)
+        _native.lloyd_direct(chunk.x.contiguous(), centers, terms.sq_norms, None, labels,
+                             None, incremental=False, best_out=values)
+        yield chunk, values, labels if with_labels else None
 
 
 def transposed_layout(n_clusters: int) -> bool:
