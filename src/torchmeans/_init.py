@@ -14,12 +14,14 @@ import torch
 from torch import Tensor
 
 from torchmeans.data import KMeansData, weighted_sum
+from torchmeans.ops import _native
 from torchmeans.ops.assign import (
     center_terms,
     chunk_budget,
     chunk_minima,
     chunk_rows_for,
     chunk_scores,
+    kernel_scores_apply,
 )
 
 __all__ = ["kmeans_parallel_centers", "kmeans_plusplus_centers", "random_centers"]
@@ -276,7 +278,12 @@ class _CandidateJudge:
     pool are computed a window of proposals at a time, as many as fill the chunk budget
     (128 for 32,768 float32 rows and the 16 MiB CPU default: a GEMM per step against 8
     candidates ran at 40% of the speed of one against 64); candidates spread wider than
-    a window get their own products. Sparse rows go through :func:`_best_candidate`.
+    a window get their own products. Where the native tiled kernel runs
+    (:func:`~torchmeans.ops._native.tiled_available`, dense float32/float64 rows on the
+    CPU) the rows are held in its layout instead (:class:`~torchmeans.ops._native.
+    TiledRows`) and each step is one fused call for its own candidates only: no window,
+    no products of proposals that are rejected. Sparse rows go through
+    :func:`_best_candidate`.
     """
 
     def __init__(self, data: KMeansData, rows: Tensor, closest: Tensor, itemsize: int,
@@ -284,8 +291,13 @@ class _CandidateJudge:
         self.closest, self.itemsize, self.chunk_bytes = closest, itemsize, chunk_bytes
         self.weight = None if data.unit_weights else data.sample_weight[rows]
         self.sparse = not data.dense_rows
+        self.tiled: _native.TiledRows | None = None
         if self.sparse:
             self.part = data.subset(rows)
+        elif kernel_scores_apply(data) and _native.tiled_available():
+            self.tiled = _native.TiledRows(data.take(rows), self.weight)
+            self.closest = self.tiled.padded(closest)  # padding rows: distance 0
+            self.distances = self.closest.new_empty(0, self.closest.numel())  # reused
         else:
             self.x = data.take(rows)
             self.sq_norms = self.x.square().sum(dim=1)
@@ -306,6 +318,15 @@ class _CandidateJudge:
     def best_of(self, trials: Tensor, first: int, last: int) -> int:
         """Index in ``trials`` (pool positions, increasing, ``first`` to ``last``) of the best."""
         candidates = self.pool[trials]
+        if self.tiled is not None:
+            if self.distances.shape[0] < trials.numel():
+                self.distances = self.closest.new_empty(trials.numel(), self.closest.numel())
+            distances = self.distances[: trials.numel()]
+            potentials = self.tiled.potentials(self.closest, candidates,
+                                               self.pool_sq_norms[trials], distances)
+            best = int(potentials.argmin())
+            self.closest.copy_(distances[best])
+            return best
         if self.sparse:
             distances, best = _best_candidate(self.part, candidates, self.closest,
                                               self.itemsize, self.chunk_bytes)

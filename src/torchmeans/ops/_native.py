@@ -42,7 +42,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "direct_applies", "lloyd_direct", "lloyd_step", "unavailable_reason"]
+__all__ = ["TiledRows", "available", "direct_applies", "lloyd_direct", "lloyd_step",
+           "tiled_available", "unavailable_reason"]
 
 logger = logging.getLogger("torchmeans")
 
@@ -63,7 +64,8 @@ class _Kernel:
                                        ctypes.c_int]
         direct_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64] + [
             ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-        self.steps, self.direct, self.tiled = {}, {}, {}
+        self.steps, self.direct, self.tiled, self.potentials, self.tile_rows = {}, {}, {}, {}, {}
+        potential_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 8
         for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
             function = getattr(library, f"tm_lloyd_step_{suffix}")
             function.argtypes, function.restype = args, None
@@ -74,6 +76,10 @@ class _Kernel:
             function = getattr(library, f"tm_lloyd_tiled_{suffix}")
             function.argtypes, function.restype = direct_args, ctypes.c_int
             self.tiled[dtype] = function
+            function = getattr(library, f"tm_potentials_{suffix}")
+            function.argtypes, function.restype = potential_args, ctypes.c_int
+            self.potentials[dtype] = function
+            self.tile_rows[dtype] = getattr(library, f"tm_potential_tile_rows_{suffix}")()
         self.max_threads = library.tm_max_threads
         self.max_threads.argtypes, self.max_threads.restype = [], ctypes.c_int
         self.direct_max_features = library.tm_direct_max_features()
@@ -254,6 +260,12 @@ def lloyd_step(scores: Tensor, x: Tensor, weight: Tensor | None, labels: Tensor,
     )
 
 
+def tiled_available() -> bool:
+    """Whether the tiled kernel runs here (AVX2 or AVX-512, not turned off)."""
+    loaded = _load()
+    return isinstance(loaded, _Kernel) and loaded.tiled_vector_bytes > 0
+
+
 def direct_applies(n_features: int) -> bool:
     """Whether :func:`lloyd_direct` takes rows of ``n_features`` (the kernel is available).
 
@@ -323,3 +335,72 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
     if tiled and failed:
         raise MemoryError(f"lloyd_direct: no memory for the packed centers ({k} x "
                           f"{n_features}) or a tile of rows")
+
+
+class TiledRows:
+    """Rows held once in the tiled kernel's layout, to compare candidate centers on them.
+
+    The blocked k-means++ seeding compares each step's candidates by the potential they
+    leave on the same sample of rows, thousands of times: transposed into tiles once
+    (``(tiles, d, rows per tile)``, zero rows as padding), each comparison is one call of
+    ``tm_potentials``, a GEMM against the few candidates whose epilogue adds the norms,
+    takes the minimum with the rows' current distances and sums (no score block in torch,
+    only the candidates' distances, to keep the winner's).
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(rows, d)`` float32 or float64 rows on the CPU (needs :func:`tiled_available`).
+    weight : Tensor, optional
+        ``(rows,)`` weights; None for unit weights.
+    """
+
+    def __init__(self, x: Tensor, weight: Tensor | None) -> None:
+        kernel = _kernel()
+        if not tiled_available():
+            raise RuntimeError("TiledRows needs the tiled kernel (AVX2 or AVX-512)")
+        self.n_rows, n_features = x.shape
+        self.tile = kernel.tile_rows[x.dtype]
+        self.function = kernel.potentials[x.dtype]
+        n_tiles = -(-self.n_rows // self.tile)
+        padded = x.new_zeros(n_tiles * self.tile, n_features)
+        padded[: self.n_rows] = x
+        self.tiles = padded.view(n_tiles, self.tile, n_features).transpose(1, 2).contiguous()
+        self.sq_norms = padded.square().sum(dim=1)
+        self.weight = None
+        if weight is not None:
+            self.weight = x.new_zeros(n_tiles * self.tile)
+            self.weight[: self.n_rows] = weight
+
+    def padded(self, values: Tensor) -> Tensor:
+        """Return a zero-padded copy of per-row ``values`` (for ``closest``)."""
+        out = values.new_zeros(self.tiles.shape[0] * self.tile)
+        out[: self.n_rows] = values
+        return out
+
+    def potentials(self, closest: Tensor, candidates: Tensor, candidate_sq_norms: Tensor,
+                   distances: Tensor | None = None) -> Tensor:
+        """``sum_i w_i min(closest_i, ||x_i - c||^2)`` per candidate ``c`` (float64).
+
+        ``closest`` is padded (:meth:`padded`); ``distances``, if given, a contiguous
+        ``(candidates, padded rows)`` tensor, receives ``min(closest_i, ||x_i - c||^2)``.
+        """
+        m, n_features = candidates.shape
+        candidates, candidate_sq_norms = candidates.contiguous(), candidate_sq_norms.contiguous()
+        dtype = self.tiles.dtype
+        if not (n_features == self.tiles.shape[1] and candidates.dtype == dtype
+                and candidate_sq_norms.dtype == dtype and candidate_sq_norms.numel() == m
+                and closest.dtype == dtype and closest.is_contiguous()
+                and closest.numel() == self.sq_norms.numel()
+                and (distances is None or (distances.is_contiguous() and distances.dtype == dtype
+                                           and distances.shape == (m, closest.numel())))):
+            raise ValueError("TiledRows.potentials: inconsistent sizes, layouts or dtypes")
+        out = torch.empty(m, dtype=torch.float64)
+        failed = self.function(
+            self.tiles.shape[0], m, n_features, self.tiles.data_ptr(), self.sq_norms.data_ptr(),
+            closest.data_ptr(), None if self.weight is None else self.weight.data_ptr(),
+            candidates.data_ptr(), candidate_sq_norms.data_ptr(), out.data_ptr(),
+            None if distances is None else distances.data_ptr())
+        if failed:
+            raise MemoryError(f"TiledRows.potentials: no memory for {m} candidates")
+        return out
