@@ -1,10 +1,10 @@
 r"""k-means++ seeding: its cost in Lloyd iterations, and its quality against scikit-learn's.
 
-Cost: time of ``torchmeans.kmeans_plusplus`` (its default: the blocked seeding at the
-cost shape; the exact greedy seeding on all rows; ``init_size`` subsampling through
-``KMeans``) and of scikit-learn's ``kmeans_plusplus``, each
-divided by the time of one torchmeans Lloyd iteration on the same data (from a
-fixed-iteration fit), all measured in one process.
+Cost: time of torchmeans' k-means++ (its default, the blocked seeding at the cost shape:
+inside a fit and as the standalone ``kmeans_plusplus``; the exact greedy seeding on all
+rows; ``init_size`` subsampling through ``KMeans``) and of scikit-learn's
+``kmeans_plusplus``, each divided by the time of one torchmeans Lloyd iteration on the
+same data (from a fixed-iteration fit), all measured in one process.
 
 Quality: mean potential (inertia of the seeds) and mean converged inertia over
 ``--seeds`` seeds for both libraries; the ratio should be 1 within the spread
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -66,29 +67,56 @@ def exact_greedy() -> Iterator[None]:
         _init.BLOCKED_SEEDING_MIN_WORK = saved
 
 
-def cost(shape: tuple[int, int, int], init_sizes: tuple[int, ...]) -> None:
+def cost(shape: tuple[int, int, int], init_sizes: tuple[int, ...], repeats: int) -> None:
+    """Seeding time over one Lloyd iteration's, measured side by side.
+
+    The default seeding is timed ``repeats`` times, interleaved with the fits it is
+    compared to; each repeat's ratio uses that repeat's iteration, and the median and
+    range of the ratios are printed. "In a fit" is the extra time of a one-iteration fit
+    seeded by k-means++ over one from given centers (the fit's set-up, validation and
+    centred copy shared); the standalone function also validates and shifts its input.
+    """
     n, d, k = shape
     X, init = make_data(n, d, k)
     X_tensor = torch.from_numpy(X)
-    lloyd = torchmeans.KMeans(k, init=init, n_init=1, max_iter=3, tol=0)
-    iteration = timed(lambda: lloyd.fit(X_tensor)) / 3
-    rows = [("torchmeans kmeans_plusplus (default: blocked at this size)", timed(
-        lambda: torchmeans.kmeans_plusplus(X_tensor, k, random_state=0)))]
+
+    def fit(max_iter: int, init_: object) -> float:
+        model = torchmeans.KMeans(k, init=init_, n_init=1, max_iter=max_iter, tol=0,
+                                  random_state=0)
+        return timed(lambda: model.fit(X_tensor))
+
+    fit(1, init)  # build the kernel, warm the allocator
+    standalone, in_fit, iterations = [], [], []
+    for _ in range(repeats):
+        iteration = fit(3, init) / 3
+        iterations.append(iteration)
+        standalone.append(timed(
+            lambda: torchmeans.kmeans_plusplus(X_tensor, k, random_state=0)) / iteration)
+        in_fit.append((fit(1, "k-means++") - fit(1, init)) / iteration)
+
+    def spread(ratios: list[float]) -> str:
+        return (f"**{statistics.median(ratios):.1f}** ({min(ratios):.1f}-{max(ratios):.1f})"
+                if len(ratios) > 1 else f"**{ratios[0]:.1f}**")
+
+    iteration = statistics.median(iterations)
+    rows = [("torchmeans k-means++ in a fit (default: blocked at this size)", spread(in_fit)),
+            ("torchmeans kmeans_plusplus, standalone", spread(standalone))]
     with exact_greedy():
-        rows.append(("torchmeans greedy on all rows (`blocked` off)", timed(
-            lambda: torchmeans.kmeans_plusplus(X_tensor, k, random_state=0))))
+        seconds = timed(lambda: torchmeans.kmeans_plusplus(X_tensor, k, random_state=0))
+    rows.append(("torchmeans greedy on all rows (`blocked` off)", f"{seconds / iteration:.1f}"))
     for size in init_sizes:
         seeding = torchmeans.KMeans(k, init_size=size, n_init=1, max_iter=1, tol=0,
                                     random_state=0)
-        rows.append((f"torchmeans init_size={size:_} (+1 iteration)",
-                     timed(lambda s=seeding: s.fit(X_tensor)) - iteration))
-    rows.append(("scikit-learn kmeans_plusplus", timed(
-        lambda: kmeans_plusplus(X, k, random_state=0))))
+        seconds = timed(lambda s=seeding: s.fit(X_tensor)) - fit(1, init)
+        rows.append((f"torchmeans init_size={size:_} in a fit", f"{seconds / iteration:.1f}"))
+    seconds = timed(lambda: kmeans_plusplus(X, k, random_state=0))
+    rows.append(("scikit-learn kmeans_plusplus", f"{seconds / iteration:.1f}"))
     print(f"\nSeeding cost at {n:_} x {d} x {k}; one torchmeans Lloyd iteration: "
-          f"{iteration * 1e3:.0f} ms\n")
+          f"{iteration * 1e3:.0f} ms (median; from 3-iteration fits, set-up included); "
+          f"{repeats} interleaved repeats: median (range)\n")
     print("| seeding | time / one Lloyd iteration |\n|---|---:|")
-    for name, seconds in rows:
-        print(f"| {name} | {seconds / iteration:.1f} |", flush=True)
+    for name, ratio in rows:
+        print(f"| {name} | {ratio} |", flush=True)
 
 
 def quality(shape: tuple[int, int, int], seeds: int) -> None:
@@ -159,6 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--cost-repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
     parser.add_argument("--markdown", action="store_true", help="(tables are markdown)")
     parser.add_argument("--scale-seeds", type=int, default=0,
@@ -171,7 +200,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, torchmeans {torchmeans.__version__}, "
           f"{args.threads} threads")
     with threadpool_limits(args.threads):
-        cost(cost_shape, (cost_shape[0] // 10, cost_shape[0] // 40))
+        cost(cost_shape, (cost_shape[0] // 10, cost_shape[0] // 40),
+             2 if args.quick else args.cost_repeats)
         quality(quality_shape, 3 if args.quick else args.seeds)
         if args.scale_seeds or args.quick:
             n = cost_shape[0]

@@ -1,5 +1,6 @@
 """Reference implementations and data makers shared by the tests (not a test module)."""
 
+import contextlib
 from fractions import Fraction
 
 import numpy as np
@@ -117,3 +118,24 @@ EXACT_TIES = {
     ),
     "4x1-k2": ([[-1], [3], [1], [-3]], [[-3], [-1]]),
 }
+
+
+@contextlib.contextmanager
+def tiled_kernel(on: bool):
+    """Run the native paths above 16 features with the tiled kernel, or without it.
+
+    Without it: torch's GEMM and the kernel's step (``lloyd_step``) for Lloyd, and the
+    windows of products for the blocked seeding.
+    """
+    from torchmeans.ops import _native
+
+    if _native.unavailable_reason() is not None:
+        yield
+        return
+    kernel = _native._kernel()
+    saved = kernel.tiled_vector_bytes
+    kernel.tiled_vector_bytes = saved if on else 0
+    try:
+        yield
+    finally:
+        kernel.tiled_vector_bytes = saved

@@ -8,6 +8,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 import torchmeans._init as init_module
+from _helpers import tiled_kernel
 from torchmeans import KMeans, sources
 from torchmeans._init import blocked_kmeans_plusplus_centers, kmeans_plusplus_centers
 from torchmeans._validation import make_data, make_generator
@@ -119,13 +120,16 @@ def test_every_block_size(k):
     assert len(set(indices.tolist())) == k
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 50_000])
-def test_windows_of_any_size_pick_the_same_centers(chunk_bytes):
-    """Products per window, or per step when the budget holds no window: same seeds."""
+@pytest.mark.parametrize(("chunk_bytes", "tiled"), [(1, False), (50_000, False), (None, True)])
+def test_windows_of_any_size_pick_the_same_centers(chunk_bytes, tiled):
+    """Products per window, per step when the budget holds no window, or the fused
+    kernel's potentials (TiledRows, where it runs): same seeds."""
     X, _ = make_blobs(3000, n_features=5, centers=40, random_state=3)
     weight = np.random.default_rng(3).uniform(0.5, 2.0, len(X))
     data = make_data(torch.as_tensor(X), torch.as_tensor(weight), copy=True)
-    _, expected = blocked_kmeans_plusplus_centers(data, 200, make_generator(5, data.device))
-    _, got = blocked_kmeans_plusplus_centers(data, 200, make_generator(5, data.device),
-                                             chunk_bytes=chunk_bytes)
+    with tiled_kernel(False):
+        _, expected = blocked_kmeans_plusplus_centers(data, 200, make_generator(5, data.device))
+    with tiled_kernel(tiled):
+        _, got = blocked_kmeans_plusplus_centers(data, 200, make_generator(5, data.device),
+                                                 chunk_bytes=chunk_bytes)
     assert torch.equal(got, expected)

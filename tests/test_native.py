@@ -6,7 +6,6 @@ changed count (the kernel adds in float64, so only to rounding). Whole fits from
 same init must then give identical labels and ``n_iter_`` on data without near-ties.
 """
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from _helpers import EXACT_TIES, exact_lloyd, random_row_data, to_numpy
+from _helpers import EXACT_TIES, exact_lloyd, random_row_data, tiled_kernel, to_numpy
 from torchmeans import KMeans, kmeans
 from torchmeans._lloyd import accumulate, accumulate_native
 from torchmeans.data import DenseData
@@ -33,18 +32,6 @@ needs_direct = pytest.mark.skipif(not _native.direct_applies(1),
                                   reason="no native kernel, or no hardware FMA")
 TILED = REASON is None and _native._kernel().tiled_vector_bytes > 0
 needs_tiled = pytest.mark.skipif(not TILED, reason="no native kernel, or no AVX2/AVX-512")
-
-
-@contextlib.contextmanager
-def tiled_kernel(on: bool):
-    """Run the native path above 16 features with the tiled kernel, or with the GEMM."""
-    kernel = _native._kernel()
-    saved = kernel.tiled_vector_bytes
-    kernel.tiled_vector_bytes = saved if on else 0
-    try:
-        yield
-    finally:
-        kernel.tiled_vector_bytes = saved
 
 
 @pytest.fixture(params=[pytest.param(True, marks=needs_tiled, id="tiled"),
@@ -427,3 +414,32 @@ def test_tiled_kernel_can_be_turned_off():
     available, sixteen, seventeen = done.stdout.split()
     assert seventeen == "False"
     assert sixteen == available == "True" or REASON is not None
+
+
+@needs_tiled
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("n_rows", "n_features", "n_candidates"),
+                         [(1, 3, 1), (31, 17, 8), (100, 128, 9), (257, 5, 20)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_candidate_potentials_equal_float64(dtype, n_rows, n_features, n_candidates, weighted):
+    """The seeding's fused potentials: sum_i w_i min(D_i, ||x_i - c||^2), and the minima."""
+    generator = torch.Generator().manual_seed(n_rows)
+    x = torch.randn(n_rows, n_features, generator=generator, dtype=dtype)
+    weight = torch.rand(n_rows, generator=generator, dtype=dtype) + 0.5 if weighted else None
+    candidates = torch.randn(n_candidates, n_features, generator=generator, dtype=dtype)
+    closest = torch.rand(n_rows, generator=generator, dtype=dtype) * 3 * n_features
+    rows = _native.TiledRows(x, weight)
+    padded = rows.padded(closest)
+    distances = padded.new_empty(n_candidates, padded.numel())
+    got = rows.potentials(padded, candidates, candidates.square().sum(1), distances)
+    exact = torch.minimum(torch.cdist(x.double(), candidates.double()).square().T,
+                          closest.double())
+    expected = exact @ (torch.ones(n_rows, dtype=torch.float64) if weight is None
+                        else weight.double())
+    tolerance = 1e-12 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance * n_features)
+    torch.testing.assert_close(distances[:, :n_rows].double(), exact, rtol=tolerance,
+                               atol=tolerance * 4 * n_features)
+    assert not distances[:, n_rows:].any()  # padding rows: distance 0
+    with pytest.raises(ValueError, match="inconsistent"):
+        rows.potentials(closest, candidates, candidates.square().sum(1))  # not padded

@@ -237,16 +237,19 @@ def blocked_kmeans_plusplus_centers(
         pool = data.take(pool_ids)
         pool_sq = pool.square().sum(dim=1)
         judge.start_pool(pool, pool_sq)
-        pool_start = closest[pool_ids]
-        pool_now = pool_start.clone()
+        pool_now = closest[pool_ids]
+        # A proposal is accepted with probability D^2 / D_0^2 when its turn comes: with one
+        # uniform u drawn per proposal, when u D_0^2 < D^2 (the stop of each step depends
+        # only on the proposals before it, so one draw per proposal is exact).
+        thresholds = torch.rand(pool_ids.numel(), generator=generator, device=device,
+                                dtype=dtype).mul_(pool_now)
         next_proposal = 0
         while chosen < block_start + block:
             left = pool_ids.numel() - next_proposal
             if chosen == block_start:  # D == D_0: every proposal is accepted
                 accepted = torch.arange(min(n_local_trials, left), device=device)
             else:
-                draws = torch.rand(left, generator=generator, device=device, dtype=dtype)
-                keep = draws * pool_start[next_proposal:] < pool_now[next_proposal:]
+                keep = thresholds[next_proposal:] < pool_now[next_proposal:]
                 accepted = torch.nonzero(keep).squeeze(1)[:n_local_trials]
                 if accepted.numel() < n_local_trials:
                     break  # pool used up: bring D up to date and draw a new pool
