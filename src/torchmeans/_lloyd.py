@@ -30,7 +30,7 @@ from torchmeans.ops.assign import (
     chunk_budget,
     chunk_rows_for,
     chunk_scores_into,
-    direct_chunk_rows,
+    direct_pass_rows,
     nearest_centers,
     score_buffer,
     transposed_layout,
@@ -307,8 +307,7 @@ def accumulate_native(data: KMeansData, centers: Tensor, labels: Tensor, rows: i
     direct = _native.direct_applies(n_features)
     buffer = None if direct else score_buffer(data, centers, rows)
     transposed = transposed_layout(n_clusters)
-    for chunk in data.chunks(direct_chunk_rows(rows, n_clusters, n_features) if direct
-                             else rows):
+    for chunk in data.chunks(direct_pass_rows(data, rows, n_clusters) if direct else rows):
         x, chunk_labels = chunk.x.contiguous(), labels[chunk.start : chunk.stop]
         if direct:
             _native.lloyd_direct(x, centers, terms.sq_norms, chunk.weight, chunk_labels,
