@@ -6,6 +6,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 from torchmeans import KMeans, kmeans, kmeans_plusplus
+from torchmeans._validation import all_finite
 
 GOOD = np.array([[0.0, 1.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0], [5.0, 5.0]])
 
@@ -45,6 +46,19 @@ def test_inf(kind, value, entry, device):
     X[0, 0] = value
     with pytest.raises(ValueError, match="infinity"):
         entry_points(device)[entry](as_kind(X, kind, device))
+
+
+def test_finite_values_whose_sum_overflows_are_accepted():
+    """The finite check sums first; a sum that overflows falls back to the exact test."""
+    X = np.array([[3e38, 1.0], [3e38, 2.0], [-1.0, 3e38]], dtype=np.float32)
+    assert not np.isfinite(X.sum(dtype=np.float32))
+    assert all_finite(torch.from_numpy(X))
+    for bad in (np.inf, np.nan):
+        Y = X.copy()
+        Y[2, 0] = bad
+        assert not all_finite(torch.from_numpy(Y))
+    Y = np.array([[np.inf], [-np.inf]])  # sums to NaN
+    assert not all_finite(torch.from_numpy(Y))
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -24,6 +24,7 @@ from torchmeans import KMeans, kmeans
 from torchmeans._lloyd import accumulate, accumulate_native
 from torchmeans.data import DenseData
 from torchmeans.ops import _native
+from torchmeans.ops import assign as assign_module
 from torchmeans.ops.assign import SMALL_K, assign
 
 REASON = _native.unavailable_reason()
@@ -32,6 +33,15 @@ needs_direct = pytest.mark.skipif(not _native.direct_applies(1),
                                   reason="no native kernel, or no hardware FMA")
 TILED = REASON is None and _native._kernel().tiled_vector_bytes > 0
 needs_tiled = pytest.mark.skipif(not TILED, reason="no native kernel, or no AVX2/AVX-512")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def small_direct_chunks():
+    """Direct passes in chunks as small as the tests ask for (not 65,536-row minimum)."""
+    saved = assign_module.DIRECT_VIEW_CHUNK_ROWS
+    assign_module.DIRECT_VIEW_CHUNK_ROWS = 1
+    yield
+    assign_module.DIRECT_VIEW_CHUNK_ROWS = saved
 
 
 @pytest.fixture(params=[pytest.param(True, marks=needs_tiled, id="tiled"),
@@ -256,8 +266,6 @@ def test_auto_uses_the_kernel_on_dense_cpu_data(monkeypatch, tiled, n_features, 
     assert calls
     if entry == "lloyd_step":
         assert all(calls)  # k=3: the (k, rows) score layout
-    else:
-        assert not any(calls)  # lloyd_direct has no score layout
     calls.clear()
     KMeans(3, init=init, n_init=1, backend="torch").fit(X)
     assert not calls
@@ -443,3 +451,22 @@ def test_candidate_potentials_equal_float64(dtype, n_rows, n_features, n_candida
     assert not distances[:, n_rows:].any()  # padding rows: distance 0
     with pytest.raises(ValueError, match="inconsistent"):
         rows.potentials(closest, candidates, candidates.square().sum(1))  # not padded
+
+
+@needs_tiled
+def test_in_memory_passes_take_large_chunks(monkeypatch):
+    """Views cost nothing per chunk: a direct pass calls the kernel once per 65,536 rows."""
+    monkeypatch.setattr(assign_module, "DIRECT_VIEW_CHUNK_ROWS", 1 << 16)
+    calls = []
+    original = _native.lloyd_direct
+
+    def spy(x, *args, **kwargs):
+        calls.append(x.shape[0])
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(_native, "lloyd_direct", spy)
+    X, init = random_row_data(70_000, 20, 4, 4, seed=2)
+    data = DenseData(torch.from_numpy(X), torch.ones(len(X), dtype=torch.float64))
+    labels = torch.full((len(X),), -1)
+    accumulate_native(data, torch.from_numpy(init) - data.offset, labels, 100)
+    assert calls == [1 << 16, 70_000 - (1 << 16)]

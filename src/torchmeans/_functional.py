@@ -205,7 +205,7 @@ def fit_data(
     tol_abs = global_mean_variance(data, collective) * tol if tol > 0 else 0.0
     if backend == "native" and algorithm == "auto":
         algorithm = "lloyd"  # the native kernel runs Lloyd passes
-    # Labels from the native kernel's own scores (few features): in the passes, the final
+    # Labels from the native kernel's own scores (direct/tiled): in the passes, the final
     # assignment and predict alike.
     direct = uses_direct_labels(backend, data, n_clusters, chunk_bytes)
     algorithm = resolve_algorithm(algorithm, data, n_clusters, direct=direct)

@@ -295,7 +295,7 @@ def accumulate_native(data: KMeansData, centers: Tensor, labels: Tensor, rows: i
     """:func:`accumulate` with the compiled kernel after each chunk's GEMM (float64 result).
 
     Same scores (:func:`~torchmeans.ops.assign.chunk_scores_into`), so the same
-    labels; the sums are added per thread in float64. With few features
+    labels; the sums are added per thread in float64. Where it applies
     (:func:`~torchmeans.ops._native.direct_applies`) the kernel computes the scores
     itself, summed in a BLAS kernel's order; :func:`uses_direct_labels` then makes
     predict use it too, so a fit's labels equal predict's on any BLAS.

@@ -2,12 +2,15 @@
  *
  * Built on first use by torchmeans/ops/_native.py (plain C99 + OpenMP, linked against the
  * OpenMP runtime torch already loaded, so both share one thread pool and threadpoolctl
- * limits apply to both). Two entry points per dtype:
+ * limits apply to both). Entry points per dtype:
  *
  * - tm_lloyd_step_*: runs after torch's GEMM has written a chunk's scores ||c||^2 - 2 x.c
  *   and replaces the separate torch ops (minimum, label compare and update, index_add_,
  *   bincount) by one pass over the scores and the rows. Same scores in, same labels out as
  *   the torch path in torchmeans/ops/assign.py (the first center holding the minimum).
+ * - tm_lloyd_tiled_*: the same for more features (x86 AVX2 / AVX-512), as a GEMM
+ *   micro-kernel whose epilogue is the first minimum (see the comment above it).
+ * - tm_potentials_*: the blocked k-means++ seeding's comparison of candidate centers.
  * - tm_lloyd_direct_*: for few features (d <= DIRECT_MAX_FEATURES), computes the scores
  *   itself, block by block in registers and L1, so no rows x k score block ever reaches
  *   memory; at 1M x 8, k=16 that block is twice the size of the data and writing it was
@@ -61,8 +64,9 @@ int tm_direct_max_features(void) {
 #endif
 }
 
-/* The tiled kernel's vector ISA: AVX-512 (32 registers: tiles of 4 row vectors x 5 centers)
-   or AVX2 + FMA (16 registers: 2 x 4); 0 elsewhere (the GEMM path runs for d > 16). */
+/* The tiled kernel's vector ISA: AVX-512 (32 registers: tiles of 4 row vectors x 5 centers,
+   20 accumulators; the running minima and labels may spill once per group) or AVX2 + FMA
+   (16 registers: 2 x 4); 0 elsewhere (the GEMM path runs for d > 16). */
 #if defined(__AVX512F__)
 #define TILED_BYTES 64
 #define VPRE(op) _mm512_##op
@@ -98,6 +102,7 @@ static void *tm_alloc64(size_t bytes) {
 #define VOP(op) PASTE(VPRE(op), _ps)
 #if TILED_BYTES == 64
 #define VT __m512
+#define VMASK __mmask16
 #define VCMP_MASK _mm512_cmp_ps_mask
 #elif TILED_BYTES == 32
 #define VT __m256
@@ -109,6 +114,7 @@ static void *tm_alloc64(size_t bytes) {
 #undef SUFFIX
 #undef VOP
 #undef VT
+#undef VMASK
 #undef VCMP_MASK
 #define T double
 #define LT int64_t
@@ -117,6 +123,7 @@ static void *tm_alloc64(size_t bytes) {
 #define VOP(op) PASTE(VPRE(op), _pd)
 #if TILED_BYTES == 64
 #define VT __m512d
+#define VMASK __mmask8
 #define VCMP_MASK _mm512_cmp_pd_mask
 #elif TILED_BYTES == 32
 #define VT __m256d
@@ -359,7 +366,7 @@ INLINE void FN(tiled_tile)(int64_t k, int64_t d, const T *xt, const T *packed,
             for (int v = 0; v < ROW_VECTORS; ++v) {
                 const VT score = VOP(fmadd)(minus2, dot[v][q], sq);
 #if TILED_BYTES == 64
-                const __mmask16 better = VCMP_MASK(score, b[v], _CMP_LT_OQ);
+                const VMASK better = VCMP_MASK(score, b[v], _CMP_LT_OQ);
                 b[v] = VOP(mask_blend)(better, b[v], score);
                 l[v] = VOP(mask_blend)(better, l[v], j);
 #else
@@ -401,16 +408,15 @@ int FN(tm_lloyd_tiled)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64_t
         }
 #pragma omp barrier
         /* no thread writes failed after the barrier: all take the same branch below */
-        int ok;
+        int stop;
 #pragma omp atomic read
-        ok = failed;
-        ok = !ok;
-        double *sums = acc && ok ? acc + omp_get_thread_num() * width : 0;
+        stop = failed;
+        double *sums = acc && !stop ? acc + omp_get_thread_num() * width : 0;
         double *weights = sums ? sums + k * d : 0;
         double inertia = 0.0, changed = 0.0;
         T best[TILE_ROWS] __attribute__((aligned(64)));
         int32_t label[TILE_ROWS];
-        if (ok) {
+        if (!stop) {
 #pragma omp for schedule(static)
             for (int64_t j = 0; j < n_groups * TILE_CENTERS; ++j) {
                 const int64_t g = j / TILE_CENTERS, q = j % TILE_CENTERS;
@@ -448,7 +454,7 @@ int FN(tm_potential_tile_rows)(void) { return POTENTIAL_ROWS; }
 
 /* Potentials of candidate centers (the blocked k-means++ seeding's comparison):
  *   potentials[j] = sum_i w_i min(closest_i, max(0, ||x_i||^2 + ||c_j||^2 - 2 x_i.c_j))
- * over rows given once, already in the tiled kernel's layout: xt is (n_tiles, d, POTENTIAL_ROWS)
+ * over rows given once, already in tiles: xt is (n_tiles, d, POTENTIAL_ROWS) (any alignment)
  * and row_sq, closest, weight (NULL: all 1) hold n_tiles * POTENTIAL_ROWS entries (padding rows:
  * zero features, closest 0). A register tile as tm_lloyd_tiled's, POTENTIAL_ROW_VECTORS x
  * POTENTIAL_CENTERS (a step's 8 candidates at k=1024 fill one group); the epilogue adds the
@@ -488,7 +494,7 @@ int FN(tm_potentials)(int64_t n_tiles, int64_t m, int64_t d, const T *xt, const 
                 for (int q = 0; q < POTENTIAL_CENTERS; ++q) dot[v][q] = zero;
             for (int64_t f = 0; f < d; ++f, a += POTENTIAL_ROWS, c += POTENTIAL_CENTERS) {
                 VT rows[POTENTIAL_ROW_VECTORS];
-                for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v) rows[v] = VOP(load)(a + v * VL);
+                for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v) rows[v] = VOP(loadu)(a + v * VL);
                 for (int q = 0; q < POTENTIAL_CENTERS; ++q) {
                     const VT center = VOP(set1)(c[q]);
                     for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v)
@@ -501,9 +507,11 @@ int FN(tm_potentials)(int64_t n_tiles, int64_t m, int64_t d, const T *xt, const 
                 VT total = zero;
                 for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v) {
                     const int64_t at = first_row + v * VL;
-                    VT value = VOP(add)(VOP(fmadd)(minus2, dot[v][q], sq),
-                                        VOP(loadu)(row_sq + at));
-                    value = VOP(min)(VOP(max)(value, zero), VOP(loadu)(closest + at));
+                    /* (||x||^2 - 2 x.c) + ||c||^2 in the order of the torch path's addmm and add
+                       (_init._CandidateJudge); max(0, NaN) is NaN, which min turns into closest */
+                    VT value = VOP(add)(VOP(fmadd)(minus2, dot[v][q], VOP(loadu)(row_sq + at)),
+                                        sq);
+                    value = VOP(min)(VOP(max)(zero, value), VOP(loadu)(closest + at));
                     if (distances) VOP(storeu)(distances + j * n_padded + at, value);
                     if (weight) value = VOP(mul)(value, VOP(loadu)(weight + at));
                     total = VOP(add)(total, value);

@@ -362,15 +362,14 @@ class TiledRows:
         self.n_rows, n_features = x.shape
         self.tile = kernel.tile_rows[x.dtype]
         self.function = kernel.potentials[x.dtype]
-        n_tiles = -(-self.n_rows // self.tile)
-        padded = x.new_zeros(n_tiles * self.tile, n_features)
-        padded[: self.n_rows] = x
-        self.tiles = padded.view(n_tiles, self.tile, n_features).transpose(1, 2).contiguous()
-        self.sq_norms = padded.square().sum(dim=1)
-        self.weight = None
-        if weight is not None:
-            self.weight = x.new_zeros(n_tiles * self.tile)
-            self.weight[: self.n_rows] = weight
+        n_tiles, full = -(-self.n_rows // self.tile), self.n_rows // self.tile
+        # (tiles, d, rows per tile), zero padding rows: written from x without a padded copy
+        self.tiles = x.new_zeros(n_tiles, n_features, self.tile)
+        self.tiles[:full] = x[: full * self.tile].view(full, self.tile, n_features).transpose(1, 2)
+        self.tiles[full:, :, : self.n_rows - full * self.tile] = x[full * self.tile :].T
+        self.sq_norms = self.padded(torch.cat([part.square().sum(dim=1)  # a bounded temporary
+                                               for part in x.split(1 << 14)]))
+        self.weight = None if weight is None else self.padded(weight)
 
     def padded(self, values: Tensor) -> Tensor:
         """Return a zero-padded copy of per-row ``values`` (for ``closest``)."""

@@ -163,9 +163,9 @@ def chunk_minima(data: KMeansData, centers: Tensor, chunk_bytes: int | None, *,
     chunks sized for rows only); else one GEMM per chunk, within the budget.
     """
     n_clusters = centers.shape[0]
-    terms = center_terms(centers)
     rows = chunk_rows_for(data, n_clusters, chunk_bytes)
     if not kernel_scores_apply(data):
+        terms = center_terms(centers)
         for chunk in data.chunks(rows):
             scores = chunk_scores(data, chunk, terms)
             if with_labels:
@@ -174,12 +174,13 @@ def chunk_minima(data: KMeansData, centers: Tensor, chunk_bytes: int | None, *,
             else:
                 yield chunk, scores.amin(dim=1), None
         return
+    sq_norms = centers.square().sum(dim=1)  # as center_terms computes them
     for chunk in data.chunks(direct_pass_rows(data, rows, n_clusters)):
         n_rows = chunk.stop - chunk.start
         labels = torch.empty(n_rows, dtype=torch.int64)
         values = torch.empty(n_rows, dtype=data.acc_dtype)
-        _native.lloyd_direct(chunk.x.contiguous(), centers, terms.sq_norms, None, labels,
-                             None, incremental=False, best_out=values)
+        _native.lloyd_direct(chunk.x.contiguous(), centers, sq_norms, None, labels, None,
+                             incremental=False, best_out=values)
         yield chunk, values, labels if with_labels else None
 
 
@@ -198,8 +199,8 @@ def chunk_scores_into(data: KMeansData, chunk: Chunk, terms: CenterTerms,
 
     Every assignment (fit, predict, the bounded passes, the native kernel after its
     GEMM) reads scores made here, so all of them see the same rounding and pick the same
-    labels. (The native kernel's own scores for at most 16 features sum as a BLAS kernel
-    does; where it is used, predict uses it too: ``_lloyd.uses_direct_labels``.)
+    labels. (The native kernel's own scores sum as a BLAS kernel does; where they are
+    used, predict uses them too: ``_lloyd.uses_direct_labels``.)
     """
     n_rows, k = chunk.stop - chunk.start, terms.sq_norms.numel()
     transposed = _transposed(terms)
