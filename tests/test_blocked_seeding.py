@@ -100,15 +100,17 @@ def test_large_problems_take_the_blocked_seeding(monkeypatch, tmp_path):
     original = init_module.blocked_kmeans_plusplus_centers
 
     def spy(*args, **kwargs):
-        calls.append(args[1])
+        calls.append((args[1], kwargs.get("evaluation_rows")))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(init_module, "blocked_kmeans_plusplus_centers", spy)
     small = KMeans(20, random_state=0, n_init=1).fit(X)
-    assert not calls
+    # small problems: greedy k-means++ on all rows (with the fused kernel where it runs)
+    assert calls == ([(20, 4000)] if _native.tiled_available() else [])
+    calls.clear()
     monkeypatch.setattr(init_module, "BLOCKED_SEEDING_MIN_WORK", 4000 * 20)
     blocked = KMeans(20, random_state=0, n_init=1).fit(X)
-    assert calls == [20]
+    assert calls == [(20, None)]
     assert blocked.inertia_ < 1.05 * small.inertia_
     np.save(tmp_path / "rows.npy", X)
     streamed = KMeans(20, random_state=0, n_init=1).fit(sources.from_npy([tmp_path / "rows.npy"]))

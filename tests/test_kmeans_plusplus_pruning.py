@@ -1,12 +1,25 @@
-"""k-means++ skips rows by the triangle inequality: same seeds as evaluating every row."""
+"""k-means++ skips rows by the triangle inequality: same seeds as evaluating every row.
+
+Where the fused kernel runs, greedy k-means++ compares candidates with it instead
+(``_init._fused_greedy_applies``); these tests turn it off to test the pruned path, which
+serves the other CPUs and data too large to hold a copy of.
+"""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_blobs
 
+from _helpers import tiled_kernel
 from torchmeans._init import _weighted_choice, kmeans_plusplus_centers
 from torchmeans._validation import make_data, make_generator
+
+
+@pytest.fixture(autouse=True)
+def pruned_path():
+    """The pruned greedy seeding (not the fused kernel's comparison)."""
+    with tiled_kernel(False):
+        yield
 
 
 def reference_indices(X, weight, k, trials, seed):
