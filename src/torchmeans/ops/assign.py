@@ -145,10 +145,13 @@ def direct_pass_rows(data: KMeansData, rows: int, n_clusters: int) -> int:
 def kernel_scores_apply(data: KMeansData) -> bool:
     """Whether the native kernel can find the nearest centers of ``data``'s rows itself.
 
-    Dense float32/float64 rows on the CPU, with a compiled kernel for their width
-    (:func:`~torchmeans.ops._native.direct_applies`): see :func:`chunk_minima`.
+    Dense rows on the CPU in float32/float64 chunks (half-precision rows are shifted into
+    float32; ``precision='fast'`` only concerns the fit's products), with a compiled
+    kernel for their width (:func:`~torchmeans.ops._native.direct_applies`): see
+    :func:`chunk_minima`. The seeding uses it whatever the fit's ``backend`` and
+    ``precision``, so a ``random_state`` gives the same seeds with all of them.
     """
-    return (data.device.type == "cpu" and data.dense_rows and data.low_dtype is None
+    return (data.device.type == "cpu" and data.dense_rows
             and data.acc_dtype in (torch.float32, torch.float64)
             and _native.direct_applies(data.n_features))
 
