@@ -168,8 +168,9 @@ def uses_direct_labels(backend: str, data: KMeansData, n_clusters: int,
                        chunk_bytes: int | None) -> bool:
     """Whether labels of ``data`` come from the native kernel's own scores.
 
-    True where ``backend`` resolves to ``'native'`` (:func:`resolve_backend`) and the
-    rows have few enough features for :func:`~torchmeans.ops._native.lloyd_direct`.
+    True where ``backend`` resolves to ``'native'`` (:func:`resolve_backend`) and
+    :func:`~torchmeans.ops._native.lloyd_direct` takes rows of this width (up to 16
+    features anywhere with FMA; any width on AVX2/AVX-512 CPUs).
     The fit's passes, its final assignment and predict follow this one rule.
     """
     if not _native.direct_applies(data.n_features):
