@@ -64,7 +64,8 @@ class _Kernel:
                                        ctypes.c_int]
         direct_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64] + [
             ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-        self.steps, self.direct, self.tiled, self.potentials, self.tile_rows = {}, {}, {}, {}, {}
+        self.steps, self.direct, self.tiled, self.potentials = {}, {}, {}, {}
+        self.potential_tile_rows: dict[torch.dtype, int] = {}
         potential_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 8
         for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
             function = getattr(library, f"tm_lloyd_step_{suffix}")
@@ -79,7 +80,7 @@ class _Kernel:
             function = getattr(library, f"tm_potentials_{suffix}")
             function.argtypes, function.restype = potential_args, ctypes.c_int
             self.potentials[dtype] = function
-            self.tile_rows[dtype] = getattr(library, f"tm_potential_tile_rows_{suffix}")()
+            self.potential_tile_rows[dtype] = getattr(library, f"tm_potential_tile_rows_{suffix}")()
         self.max_threads = library.tm_max_threads
         self.max_threads.argtypes, self.max_threads.restype = [], ctypes.c_int
         self.direct_max_features = library.tm_direct_max_features()
@@ -360,7 +361,7 @@ class TiledRows:
         if not tiled_available():
             raise RuntimeError("TiledRows needs the tiled kernel (AVX2 or AVX-512)")
         self.n_rows, n_features = x.shape
-        self.tile = kernel.tile_rows[x.dtype]
+        self.tile = kernel.potential_tile_rows[x.dtype]
         self.function = kernel.potentials[x.dtype]
         n_tiles, full = -(-self.n_rows // self.tile), self.n_rows // self.tile
         # (tiles, d, rows per tile), zero padding rows: written from x without a padded copy
