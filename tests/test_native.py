@@ -470,3 +470,40 @@ def test_in_memory_passes_take_large_chunks(monkeypatch):
     labels = torch.full((len(X),), -1)
     accumulate_native(data, torch.from_numpy(init) - data.offset, labels, 100)
     assert calls == [1 << 16, 70_000 - (1 << 16)]
+
+
+@needs_kernel
+@given(seed=st.integers(0, 2**32 - 1), n_rows=st.integers(0, 200),
+       n_features=st.sampled_from([1, 3, 17, 130]),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_sq_distances_equal_float64_differences(seed, n_rows, n_features, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_rows, n_features, generator=gen, dtype=dtype) * 100
+    centers = torch.randn(7, n_features, generator=gen, dtype=dtype)
+    labels = torch.randint(7, (n_rows,), generator=gen)
+    expected = (x.double() - centers.double()[labels]).square().sum(dim=1)
+    got = _native.sq_distances_to(x, centers, labels)
+    assert got.dtype == dtype
+    # summed in float64 (in another order than torch's): within a float64 rounding, then
+    # rounded once to the rows' dtype
+    rtol = 1e-12 if dtype == torch.float64 else torch.finfo(dtype).eps
+    torch.testing.assert_close(got.double(), expected, rtol=rtol, atol=0)
+
+
+@needs_kernel
+def test_sq_distances_reject_bad_labels():
+    x, centers = torch.randn(5, 3), torch.randn(2, 3)
+    with pytest.raises(ValueError, match="labels outside"):
+        _native.sq_distances_to(x, centers, torch.tensor([0, 1, 2, 0, 1]))
+    with pytest.raises(ValueError, match="inconsistent"):
+        _native.sq_distances_to(x, centers.double(), torch.zeros(5, dtype=torch.int64))
+
+
+def test_assign_inertia_is_the_exact_one():
+    # The final assignment's inertia (native distances) equals the float64 one.
+    X, init = random_row_data(3000, 40, 12, 9, seed=4)
+    km = KMeans(9, init=init, n_init=1, max_iter=5).fit(X.astype(np.float32))
+    X64 = X.astype(np.float32).astype(np.float64)
+    centers = km.cluster_centers_.astype(np.float64)
+    expected = ((X64 - centers[km.labels_]) ** 2).sum()
+    assert km.inertia_ == pytest.approx(expected, rel=1e-5)

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from torchmeans.data import Chunk, KMeansData
+from torchmeans.ops import _native
 from torchmeans.ops.assign import (
     SMALL_K,
     CenterTerms,
@@ -112,16 +113,24 @@ class BoundedPass:
     exact_inertia : bool
         Report each iteration's inertia (one extra pass over the data); otherwise
         the flat accumulator carries NaN there.
+    native : bool
+        Elkan's passes after the first run in the native kernel
+        (:func:`~torchmeans.ops._native.elkan_pass`): scores only for the rows and
+        centers whose own bounds fail, as a native Lloyd pass computes them. Only
+        where Lloyd's labels come from that kernel (``uses_direct_labels``).
     """
 
     def __init__(self, data: KMeansData, groups: Tensor, rows: int, *,
-                 exact_inertia: bool = False) -> None:
+                 exact_inertia: bool = False, native: bool = False) -> None:
         self.data = data
         self.transposed = groups.numel() <= SMALL_K
         self.groups = groups
         self.n_groups = int(groups.max()) + 1
         self.rows = rows
         self.exact_inertia = exact_inertia
+        self.native = native
+        if native and self.n_groups != groups.numel():
+            raise ValueError("the native bounded pass is Elkan's (one group per center)")
         dtype = data.acc_dtype
         self.upper = torch.empty(data.n_samples, dtype=dtype, device=data.device)
         self.lower = torch.empty(data.n_samples, self.n_groups, dtype=dtype, device=data.device)
@@ -134,7 +143,7 @@ class BoundedPass:
         self.eps = eps
         self.previous_centers: Tensor | None = None
         self.n_recomputed = 0
-        """Samples whose distances to all centers were recomputed (last pass)."""
+        """Samples whose distances to other centers were recomputed (last pass)."""
 
     # -- helpers ------------------------------------------------------------------
 
@@ -222,7 +231,9 @@ class BoundedPass:
         See :func:`torchmeans._lloyd.accumulate` for the layout and for ``incremental``.
         """
         n_clusters, n_features = centers.shape
-        flat = torch.zeros(n_clusters * n_features + n_clusters + 2, dtype=centers.dtype,
+        # The native pass sums in float64, as a native Lloyd pass does (same centers).
+        flat = torch.zeros(n_clusters * n_features + n_clusters + 2,
+                           dtype=torch.float64 if self.native else centers.dtype,
                            device=centers.device)
         sums, weights, scalars = flat.split([n_clusters * n_features, n_clusters, 2])
         sums = sums.view(n_clusters, n_features)
@@ -232,6 +243,9 @@ class BoundedPass:
         if self.previous_centers is None:
             self._first_pass(centers, terms, labels, buffer, scalars, largest_center, sums,
                              weights, incremental)
+        elif self.native:
+            self._native_pass(centers, terms, labels, scalars, largest_center, sums, weights,
+                              incremental)
         else:
             self._update_bounds(centers, labels, largest_center)
             self._bounded_pass(centers, terms, labels, buffer, scalars, largest_center,
@@ -269,13 +283,17 @@ class BoundedPass:
             self.lower[chunk.start : chunk.stop] = lower
         self.n_recomputed = self.data.n_samples
 
-    def _update_bounds(self, centers: Tensor, labels: Tensor, largest_center: float) -> None:
-        """Move the bounds by each center's drift, rounded outwards."""
+    def _drift(self, centers: Tensor, largest_center: float) -> Tensor:
+        """How far each center moved since the last pass, rounded up, in the bounds' dtype."""
         drift = (centers.double() - self.previous_centers.double()).square().sum(dim=1).sqrt()
         # Slack for the rounding of the bound updates themselves (bounds are at most
         # ||x|| + R, so each addition rounds by less than eps * (max ||x|| + R)).
         slack = 2 * self.eps * (self.largest_norm + largest_center)
-        drift = (drift * (1 + 2 * self.eps) + slack).to(self.upper.dtype)
+        return (drift * (1 + 2 * self.eps) + slack).to(self.upper.dtype)
+
+    def _update_bounds(self, centers: Tensor, labels: Tensor, largest_center: float) -> None:
+        """Move the bounds by each center's drift, rounded outwards."""
+        drift = self._drift(centers, largest_center)
         group_drift = drift.new_zeros(self.n_groups).scatter_reduce_(0, self.groups, drift, "amax")
         self.upper += drift[labels]
         self.lower -= group_drift
@@ -326,6 +344,32 @@ class BoundedPass:
                 rows = scattered[begin : begin + self.rows]
                 self._recompute(chunk, data.select(chunk, rows), rows, terms, buffer, labels,
                                 margin, scalars, sums, weights, incremental)
+
+    def _native_pass(self, centers: Tensor, terms: CenterTerms, labels: Tensor,
+                     scalars: Tensor, largest_center: float, sums: Tensor, weights: Tensor,
+                     incremental: bool) -> None:
+        """Elkan's pass in the native kernel: bounds, tests and the needed scores per chunk."""
+        data = self.data
+        drift = self._drift(centers, largest_center)
+        half_gaps = self._half_gaps(centers, largest_center).to(self.upper.dtype)
+        margin = self._margin(self.norms, largest_center)
+        factor = FILTER_CHUNK_FACTOR if data.chunks_are_views else 1
+        self.n_recomputed = 0
+        for chunk in data.chunks(self.rows * factor):
+            start, stop = chunk.start, chunk.stop
+            chunk_labels = labels[start:stop]
+            previous = chunk_labels.clone()
+            _, recomputed = _native.elkan_pass(
+                chunk.x, chunk.sq_norms.contiguous(), margin[start:stop], centers,
+                terms.sq_norms, drift, half_gaps, self.upper[start:stop],
+                self.lower[start:stop], chunk_labels)
+            self.n_recomputed += recomputed
+            moved = torch.nonzero(chunk_labels != previous).squeeze(1)
+            scalars[1] += moved.numel()
+            if incremental and moved.numel():
+                data.add_weighted_sums(chunk, chunk_labels[moved], sums, weights, rows=moved)
+                data.add_weighted_sums(chunk, previous[moved], sums, weights, rows=moved,
+                                       alpha=-1)
 
     def _tighten(self, chunk: Chunk, rows: Tensor, centers: Tensor, margin: Tensor,
                  lower: Tensor, labels: Tensor) -> Tensor:

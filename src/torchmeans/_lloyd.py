@@ -534,13 +534,16 @@ def lloyd(
     # Bound-based algorithms start with Lloyd passes and switch to bounds once few labels
     # move (see BOUNDS_AFTER_CHANGED): same labels either way, less time.
     bounded: list[BoundedPass] = []
+    # Elkan in the native kernel where Lloyd's labels come from it too (same scores).
+    native_elkan = (algorithm == "elkan" and backend == "native"
+                    and _native.direct_applies(n_features))
     last_changed = [data.n_samples if start is None else -1]
 
     def assignment_pass(centers: Tensor, labels: Tensor, incremental: bool) -> Tensor:
         if algorithm != "lloyd" and not bounded and last_changed[0] <= max(
                 BOUNDS_AFTER_CHANGED * data.n_samples, BOUNDS_AFTER_ROWS):
             bounded.append(BoundedPass(data, center_groups(centers, algorithm, n_features),
-                                       rows, exact_inertia=verbose))
+                                       rows, exact_inertia=verbose, native=native_elkan))
         if bounded:
             return bounded[0](centers, labels, incremental)
         return lloyd_pass(data, centers, labels, rows, incremental=incremental)

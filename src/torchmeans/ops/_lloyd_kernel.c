@@ -11,6 +11,8 @@
  * - tm_lloyd_tiled_*: the same for more features (x86 AVX2 / AVX-512), as a GEMM
  *   micro-kernel whose epilogue is the first minimum (see the comment above it).
  * - tm_potentials_*: the blocked k-means++ seeding's comparison of candidate centers.
+ * - tm_elkan_pass_*: Elkan's bounded pass, scores only where bounds fail (see below).
+ * - tm_sq_distances_*: exact distances of rows to their own centers (inertia).
  * - tm_lloyd_direct_*: for few features (d <= DIRECT_MAX_FEATURES), computes the scores
  *   itself, block by block in registers and L1, so no rows x k score block ever reaches
  *   memory; at 1M x 8, k=16 that block is twice the size of the data and writing it was
@@ -551,6 +553,192 @@ int FN(tm_potentials)(int64_t n_tiles, int64_t m, int64_t d, const T *xt, const 
     return 2;
 }
 #endif
+
+/* Exact squared distances of rows to their centers, out[i] = sum_f (x[i, f] - c[labels[i], f])^2,
+   summed in double (the inertia of a final assignment; no (rows, d) temporary). */
+void FN(tm_sq_distances)(int64_t n_rows, int64_t d, const T *x, int64_t x_stride,
+                         const T *centers, const int64_t *labels, T *out) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const T *row = x + i * x_stride, *center = centers + labels[i] * d;
+        double total = 0.0;
+#pragma omp simd reduction(+ : total)
+        for (int64_t f = 0; f < d; ++f) {
+            const double difference = (double)row[f] - (double)center[f];
+            total += difference * difference;
+        }
+        out[i] = (T)total;
+    }
+}
+
+/* Elkan's pass (one lower bound per center; algorithm='elkan' with the native backend).
+ *
+ * The bounds are true distances: upper[i] >= ||x_i - c_label||, lower[i, j] <= ||x_i - c_j||
+ * (lower[i, label] is +inf), as torchmeans/_bounds.py keeps them. Per block of rows:
+ * 1. move the bounds by the centers' drift (upper += drift[label], lower[j] -= drift[j]) and
+ *    keep the rows whose upper bound fails max(min_j lower, 2 half_gap[label] - upper)
+ *    within the margin (u^2 + 2E >= l^2, E the rounding bound of a score);
+ * 2. tighten: their score against their own center, u^2 = s + ||x||^2 + E;
+ * 3. the rows still failing get scores only for the centers j whose own bound fails,
+ *    u^2 + 2E >= lower[i, j]^2 (Elkan's test per center), and take the first minimum of
+ *    those scores and their own: a center skipped has a score strictly above the row's,
+ *    so the label is Lloyd's first minimum. New exact bounds replace the computed ones.
+ * Every score is computed as the direct and tiled kernels compute it (one FMA chain over
+ * the features in order, then fma(-2, x.c, ||c||^2)), so labels equal a native Lloyd
+ * pass's to the bit. The dot products of a block's (row, center) pairs run ELKAN_CHAINS at
+ * a time as independent chains (a single chain waits on each FMA's latency).
+ * counts[0] += rows tightened, counts[1] += rows whose other centers were tested.
+ * Returns 1 when a buffer cannot be allocated (nothing is then changed). */
+#ifndef ELKAN_CHAINS
+#define ELKAN_CHAINS 8
+#define ELKAN_PAIRS 16384 /* pairs buffered per block of rows: rows = PAIRS / k, 8..256 */
+#endif
+
+static void FN(pair_scores)(int64_t n, int64_t d, const T *x, int64_t x_stride,
+                            const T *centers, const T *center_sq, const int32_t *row,
+                            const int32_t *center, T *out) {
+    int64_t p = 0;
+    for (; p + ELKAN_CHAINS <= n; p += ELKAN_CHAINS) {
+        const T *a[ELKAN_CHAINS], *c[ELKAN_CHAINS];
+        T dot[ELKAN_CHAINS];
+        for (int q = 0; q < ELKAN_CHAINS; ++q) {
+            a[q] = x + (int64_t)row[p + q] * x_stride;
+            c[q] = centers + (int64_t)center[p + q] * d;
+            dot[q] = 0;
+        }
+        for (int64_t f = 0; f < d; ++f)
+            for (int q = 0; q < ELKAN_CHAINS; ++q) dot[q] = FMA(a[q][f], c[q][f], dot[q]);
+        for (int q = 0; q < ELKAN_CHAINS; ++q)
+            out[p + q] = FMA((T)-2, dot[q], center_sq[center[p + q]]);
+    }
+    for (; p < n; ++p) {
+        const T *a = x + (int64_t)row[p] * x_stride, *c = centers + (int64_t)center[p] * d;
+        T dot = 0;
+        for (int64_t f = 0; f < d; ++f) dot = FMA(a[f], c[f], dot);
+        out[p] = FMA((T)-2, dot, center_sq[center[p]]);
+    }
+}
+
+INLINE T FN(root)(T value) { return value > 0 ? (T)sqrt((double)value) : 0; }
+
+int FN(tm_elkan_pass)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64_t x_stride,
+                      const T *row_sq, const T *margin, const T *centers, const T *center_sq,
+                      const T *drift, const T *half_gaps, T *upper, T *lower,
+                      int64_t *labels, int64_t *counts) {
+    const int64_t block_rows = ELKAN_PAIRS / k < 8 ? 8 : ELKAN_PAIRS / k > 256 ? 256
+                                                                          : ELKAN_PAIRS / k;
+    const int64_t n_blocks = (n_rows + block_rows - 1) / block_rows;
+    int failed = 0;
+    int64_t tightened = 0, recomputed = 0;
+#pragma omp parallel reduction(+ : tightened, recomputed)
+    {
+        const size_t pairs = (size_t)(block_rows * k);
+        int32_t *pair_row = malloc(sizeof(int32_t) * pairs);
+        int32_t *pair_center = malloc(sizeof(int32_t) * pairs);
+        T *pair_score = malloc(sizeof(T) * pairs);
+        int32_t *rows = malloc(sizeof(int32_t) * block_rows);
+        T *own = malloc(sizeof(T) * block_rows), *bound = malloc(sizeof(T) * block_rows);
+        if (!pair_row || !pair_center || !pair_score || !rows || !own || !bound) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp barrier
+        int stop;
+#pragma omp atomic read
+        stop = failed;
+        if (!stop) {
+#pragma omp for schedule(dynamic, 4)
+            for (int64_t block = 0; block < n_blocks; ++block) {
+                const int64_t begin = block * block_rows;
+                const int64_t end = begin + block_rows < n_rows ? begin + block_rows : n_rows;
+                /* 1. drift and the global test */
+                int64_t n_fail = 0;
+                for (int64_t i = begin; i < end; ++i) {
+                    const int64_t a = labels[i];
+                    const T u = upper[i] + drift[a];
+                    T *l = lower + i * k, least = (T)INFINITY;
+#pragma omp simd reduction(min : least)
+                    for (int64_t j = 0; j < k; ++j) {
+                        const T moved = l[j] - drift[j];
+                        l[j] = moved;
+                        least = moved < least ? moved : least;
+                    }
+                    const T hamerly = 2 * half_gaps[a] - u;
+                    T lb = least > hamerly ? least : hamerly;
+                    lb = lb > 0 ? lb : 0;
+                    upper[i] = u;
+                    if (u * u + 2 * margin[i] >= lb * lb) {
+                        rows[n_fail] = (int32_t)i;
+                        pair_row[n_fail] = (int32_t)i;
+                        pair_center[n_fail] = (int32_t)a;
+                        bound[n_fail++] = lb;
+                    }
+                }
+                /* 2. tighten the upper bound to the row's own score */
+                FN(pair_scores)(n_fail, d, x, x_stride, centers, center_sq, pair_row,
+                                pair_center, own);
+                tightened += n_fail;
+                int64_t n_still = 0;
+                for (int64_t t = 0; t < n_fail; ++t) {
+                    const int64_t i = rows[t];
+                    const T tight = own[t] + row_sq[i] + margin[i];
+                    upper[i] = FN(root)(tight);
+                    if (tight + 2 * margin[i] >= bound[t] * bound[t]) {
+                        rows[n_still] = rows[t];
+                        own[n_still++] = own[t];
+                    }
+                }
+                recomputed += n_still;
+                /* 3. Elkan's test per center, then the scores that are needed */
+                int64_t n_pairs = 0;
+                for (int64_t t = 0; t < n_still; ++t) {
+                    const int64_t i = rows[t], a = labels[i];
+                    const T limit = own[t] + row_sq[i] + 3 * margin[i]; /* u^2 + 2E */
+                    const T *l = lower + i * k;
+                    for (int64_t j = 0; j < k; ++j) {
+                        const T lj = l[j] > 0 ? l[j] : 0;
+                        if (lj * lj <= limit && j != a) {
+                            pair_row[n_pairs] = (int32_t)i;
+                            pair_center[n_pairs++] = (int32_t)j;
+                        }
+                    }
+                }
+                FN(pair_scores)(n_pairs, d, x, x_stride, centers, center_sq, pair_row,
+                                pair_center, pair_score);
+                for (int64_t t = 0, p = 0; t < n_still; ++t) {
+                    const int64_t i = rows[t], a = labels[i];
+                    T *l = lower + i * k, best = own[t];
+                    int64_t label = a;
+                    for (; p < n_pairs && pair_row[p] == i; ++p) {
+                        const int64_t j = pair_center[p];
+                        const T score = pair_score[p];
+                        l[j] = FN(root)(score + row_sq[i] - margin[i]);
+                        if (score < best || (score == best && j < label)) {
+                            best = score;
+                            label = j;
+                        }
+                    }
+                    if (label != a) {
+                        l[a] = FN(root)(own[t] + row_sq[i] - margin[i]);
+                        l[label] = (T)INFINITY;
+                        labels[i] = label;
+                        upper[i] = FN(root)(best + row_sq[i] + margin[i]);
+                    }
+                }
+            }
+        }
+        free(pair_row);
+        free(pair_center);
+        free(pair_score);
+        free(rows);
+        free(own);
+        free(bound);
+    }
+    if (failed) return 1;
+    counts[0] += tightened;
+    counts[1] += recomputed;
+    return 0;
+}
 
 #undef FN
 

@@ -42,8 +42,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["TiledRows", "available", "direct_applies", "lloyd_direct", "lloyd_step",
-           "tiled_available", "unavailable_reason"]
+__all__ = ["TiledRows", "available", "direct_applies", "elkan_pass", "lloyd_direct",
+           "lloyd_step", "sq_distances_to", "tiled_available", "unavailable_reason"]
 
 logger = logging.getLogger("torchmeans")
 
@@ -64,7 +64,10 @@ class _Kernel:
                                        ctypes.c_int]
         direct_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64] + [
             ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-        self.steps, self.direct, self.tiled, self.potentials = {}, {}, {}, {}
+        elkan_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64] + [
+            ctypes.c_void_p] * 10
+        self.steps, self.direct, self.tiled, self.potentials, self.elkan = {}, {}, {}, {}, {}
+        self.sq_distances = {}
         self.potential_tile_rows: dict[torch.dtype, int] = {}
         potential_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 8
         for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
@@ -80,6 +83,14 @@ class _Kernel:
             function = getattr(library, f"tm_potentials_{suffix}")
             function.argtypes, function.restype = potential_args, ctypes.c_int
             self.potentials[dtype] = function
+            function = getattr(library, f"tm_elkan_pass_{suffix}")
+            function.argtypes, function.restype = elkan_args, ctypes.c_int
+            self.elkan[dtype] = function
+            function = getattr(library, f"tm_sq_distances_{suffix}")
+            function.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p, ctypes.c_int64] + [
+                ctypes.c_void_p] * 3
+            function.restype = None
+            self.sq_distances[dtype] = function
             self.potential_tile_rows[dtype] = getattr(library, f"tm_potential_tile_rows_{suffix}")()
         self.max_threads = library.tm_max_threads
         self.max_threads.argtypes, self.max_threads.restype = [], ctypes.c_int
@@ -337,6 +348,114 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
         raise MemoryError(f"lloyd_direct: no memory for the packed centers ({k} x "
                           f"{n_features}) or a tile of rows")
 
+
+
+
+def sq_distances_to(x: Tensor, centers: Tensor, labels: Tensor) -> Tensor:
+    """Exact ``||x_i - centers[labels_i]||^2`` of a chunk's rows, summed in float64.
+
+    The same quantity as :meth:`~torchmeans.data.KMeansData.sq_distances_to` (the
+    difference of the vectors, not the expansion), in one pass over the rows and
+    without a ``(rows, d)`` temporary.
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(rows, d)`` shifted rows (unit stride along features), float32 or float64.
+    centers : Tensor
+        ``(k, d)`` centers, same dtype.
+    labels : Tensor
+        ``(rows,)`` int64 center of each row, in ``0..k-1``.
+
+    Returns
+    -------
+    Tensor
+        ``(rows,)`` squared distances in the rows' dtype.
+    """
+    kernel = _kernel()
+    n_rows, n_features = x.shape
+    centers, labels = centers.contiguous(), labels.contiguous()
+    k = centers.shape[0]
+    if not (_unit_feature_stride(x) and x.dtype in kernel.sq_distances
+            and centers.dtype == x.dtype and centers.shape == (k, n_features)
+            and labels.dtype == torch.int64 and labels.numel() == n_rows):
+        raise ValueError(f"sq_distances_to: inconsistent sizes, layouts or dtypes (rows "
+                         f"{tuple(x.shape)} {x.dtype}, centers {tuple(centers.shape)} "
+                         f"{centers.dtype}, labels {labels.numel()} {labels.dtype})")
+    if n_rows and not 0 <= int(labels.min()) <= int(labels.max()) < k:
+        raise ValueError(f"sq_distances_to: labels outside 0..{k - 1}")
+    out = torch.empty(n_rows, dtype=x.dtype)
+    kernel.sq_distances[x.dtype](n_rows, n_features, x.data_ptr(), x.stride(0),
+                                 centers.data_ptr(), labels.data_ptr(), out.data_ptr())
+    return out
+
+def elkan_pass(x: Tensor, row_sq_norms: Tensor, margin: Tensor, centers: Tensor,
+               center_sq_norms: Tensor, drift: Tensor, half_gaps: Tensor, upper: Tensor,
+               lower: Tensor, labels: Tensor) -> tuple[int, int]:
+    """One pass of Elkan's algorithm over a chunk, bounds and labels updated in place.
+
+    Moves the bounds by the centers' drift, tests them, and computes scores only
+    for the rows and centers whose bounds fail (``tm_elkan_pass`` in
+    ``_lloyd_kernel.c``), each as :func:`lloyd_direct` computes it, so the labels are
+    the ones a native Lloyd pass would give.
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(rows, d)`` shifted rows (unit stride along features), float32 or float64,
+        with ``d`` accepted by :func:`direct_applies`.
+    row_sq_norms, margin : Tensor
+        ``(rows,)`` squared norms of the rows and the bound ``E`` on a score's rounding.
+    centers, center_sq_norms : Tensor
+        ``(k, d)`` centers and their squared norms (as for :func:`lloyd_direct`).
+    drift, half_gaps : Tensor
+        ``(k,)`` how far each center moved since the bounds were set (rounded up),
+        and half the distance to its nearest other center (rounded down).
+    upper, lower : Tensor
+        ``(rows,)`` and contiguous ``(rows, k)`` bounds on the distances to the own
+        and to every other center (``lower[i, labels[i]]`` is +inf).
+    labels : Tensor
+        ``(rows,)`` int64 labels, updated.
+
+    Returns
+    -------
+    tuple of int
+        Rows whose upper bound was tightened, and rows whose other centers were tested.
+    """
+    kernel = _kernel()
+    n_rows, n_features = x.shape
+    k = centers.shape[0]
+    dtype = x.dtype
+    vectors = (row_sq_norms, margin, center_sq_norms, drift, half_gaps, upper)
+    centers = centers.contiguous()
+    if not direct_applies(n_features):
+        raise ValueError(f"elkan_pass: rows of {n_features} features are not scored natively "
+                         "on this CPU")
+    if n_rows >= 2**31 or k >= 2**31:
+        raise ValueError(f"elkan_pass takes fewer than 2**31 rows and centers ({n_rows}, {k})")
+    if not (_unit_feature_stride(x) and dtype in kernel.elkan
+            and all(v.dtype == dtype and v.is_contiguous() and v.dim() == 1 for v in vectors)
+            and row_sq_norms.numel() == margin.numel() == upper.numel() == n_rows
+            and center_sq_norms.numel() == drift.numel() == half_gaps.numel() == k
+            and centers.shape == (k, n_features) and centers.dtype == dtype
+            and lower.shape == (n_rows, k) and lower.dtype == dtype and lower.is_contiguous()
+            and labels.dtype == torch.int64 and labels.is_contiguous()
+            and labels.numel() == n_rows):
+        raise ValueError(f"elkan_pass: inconsistent sizes, layouts or dtypes (rows "
+                         f"{tuple(x.shape)} {dtype}, centers {tuple(centers.shape)}, lower "
+                         f"{tuple(lower.shape)} {lower.dtype})")
+    if n_rows and not 0 <= int(labels.min()) <= int(labels.max()) < k:
+        raise ValueError(f"elkan_pass: labels outside 0..{k - 1}")
+    counts = torch.zeros(2, dtype=torch.int64)
+    failed = kernel.elkan[dtype](
+        n_rows, k, n_features, x.data_ptr(), x.stride(0), row_sq_norms.data_ptr(),
+        margin.data_ptr(), centers.data_ptr(), center_sq_norms.data_ptr(), drift.data_ptr(),
+        half_gaps.data_ptr(), upper.data_ptr(), lower.data_ptr(), labels.data_ptr(),
+        counts.data_ptr())
+    if failed:
+        raise MemoryError(f"elkan_pass: no memory for the pair buffers ({k} centers)")
+    tightened, recomputed = counts.tolist()
+    return tightened, recomputed
 
 class TiledRows:
     """Rows held once in the tiled kernel's layout, to compare candidate centers on them.

@@ -151,9 +151,23 @@ def kernel_scores_apply(data: KMeansData) -> bool:
     :func:`chunk_minima`. The seeding uses it whatever the fit's ``backend`` and
     ``precision``, so a ``random_state`` gives the same seeds with all of them.
     """
+    return native_rows_apply(data) and _native.direct_applies(data.n_features)
+
+
+def native_rows_apply(data: KMeansData) -> bool:
+    """Whether the native kernel reads ``data``'s chunks: dense float32/float64 rows on the CPU."""
     return (data.device.type == "cpu" and data.dense_rows
-            and data.acc_dtype in (torch.float32, torch.float64)
-            and _native.direct_applies(data.n_features))
+            and data.acc_dtype in (torch.float32, torch.float64) and _native.available())
+
+
+def exact_sq_distances(data: KMeansData, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:
+    """``||x_i - centers[labels_i]||^2`` of a chunk's rows, in one native pass where it runs.
+
+    :meth:`KMeansData.sq_distances_to` elsewhere (the same differences, summed by torch).
+    """
+    if native_rows_apply(data):
+        return _native.sq_distances_to(chunk.x, centers, labels)
+    return data.sq_distances_to(chunk, centers, labels)
 
 
 def chunk_minima(data: KMeansData, centers: Tensor, chunk_bytes: int | None, *,
@@ -426,7 +440,7 @@ def assign(
     inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
     buffer = None if direct else score_buffer(data, centers, rows)
     if direct:
-        rows = direct_chunk_rows(rows, centers.shape[0], data.n_features)
+        rows = direct_pass_rows(data, rows, centers.shape[0])
     for chunk in data.chunks(rows):
         if direct:
             chunk_labels = labels[chunk.start : chunk.stop]
@@ -437,7 +451,7 @@ def assign(
             _, chunk_labels = nearest_centers(data, chunk, terms, buffer,
                                               previous=chunk_previous)
             labels[chunk.start : chunk.stop] = chunk_labels
-        distances = data.sq_distances_to(chunk, centers, chunk_labels)
+        distances = exact_sq_distances(data, chunk, centers, chunk_labels)
         inertia += weighted_sum(distances, chunk.weight)
     return Assignment(labels, inertia)
 
@@ -448,7 +462,7 @@ def inertia_of(data: KMeansData, centers: Tensor, labels: Tensor, *,
     rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
     inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
     for chunk in data.chunks(rows):
-        distances = data.sq_distances_to(chunk, centers, labels[chunk.start : chunk.stop])
+        distances = exact_sq_distances(data, chunk, centers, labels[chunk.start : chunk.stop])
         inertia += weighted_sum(distances, chunk.weight)
     return inertia
 
