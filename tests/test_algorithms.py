@@ -662,6 +662,10 @@ def test_auto_picks_by_clusters_and_dimension():
     assert resolve_algorithm("auto", data(8), 256, direct=True) == "lloyd"
     assert resolve_algorithm("auto", data(8), 256) == "hamerly"
     assert resolve_algorithm("elkan", data(8), 256, direct=True) == "elkan"
+    # Elkan's native pass: from 17 features wherever k <= d.
+    assert resolve_algorithm("auto", data(64), 64, direct=True) == "elkan"
+    assert resolve_algorithm("auto", data(64), 64) == "hamerly"
+    assert resolve_algorithm("auto", data(32), 256, direct=True) == "hamerly"
 
 
 @pytest.mark.skipif(not _native.direct_applies(8), reason="no native kernel")
