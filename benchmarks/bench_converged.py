@@ -1,7 +1,7 @@
 r"""Converged fits from the same init: torchmeans' algorithms against scikit-learn's.
 
-Every library starts from the same k-means++ centers (drawn once by scikit-learn)
-and runs to convergence with scikit-learn's defaults (``tol=1e-4``,
+Every library starts from the same k-means++ centers (drawn by scikit-learn; one
+init per ``--seeds``) and runs to convergence with scikit-learn's defaults (``tol=1e-4``,
 ``max_iter=300``, ``n_init=1``). Reported per shape: total fit time as a ratio to
 the faster of scikit-learn's ``lloyd`` and ``elkan``, iterations, and final
 inertia relative to scikit-learn lloyd's. Libraries alternate within each
@@ -61,20 +61,41 @@ def fitters(init: np.ndarray, k: int) -> dict[str, Callable[[np.ndarray], tuple[
     return table
 
 
-def bench(shape: tuple[int, int, int], repeats: int) -> list[tuple[str, float, int, float]]:
-    """Median time, iterations and inertia of each contender on one shape."""
+def bench(shape: tuple[int, int, int], repeats: int, seeds: int = 1,
+          only: list[str] | None = None) -> list[tuple[str, float, list[int], float]]:
+    """Time, iterations and inertia of each contender on one shape.
+
+    Per init seed (scikit-learn's ``kmeans_plusplus`` with ``random_state=seed``) the
+    median of ``repeats`` fits; times are summed over the seeds, iterations listed per
+    seed, and the inertia (relative to scikit-learn lloyd's) averaged. One init decides
+    how many iterations a trajectory takes (scikit-learn's lloyd and elkan, the same
+    algorithm, can differ by half): several seeds even that out. ``only`` keeps the
+    contenders whose name contains one of its strings (scikit-learn's two always run).
+    """
     n, d, k = shape
     X, _ = make_data(n, d, k)
-    init, _ = kmeans_plusplus(X, k, random_state=0)
-    contenders = fitters(init, k)
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    outcome: dict[str, tuple[float, int]] = {}
-    for _ in range(repeats):
-        for name, fit in contenders.items():
-            start = time.perf_counter()
-            outcome[name] = fit(X)
-            times[name].append(time.perf_counter() - start)
-    return [(name, statistics.median(times[name]), *reversed(outcome[name])) for name in times]
+    totals: dict[str, float] = {}
+    iterations: dict[str, list[int]] = {}
+    relative: dict[str, list[float]] = {}
+    for seed in range(seeds):
+        init, _ = kmeans_plusplus(X, k, random_state=seed)
+        contenders = {name: fit for name, fit in fitters(init, k).items()
+                      if name.startswith("sklearn") or not only
+                      or any(part in name for part in only)}
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        outcome: dict[str, tuple[float, int]] = {}
+        for _ in range(repeats):
+            for name, fit in contenders.items():
+                start = time.perf_counter()
+                outcome[name] = fit(X)
+                times[name].append(time.perf_counter() - start)
+        reference = outcome["sklearn lloyd"][0]
+        for name in contenders:
+            totals[name] = totals.get(name, 0.0) + statistics.median(times[name])
+            iterations.setdefault(name, []).append(outcome[name][1])
+            relative.setdefault(name, []).append(outcome[name][0] / reference - 1)
+    return [(name, totals[name], iterations[name], statistics.mean(relative[name]))
+            for name in totals]
 
 
 def main() -> None:
@@ -84,10 +105,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--shapes", nargs="+", metavar="NxDxk", help="e.g. 200000x32x256")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="k-means++ inits (random_state 0..seeds-1); times are summed")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="torchmeans contenders whose name contains one of these")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, torchmeans {torchmeans.__version__}, "
-          f"{args.threads} threads, median of {args.repeats}\n")
+          f"{args.threads} threads, median of {args.repeats}, {args.seeds} init seed(s)\n")
     print("| N x D x k | contender | time / best sklearn | n_iter "
           "| inertia rel. to sklearn lloyd |")
     print("|---|---|---:|---:|---:|")
@@ -96,13 +121,12 @@ def main() -> None:
         if args.shapes:
             shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
         for shape in shapes:
-            rows = bench(shape, args.repeats)
+            rows = bench(shape, args.repeats, args.seeds, args.only)
             best_sklearn = min(t for name, t, _, _ in rows if name.startswith("sklearn"))
-            reference = next(inertia for name, _, _, inertia in rows if name == "sklearn lloyd")
-            for name, seconds, n_iter, inertia in rows:
+            for name, seconds, n_iter, relative in rows:
                 label = "x".join(f"{v:_}" for v in shape)
-                print(f"| {label} | {name} | {seconds / best_sklearn:.2f} | {n_iter} | "
-                      f"{inertia / reference - 1:+.1e} |", flush=True)
+                print(f"| {label} | {name} | {seconds / best_sklearn:.2f} | "
+                      f"{'/'.join(map(str, n_iter))} | {relative:+.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ sample whose ``u`` is below every ``l_g`` (or below half the distance from its
 center to the nearest other center, Hamerly's test) cannot change its label and
 costs nothing. The others first tighten ``u`` to their exact distance, and the
 ones that still fail get their distances to all centers recomputed, gathered into
-a dense block so the recomputation is still one GEMM.
+a dense block so the recomputation is still one GEMM. Elkan with the native
+backend (CPU) instead runs its own center-by-center test in the compiled kernel
+(:func:`torchmeans.ops._native.elkan_pass`): scores only for the centers whose own
+bound fails, computed exactly as the native Lloyd pass computes them.
 
 One engine covers the three published variants; they differ only in the groups:
 
@@ -360,7 +363,7 @@ class BoundedPass:
             chunk_labels = labels[start:stop]
             previous = chunk_labels.clone()
             _, recomputed = _native.elkan_pass(
-                chunk.x, chunk.sq_norms.contiguous(), margin[start:stop], centers,
+                chunk.x.contiguous(), chunk.sq_norms.contiguous(), margin[start:stop], centers,
                 terms.sq_norms, drift, half_gaps, self.upper[start:stop],
                 self.lower[start:stop], chunk_labels)
             self.n_recomputed += recomputed

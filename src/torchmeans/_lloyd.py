@@ -105,10 +105,11 @@ would not bound them) ``'auto'`` runs Elkan: its per-center bounds hold where Ha
 single one fails in high dimensions (100,000 x 768, k=256: median of 3 fits 14.0 s against
 Hamerly's 17.1 s and Yinyang's 15.5 s; at 200,000 x 32, k=256 Hamerly is faster: 0.39
 against 0.65 of scikit-learn's time). With the native kernel (``direct``) Elkan tests
-center by center and wins at any width above 16 where ``k <= d`` (best of 2 fits:
-200,000 x 64, k=64: Elkan 0.31 s, Lloyd 0.38, Hamerly 0.39; 200,000 x 128, k=128: 1.08
-against 2.17 and 1.77; 100,000 x 256, k=256: 3.3 against 12.6 and 5.3); where ``k > d``
-Hamerly stays (200,000 x 32, k=256: 0.39 against Elkan's 0.44 of scikit-learn's time)."""
+center by center and wins at any width above 16 where ``k <= d`` (converged fits, time
+relative to scikit-learn's best, Elkan / Hamerly / Lloyd: 200,000 x 64, k=64: 0.50 / 0.52 /
+0.55; 200,000 x 128, k=128: 0.34 / 0.40 / 0.79; 100,000 x 256, k=256: 0.31 / 0.46 / 0.91;
+benchmarks/RESULTS.md); where ``k > d`` Hamerly stays (200,000 x 32, k=256: 0.36-0.39
+against Elkan's 0.41-0.44), and Elkan's ``N x k`` bounds would outgrow the data."""
 
 AUTO_BOUNDS_MIN_CLUSTERS = 64
 """Below this many clusters a Lloyd pass is cheap next to the bookkeeping of the bounds

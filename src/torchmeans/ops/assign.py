@@ -166,7 +166,7 @@ def exact_sq_distances(data: KMeansData, chunk: Chunk, centers: Tensor, labels: 
     :meth:`KMeansData.sq_distances_to` elsewhere (the same differences, summed by torch).
     """
     if native_rows_apply(data):
-        return _native.sq_distances_to(chunk.x, centers, labels)
+        return _native.sq_distances_to(chunk.x.contiguous(), centers, labels)
     return data.sq_distances_to(chunk, centers, labels)
 
 
