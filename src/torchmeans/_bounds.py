@@ -276,9 +276,8 @@ class BoundedPass:
             moved = torch.nonzero(chunk_labels != new_labels).squeeze(1)
             scalars[1] += moved.numel()
             if incremental and moved.numel():
-                self.data.add_weighted_sums(chunk, new_labels[moved], sums, weights, rows=moved)
-                self.data.add_weighted_sums(chunk, chunk_labels[moved], sums, weights,
-                                            rows=moved, alpha=-1)
+                self.data.move_rows(chunk, moved, chunk_labels[moved], new_labels[moved], sums,
+                                    weights)
             chunk_labels.copy_(new_labels)
             margin = self._margin(self.norms[chunk.start : chunk.stop], largest_center)
             upper, lower = self._bounds_from_scores(scores, chunk, new_labels, margin)
@@ -370,9 +369,7 @@ class BoundedPass:
             moved = torch.nonzero(chunk_labels != previous).squeeze(1)
             scalars[1] += moved.numel()
             if incremental and moved.numel():
-                data.add_weighted_sums(chunk, chunk_labels[moved], sums, weights, rows=moved)
-                data.add_weighted_sums(chunk, previous[moved], sums, weights, rows=moved,
-                                       alpha=-1)
+                data.move_rows(chunk, moved, previous[moved], chunk_labels[moved], sums, weights)
 
     def _tighten(self, chunk: Chunk, rows: Tensor, centers: Tensor, margin: Tensor,
                  lower: Tensor, labels: Tensor) -> Tensor:
@@ -406,8 +403,7 @@ class BoundedPass:
         old, new = row_labels[moved], new_labels[moved]
         chunk_labels[moved_rows] = new
         if incremental:
-            data.add_weighted_sums(chunk, new, sums, weights, rows=moved_rows)
-            data.add_weighted_sums(chunk, old, sums, weights, rows=moved_rows, alpha=-1)
+            data.move_rows(chunk, moved_rows, old, new, sums, weights)
 
     def _partial_inertia(self, centers: Tensor, labels: Tensor) -> Tensor:
         """Exact inertia of ``labels`` against ``centers``, less ``sum w ||x||^2``."""

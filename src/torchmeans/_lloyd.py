@@ -286,9 +286,7 @@ def accumulate(data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
             moves = update_nearest(data, chunk, terms, buffer, chunk_labels)
             acc.n_changed.add_(moves.rows.numel())
             acc.partial_inertia.add_(weighted_sum(moves.partial_sq_dist, chunk.weight))
-            data.add_weighted_sums(chunk, moves.new, acc.sums, acc.weights, rows=moves.rows)
-            data.add_weighted_sums(chunk, moves.old, acc.sums, acc.weights, rows=moves.rows,
-                                   alpha=-1)
+            data.move_rows(chunk, moves.rows, moves.old, moves.new, acc.sums, acc.weights)
         else:
             partial, new_labels = nearest_centers(data, chunk, terms, buffer)
             acc.n_changed.add_((chunk_labels != new_labels).sum())

@@ -185,6 +185,16 @@ class KMeansData(ABC):
                          deterministic=self.deterministic, out=weights, alpha=alpha)
         self._add_sums(chunk, labels, sums, rows, alpha)
 
+    def move_rows(self, chunk: Chunk, rows: Tensor, old: Tensor, new: Tensor, sums: Tensor,
+                  weights: Tensor) -> None:
+        """Move ``rows`` (indices within ``chunk``) from clusters ``old`` to ``new`` in the sums.
+
+        The incremental update of a pass: each moved row is added to its new cluster's
+        sums and weights and taken from its old one's.
+        """
+        self.add_weighted_sums(chunk, new, sums, weights, rows=rows)
+        self.add_weighted_sums(chunk, old, sums, weights, rows=rows, alpha=-1)
+
     @abstractmethod
     def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
                   alpha: float) -> None:
