@@ -97,6 +97,21 @@ static void *tm_alloc64(size_t bytes) {
 }
 #endif
 
+/* Inside a parallel region, after each thread allocated its buffers: 1 on every thread if any
+   thread's allocation failed. A barrier: no thread writes *failed after it, so all threads
+   take the same branch (and reach the same later barriers). */
+static int tm_any_failed(int allocated, int *failed) {
+    if (!allocated) {
+#pragma omp atomic write
+        *failed = 1;
+    }
+#pragma omp barrier
+    int stop;
+#pragma omp atomic read
+    stop = *failed;
+    return stop;
+}
+
 #define T float
 #define LT int32_t /* a label, as wide as T: its bits ride in T's vector lanes */
 #define FMA fmaf
@@ -404,15 +419,7 @@ int FN(tm_lloyd_tiled)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64_t
 #pragma omp parallel num_threads(n_acc)
     {
         T *xt = tm_alloc64(sizeof(T) * TILE_ROWS * d);
-        if (!xt) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp barrier
-        /* no thread writes failed after the barrier: all take the same branch below */
-        int stop;
-#pragma omp atomic read
-        stop = failed;
+        const int stop = tm_any_failed(xt != 0, &failed);
         double *sums = acc && !stop ? acc + omp_get_thread_num() * width : 0;
         double *weights = sums ? sums + k * d : 0;
         double inertia = 0.0, changed = 0.0;
@@ -638,15 +645,8 @@ int FN(tm_elkan_pass)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64_t 
         T *pair_score = malloc(sizeof(T) * pairs);
         int32_t *rows = malloc(sizeof(int32_t) * block_rows);
         T *own = malloc(sizeof(T) * block_rows), *bound = malloc(sizeof(T) * block_rows);
-        if (!pair_row || !pair_center || !pair_score || !rows || !own || !bound) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp barrier
-        int stop;
-#pragma omp atomic read
-        stop = failed;
-        if (!stop) {
+        if (!tm_any_failed(pair_row && pair_center && pair_score && rows && own && bound,
+                           &failed)) {
 #pragma omp for schedule(dynamic, 4)
             for (int64_t block = 0; block < n_blocks; ++block) {
                 const int64_t begin = block * block_rows;
