@@ -499,11 +499,20 @@ def test_sq_distances_reject_bad_labels():
         _native.sq_distances_to(x, centers.double(), torch.zeros(5, dtype=torch.int64))
 
 
-def test_assign_inertia_is_the_exact_one():
-    # The final assignment's inertia (native distances) equals the float64 one.
+def test_inertia_distances_follow_the_backend(monkeypatch):
+    # backend='auto' (native on the CPU): the inertia's exact distances come from the
+    # kernel; backend='torch' stays with torch ops. Both equal the float64 inertia.
+    calls = []
+    original = _native.sq_distances_to
+    monkeypatch.setattr(_native, "sq_distances_to",
+                        lambda *args: calls.append(1) or original(*args))
     X, init = random_row_data(3000, 40, 12, 9, seed=4)
-    km = KMeans(9, init=init, n_init=1, max_iter=5).fit(X.astype(np.float32))
-    X64 = X.astype(np.float32).astype(np.float64)
-    centers = km.cluster_centers_.astype(np.float64)
-    expected = ((X64 - centers[km.labels_]) ** 2).sum()
-    assert km.inertia_ == pytest.approx(expected, rel=1e-5)
+    X = X.astype(np.float32)
+    X64 = X.astype(np.float64)
+    for backend in ("auto", "torch"):
+        calls.clear()
+        km = KMeans(9, init=init, n_init=1, max_iter=5, backend=backend).fit(X)
+        centers = km.cluster_centers_.astype(np.float64)
+        expected = ((X64 - centers[km.labels_]) ** 2).sum()
+        assert km.inertia_ == pytest.approx(expected, rel=1e-5)
+        assert bool(calls) == (backend == "auto" and _native.direct_applies(40))

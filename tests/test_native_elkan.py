@@ -1,12 +1,13 @@
 """Elkan's pass in the native kernel (``_native.elkan_pass``) gives a native Lloyd fit exactly.
 
 With the native backend, Lloyd's labels come from the kernel's own scores (one FMA chain
-per dot product, ``lloyd_direct``), and ``algorithm='elkan'`` computes the scores of the
-rows and centers whose bounds fail in that same way. So from the same init the two fits
-have the same labels, iterations and history, and centers equal to float rounding (the
-sums are added in another order). The kernel is also checked on its own: first-minimum
-labels against ``lloyd_direct`` and bounds that stay valid, from bounds that are valid
-but loose by random amounts, on data with exact ties.
+per dot product, ``lloyd_direct``), and ``algorithm='elkan'`` takes every label from those
+same scores: its first bounded pass from ``lloyd_direct``, the later ones from the scores
+of the rows and centers whose bounds fail, computed alike. So from the same init the two
+fits have the same labels, iterations and history, and centers equal to float rounding
+(the sums are added in another order), near-ties included. The kernel is also checked on
+its own: first-minimum labels against ``lloyd_direct`` and bounds that stay valid, from
+bounds that are valid but loose by random amounts, on data with exact ties.
 """
 
 import numpy as np
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from _helpers import EXACT_TIES, blob_data, exact_lloyd, to_numpy
 from test_algorithms import CASES, assert_same_as_lloyd, fit, problems
+from torchmeans import KMeans, _lloyd
 from torchmeans._bounds import BoundedPass, center_groups
 from torchmeans._lloyd import lloyd
 from torchmeans._validation import make_data
@@ -29,6 +31,12 @@ pytestmark = pytest.mark.skipif(not _native.direct_applies(1),
 
 def native_fit(X, init, algorithm, weight=None, **params):
     return fit(X, init, algorithm, "cpu", weight, backend="auto", **params)
+
+
+@pytest.fixture
+def bounds_at_once(monkeypatch):
+    """Bounded passes from the second iteration on (not only once few labels move)."""
+    monkeypatch.setattr(_lloyd, "BOUNDS_AFTER_ROWS", 10**9)
 
 
 @pytest.fixture
@@ -162,14 +170,45 @@ def test_elkan_pass_rejects_bad_operands():
 @given(problem=problems(max_features=40, max_clusters=40))
 def test_random_problems_match_native_lloyd(problem):
     X, init, weight = problem
-    ref = native_fit(X, init, "lloyd", weight, tol=0.0)
-    ours = native_fit(X, init, "elkan", weight, tol=0.0)
+    with pytest.MonkeyPatch.context() as patch:  # bounded passes from the second iteration
+        patch.setattr(_lloyd, "BOUNDS_AFTER_ROWS", 10**9)
+        ref = native_fit(X, init, "lloyd", weight, tol=0.0)
+        ours = native_fit(X, init, "elkan", weight, tol=0.0)
     assert_same_as_lloyd(ours, ref, X, X.dtype.type)
+
+
+def _native_scores(n_features):
+    if not _native.direct_applies(n_features):
+        pytest.skip("this width is not scored natively on this CPU")
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n_features", [3, 24, 130, 300])
+def test_near_ties_follow_native_lloyd(n_features, seed, elkan_calls):
+    # Rows on a hyperplane, the two initial centers mirrored across it: every row is
+    # within rounding of a tie, which the GEMM and the kernel's FMA chains can break
+    # differently. Elkan's first bounded pass must take the kernel's labels too.
+    _native_scores(n_features)
+    gen = torch.Generator().manual_seed(seed)
+    normal = torch.randn(n_features, dtype=torch.float64, generator=gen)
+    normal /= normal.norm()
+    X = torch.randn(64, n_features, dtype=torch.float64, generator=gen)
+    X -= (X @ normal)[:, None] * normal
+    base = torch.randn(n_features, dtype=torch.float64, generator=gen)
+    base -= (base @ normal) * normal
+    init = torch.stack([base + 3 * normal, base - 3 * normal]).numpy().astype(np.float32)
+    X = X.numpy().astype(np.float32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_lloyd, "BOUNDS_AFTER_ROWS", 10**9)
+        ref = native_fit(X, init, "lloyd", tol=0.0)
+        ours = native_fit(X, init, "elkan", tol=0.0)
+    assert_same_as_lloyd(ours, ref, X, np.float32)
+    assert elkan_calls or ours.n_iter_ == 1
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_adversarial_inputs_match_native_lloyd(case, dtype, elkan_calls):
+def test_adversarial_inputs_match_native_lloyd(case, dtype, bounds_at_once, elkan_calls):
     if case == "offset-1e6" and dtype == np.float32:
         pytest.skip("1e6 + O(1) keeps only ~1e-1 resolution in float32")
     X, init, weight, params = CASES[case](dtype)
@@ -177,9 +216,11 @@ def test_adversarial_inputs_match_native_lloyd(case, dtype, elkan_calls):
     ref = native_fit(X, init, "lloyd", weight, **params)
     ours = native_fit(X, init, "elkan", weight, **params)
     assert_same_as_lloyd(ours, ref, X, dtype)
+    # Bounds from the first iteration on: the native pass runs from the second.
+    assert bool(elkan_calls) == (ref.n_iter_ >= 2)
 
 
-@pytest.mark.parametrize("chunk_bytes", [None, 1, 4096])
+@pytest.mark.parametrize("chunk_bytes", [None, 256, 4096])
 @pytest.mark.parametrize("name", list(EXACT_TIES))
 def test_exact_ties_follow_the_first_center(name, chunk_bytes, elkan_calls):
     rows, centers = EXACT_TIES[name]
@@ -189,6 +230,19 @@ def test_exact_ties_follow_the_first_center(name, chunk_bytes, elkan_calls):
     np.testing.assert_array_equal(to_numpy(km.labels_), labels)
     np.testing.assert_array_equal(to_numpy(km.cluster_centers_), expected_centers)
     assert [s.n_changed for s in km.n_iter_history_] == changed
+    assert bool(elkan_calls) == (km.n_iter_ >= 2)  # small data: bounds at once
+
+
+def test_explicit_native_backend_runs_elkan(elkan_calls):
+    _native_scores(24)
+    rng = np.random.default_rng(1)
+    means = rng.normal(size=(40, 24))
+    X = (means[rng.integers(40, size=2000)] + rng.normal(size=(2000, 24))).astype(np.float32)
+    init = X[rng.choice(2000, 20, replace=False)]
+    ref = KMeans(20, init=init, n_init=1, tol=0.0, backend="native").fit(X)
+    ours = KMeans(20, init=init, n_init=1, tol=0.0, algorithm="elkan", backend="native").fit(X)
+    assert_same_as_lloyd(ours, ref, X, np.float32)
+    assert elkan_calls
 
 
 @pytest.mark.parametrize(("n_features", "chunk_bytes", "chunked"), [
@@ -203,14 +257,18 @@ def test_native_elkan_fits_use_the_kernel_and_match_lloyd(n_features, chunk_byte
     centers = rng.normal(scale=2.0 * np.sqrt(8 / max(n_features, 8)), size=(80, n_features))
     X = (centers[rng.integers(80, size=3000)] + rng.normal(size=(3000, n_features)))
     X = X.astype(np.float32)
-    init = X[rng.choice(3000, 60, replace=False)]
+    init = X[rng.choice(3000, 80, replace=False)]
     ref = native_fit(X, init, "lloyd", tol=0.0, chunk_bytes=chunk_bytes)
     ours = native_fit(X, init, "elkan", tol=0.0, chunk_bytes=chunk_bytes)
     assert_same_as_lloyd(ours, ref, X, np.float32)
     assert ref.n_iter_ >= 10
     assert elkan_calls
     assert (max(elkan_calls) < 3000) == chunked
-    assert native_fit(X, init, "auto", tol=0.0).n_iter_ == ref.n_iter_
+    # 'auto': Elkan's native pass where k <= d (80 clusters, 300 features), not below.
+    calls = len(elkan_calls)
+    auto = native_fit(X, init, "auto", tol=0.0, chunk_bytes=chunk_bytes)
+    assert_same_as_lloyd(auto, ref, X, np.float32)
+    assert (len(elkan_calls) > calls) == (n_features >= 80)
 
 
 def test_native_pass_recomputes_few_rows_late():

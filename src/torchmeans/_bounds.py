@@ -119,8 +119,9 @@ class BoundedPass:
     native : bool
         Elkan's passes after the first run in the native kernel
         (:func:`~torchmeans.ops._native.elkan_pass`): scores only for the rows and
-        centers whose own bounds fail, as a native Lloyd pass computes them. Only
-        where Lloyd's labels come from that kernel (``uses_direct_labels``).
+        centers whose own bounds fail, as a native Lloyd pass computes them; the first
+        pass takes its labels from the kernel too. Only where Lloyd's labels come from
+        that kernel (:func:`torchmeans._lloyd.native_elkan_applies`).
     """
 
     def __init__(self, data: KMeansData, groups: Tensor, rows: int, *,
@@ -242,17 +243,18 @@ class BoundedPass:
         sums = sums.view(n_clusters, n_features)
         terms = center_terms(centers)
         largest_center = float(terms.sq_norms.max().sqrt())
-        buffer = score_buffer(self.data, centers, self.rows)
-        if self.previous_centers is None:
-            self._first_pass(centers, terms, labels, buffer, scalars, largest_center, sums,
-                             weights, incremental)
-        elif self.native:
+        if self.native and self.previous_centers is not None:
             self._native_pass(centers, terms, labels, scalars, largest_center, sums, weights,
                               incremental)
         else:
-            self._update_bounds(centers, labels, largest_center)
-            self._bounded_pass(centers, terms, labels, buffer, scalars, largest_center,
-                               sums, weights, incremental)
+            buffer = score_buffer(self.data, centers, self.rows)
+            if self.previous_centers is None:
+                self._first_pass(centers, terms, labels, buffer, scalars, largest_center,
+                                 sums, weights, incremental)
+            else:
+                self._update_bounds(centers, labels, largest_center)
+                self._bounded_pass(centers, terms, labels, buffer, scalars, largest_center,
+                                   sums, weights, incremental)
         self.previous_centers = centers
         if not incremental:
             for chunk in self.data.chunks(self.rows):
@@ -267,11 +269,19 @@ class BoundedPass:
         """Compute all distances (no bounds yet) and set the bounds from them.
 
         Incremental only when a run resumes from a checkpoint: then ``labels`` are
-        valid, and the changes of the rows that moved are added to the sums.
+        valid, and the changes of the rows that moved are added to the sums. With
+        ``native`` the labels come from the kernel's own scores, as the native passes'
+        that follow (the GEMM may round a near-tie the other way); the bounds from the
+        GEMM's scores hold either way (the margin covers any order of summation).
         """
         for chunk in self.data.chunks(self.rows):
             scores = self._scores(chunk, terms, buffer)
-            _, new_labels = _first_minimum(scores, False)
+            if self.native:
+                new_labels = torch.empty(chunk.stop - chunk.start, dtype=torch.int64)
+                _native.lloyd_direct(chunk.x.contiguous(), centers, terms.sq_norms, None,
+                                     new_labels, None, incremental=False)
+            else:
+                _, new_labels = _first_minimum(scores, False)
             chunk_labels = labels[chunk.start : chunk.stop]
             moved = torch.nonzero(chunk_labels != new_labels).squeeze(1)
             scalars[1] += moved.numel()
@@ -407,4 +417,5 @@ class BoundedPass:
 
     def _partial_inertia(self, centers: Tensor, labels: Tensor) -> Tensor:
         """Exact inertia of ``labels`` against ``centers``, less ``sum w ||x||^2``."""
-        return inertia_of(self.data, centers, labels) - self.data.sq_norms @ self.data.sample_weight
+        inertia = inertia_of(self.data, centers, labels, native=self.native)
+        return inertia - self.data.sq_norms @ self.data.sample_weight

@@ -22,6 +22,7 @@ from torchmeans._lloyd import (
     RunState,
     _no_reduce,
     lloyd,
+    native_elkan_applies,
     project_to_sphere,
     resolve_algorithm,
     resolve_backend,
@@ -203,15 +204,19 @@ def fit_data(
     if collective:
         reduce = collective.sum
     tol_abs = global_mean_variance(data, collective) * tol if tol > 0 else 0.0
-    if backend == "native" and algorithm == "auto":
-        algorithm = "lloyd"  # the native kernel runs Lloyd passes
     # Labels from the native kernel's own scores (direct/tiled): in the passes, the final
     # assignment and predict alike.
     direct = uses_direct_labels(backend, data, n_clusters, chunk_bytes)
+    requested = algorithm
     algorithm = resolve_algorithm(algorithm, data, n_clusters, direct=direct)
-    if backend == "native" and algorithm != "lloyd":
-        raise ValueError(f"backend='native' runs Lloyd passes; algorithm={algorithm!r} uses "
-                         "torch ops: pass algorithm='lloyd' or backend='auto'.")
+    if backend == "native" and not (algorithm == "lloyd" or native_elkan_applies(
+            algorithm, backend, data.n_features)):
+        if requested != "auto":
+            raise ValueError(
+                f"backend='native' runs Lloyd passes (and Elkan's where the kernel scores "
+                f"rows of this width); algorithm={algorithm!r} uses torch ops: pass "
+                "algorithm='lloyd' or backend='auto'.")
+        algorithm = "lloyd"
     # Bound-based algorithms run Lloyd passes until few labels move (_lloyd.lloyd): those
     # use the resolved backend too.
     backend = resolve_backend(backend, data, n_clusters, chunk_bytes)
@@ -249,14 +254,18 @@ def fit_data(
         centers = result.centers + data.offset
         # predict() shifts the returned centers back; label against exactly those.
         shifted = centers - data.offset
-        # Bounded passes label with the GEMM: with the kernel's own scores for predict,
-        # the final labels come from it (they agree wherever the BLAS sums alike).
+        # Bounded passes label with the GEMM (Elkan's native passes excepted): with the
+        # kernel's own scores for predict, the final labels come from it (they agree
+        # wherever the BLAS sums alike).
+        kernel_labels = algorithm == "lloyd" or native_elkan_applies(algorithm, backend,
+                                                                     data.n_features)
         if (result.labels_are_final and torch.equal(shifted, result.centers)
-                and not (direct and algorithm != "lloyd")):
+                and not (direct and not kernel_labels)):
             # Converged with labels unchanged: the last pass already assigned against
             # these exact centers (scikit-learn skips this step then, too).
             final = Assignment(result.labels, inertia_of(data, shifted, result.labels,
-                                                         chunk_bytes=chunk_bytes))
+                                                         chunk_bytes=chunk_bytes,
+                                                         native=direct))
         else:
             final = assign(data, shifted, chunk_bytes=chunk_bytes,
                            labels_out=result.labels, previous=result.labels, direct=direct)

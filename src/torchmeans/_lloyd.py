@@ -66,7 +66,8 @@ def resolve_algorithm(algorithm: str, data: KMeansData, n_clusters: int, *,
     kernel computes the scores itself (``direct``) with few features
     (``AUTO_DIRECT_LLOYD_MAX_FEATURES``), a Lloyd pass costs less than the bounds'
     bookkeeping at every k measured; with more, Elkan's native pass (center by center)
-    wins wherever its ``N x k`` bounds are no larger than the data (``k <= d``).
+    wins wherever its ``N x k`` bounds are no larger than the data (``k <= d``; from
+    ``AUTO_BOUNDS_MIN_CLUSTERS`` clusters, as every bound-based choice).
     """
     if algorithm != "auto":
         return algorithm
@@ -186,6 +187,17 @@ def uses_direct_labels(backend: str, data: KMeansData, n_clusters: int,
         return resolve_backend(backend, data, n_clusters, chunk_bytes) == "native"
     except ValueError:  # predict with an explicit backend that cannot run on this data
         return False
+
+
+def native_elkan_applies(algorithm: str, backend: str, n_features: int) -> bool:
+    """Whether Elkan's passes run in the native kernel (:func:`_native.elkan_pass`).
+
+    Where the (resolved) backend is native and the kernel scores rows of this width
+    itself, i.e. where Lloyd's labels come from those scores: every pass of the fit,
+    its first one included, then labels as a native Lloyd pass does.
+    """
+    return (algorithm == "elkan" and backend == "native"
+            and _native.direct_applies(n_features))
 
 
 @functools.cache
@@ -539,9 +551,7 @@ def lloyd(
     # Bound-based algorithms start with Lloyd passes and switch to bounds once few labels
     # move (see BOUNDS_AFTER_CHANGED): same labels either way, less time.
     bounded: list[BoundedPass] = []
-    # Elkan in the native kernel where Lloyd's labels come from it too (same scores).
-    native_elkan = (algorithm == "elkan" and backend == "native"
-                    and _native.direct_applies(n_features))
+    native_elkan = native_elkan_applies(algorithm, backend, n_features)
     last_changed = [data.n_samples if start is None else -1]
 
     def assignment_pass(centers: Tensor, labels: Tensor, incremental: bool) -> Tensor:

@@ -160,12 +160,15 @@ def native_rows_apply(data: KMeansData) -> bool:
             and data.acc_dtype in (torch.float32, torch.float64) and _native.available())
 
 
-def exact_sq_distances(data: KMeansData, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:
-    """``||x_i - centers[labels_i]||^2`` of a chunk's rows, in one native pass where it runs.
+def exact_sq_distances(data: KMeansData, chunk: Chunk, centers: Tensor, labels: Tensor, *,
+                       native: bool = False) -> Tensor:
+    """``||x_i - centers[labels_i]||^2`` of a chunk's rows.
 
-    :meth:`KMeansData.sq_distances_to` elsewhere (the same differences, summed by torch).
+    With ``native`` (where :func:`native_rows_apply`), one pass of the compiled kernel
+    summing in float64 and no ``(rows, d)`` temporary; otherwise
+    :meth:`KMeansData.sq_distances_to` (the same differences, summed by torch).
     """
-    if native_rows_apply(data):
+    if native and native_rows_apply(data):
         return _native.sq_distances_to(chunk.x.contiguous(), centers, labels)
     return data.sq_distances_to(chunk, centers, labels)
 
@@ -425,7 +428,8 @@ def assign(
     direct : bool
         Label with the native kernel's own scores (:func:`~torchmeans.ops._native.
         lloyd_direct`; the caller checks that it applies, see
-        :func:`torchmeans._lloyd.uses_direct_labels`) instead of the GEMM's.
+        :func:`torchmeans._lloyd.uses_direct_labels`) instead of the GEMM's, and take
+        the inertia's distances from the kernel too.
 
     Returns
     -------
@@ -451,18 +455,22 @@ def assign(
             _, chunk_labels = nearest_centers(data, chunk, terms, buffer,
                                               previous=chunk_previous)
             labels[chunk.start : chunk.stop] = chunk_labels
-        distances = exact_sq_distances(data, chunk, centers, chunk_labels)
+        distances = exact_sq_distances(data, chunk, centers, chunk_labels, native=direct)
         inertia += weighted_sum(distances, chunk.weight)
     return Assignment(labels, inertia)
 
 
 def inertia_of(data: KMeansData, centers: Tensor, labels: Tensor, *,
-               chunk_bytes: int | None = None) -> Tensor:
-    """Exact weighted inertia ``sum_i w_i ||x_i - centers[labels_i]||^2`` (a 0-d tensor)."""
+               chunk_bytes: int | None = None, native: bool = False) -> Tensor:
+    """Exact weighted inertia ``sum_i w_i ||x_i - centers[labels_i]||^2`` (a 0-d tensor).
+
+    ``native``: distances from the compiled kernel (see :func:`exact_sq_distances`).
+    """
     rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
     inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
     for chunk in data.chunks(rows):
-        distances = exact_sq_distances(data, chunk, centers, labels[chunk.start : chunk.stop])
+        distances = exact_sq_distances(data, chunk, centers, labels[chunk.start : chunk.stop],
+                                       native=native)
         inertia += weighted_sum(distances, chunk.weight)
     return inertia
 
