@@ -77,6 +77,17 @@ def _chain_labels(x, centers):
 )
 def test_elkan_pass_labels_and_bounds(seed, n_rows, n_features, n_clusters, dtype, integer,
                                       looseness):
+    check_elkan_pass(seed, n_rows, n_features, n_clusters, dtype, integer, looseness)
+
+
+@pytest.mark.parametrize("n_clusters", [70, 2100])  # blocks of 234 and of 8 rows (the floor)
+@pytest.mark.parametrize("integer", [False, True])
+def test_elkan_pass_with_many_centers(n_clusters, integer):
+    check_elkan_pass(3, 600, 5, n_clusters, torch.float32, integer, 0.05)
+
+
+def check_elkan_pass(seed, n_rows, n_features, n_clusters, dtype, integer, looseness):
+    """One pass from valid, randomly loosened bounds: Lloyd's labels, bounds still valid."""
     if not _native.direct_applies(n_features):
         pytest.skip("this width is not scored natively on this CPU")
     gen = torch.Generator().manual_seed(seed)
