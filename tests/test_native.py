@@ -364,22 +364,27 @@ def _integer_rows(generator, n, d):
 
 @needs_tiled
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("n_features", [17, 23, 100, 513])
-def test_tiled_kernel_takes_the_exact_first_minimum(n_features, dtype):
+@pytest.mark.parametrize("n_features", [17, 23, 64, 100, 513])
+@pytest.mark.parametrize("strided", [False, True])
+def test_tiled_kernel_takes_the_exact_first_minimum(n_features, dtype, strided):
     """Exact scores (integer data): the label is the first center at the exact minimum.
 
     Integer rows tie often, also between duplicated centers placed across the kernel's
-    groups of centers and row tiles of every size; the reference is integer arithmetic.
+    groups of centers and row tiles of every size (full tiles are transposed in
+    registers, by blocks of 8 or 16 features, the rest one value at a time); rows may be
+    views with a longer row stride. The reference is integer arithmetic.
     """
     generator = torch.Generator().manual_seed(n_features)
     for n_samples, n_clusters in ((1, 1), (63, 4), (64, 5), (65, 6), (515, 11), (700, 70)):
-        X = _integer_rows(generator, n_samples, n_features)
+        wide = _integer_rows(generator, n_samples, n_features + 3 * strided)
+        X = wide[:, :n_features]
         centers = _integer_rows(generator, n_clusters, n_features)
         centers[n_clusters // 2 :: 3] = centers[0].clone()  # exact duplicates of center 0
         distances = (X[:, None, :] - centers[None]).square().sum(2)  # exact, int64
         expected = (distances == distances.min(1, keepdim=True).values).int().argmax(1)
         labels = torch.full((n_samples,), -1)
-        x, c = X.to(dtype), centers.to(dtype)
+        x, c = wide.to(dtype)[:, :n_features], centers.to(dtype)
+        assert x.stride(0) == n_features + 3 * strided
         _native.lloyd_direct(x, c, c.square().sum(1), None, labels, None, incremental=False)
         assert torch.equal(labels, expected), (n_samples, n_clusters)
         accumulators = _native.new_accumulators(n_clusters, n_features)
@@ -424,33 +429,62 @@ def test_tiled_kernel_can_be_turned_off():
     assert sixteen == available == "True" or REASON is not None
 
 
+def _seeding_steps_reference(x, weight, closest, pool, pool_now, thresholds, n_trials,
+                             max_steps):
+    """The seeding's steps over one pool (TiledRows.seeding_steps), in float64 torch."""
+    x, pool, closest, pool_now = x.double(), pool.double(), closest.double(), pool_now.double()
+    weight = torch.ones(len(x), dtype=torch.float64) if weight is None else weight.double()
+    winners, next_proposal = [], 0
+    while len(winners) < max_steps:
+        later = range(next_proposal, len(pool))
+        trials = [p for p in later if not winners or thresholds[p] < pool_now[p]][:n_trials]
+        if winners and len(trials) < n_trials:
+            break
+        distances = torch.minimum(torch.cdist(x, pool[trials]).square(), closest[:, None])
+        best = int((weight @ distances).argmin())
+        winners.append(trials[best])
+        closest = distances[:, best]
+        next_proposal = trials[-1] + 1
+        gaps = torch.cdist(pool[next_proposal:], pool[trials[best]][None]).square()[:, 0]
+        pool_now[next_proposal:] = torch.minimum(pool_now[next_proposal:], gaps)
+    return winners, closest, pool_now
+
+
 @needs_tiled
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("n_rows", "n_features", "n_candidates"),
-                         [(1, 3, 1), (31, 17, 8), (100, 128, 9), (257, 5, 20)])
+@pytest.mark.parametrize(("n_rows", "n_features", "n_trials", "n_pool", "max_steps"),
+                         [(1, 3, 1, 4, 3), (31, 17, 8, 60, 5), (100, 128, 9, 200, 12),
+                          (257, 5, 20, 50, 4), (300, 40, 3, 12, 10)])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_candidate_potentials_equal_float64(dtype, n_rows, n_features, n_candidates, weighted):
-    """The seeding's fused potentials: sum_i w_i min(D_i, ||x_i - c||^2), and the minima."""
+def test_seeding_steps_equal_float64(dtype, n_rows, n_features, n_trials, n_pool, max_steps,
+                                     weighted):
+    """The seeding's fused steps: candidates accepted in pool order, the least potential
+    sum_i w_i min(D_i, ||x_i - c||^2) wins, D and the pool's D^2 drop to the winner's
+    distances; fewer steps when the pool is used up (the last case)."""
     generator = torch.Generator().manual_seed(n_rows)
     x = torch.randn(n_rows, n_features, generator=generator, dtype=dtype)
     weight = torch.rand(n_rows, generator=generator, dtype=dtype) + 0.5 if weighted else None
-    candidates = torch.randn(n_candidates, n_features, generator=generator, dtype=dtype)
+    pool = torch.randn(n_pool, n_features, generator=generator, dtype=dtype)
     closest = torch.rand(n_rows, generator=generator, dtype=dtype) * 3 * n_features
+    pool_now = torch.rand(n_pool, generator=generator, dtype=dtype) * 3 * n_features
+    thresholds = torch.rand(n_pool, generator=generator, dtype=dtype) * pool_now
+    expected = _seeding_steps_reference(x, weight, closest, pool, pool_now, thresholds,
+                                        n_trials, max_steps)
     rows = _native.TiledRows(x, weight)
     padded = rows.padded(closest)
-    distances = padded.new_empty(n_candidates, padded.numel())
-    got = rows.potentials(padded, candidates, candidates.square().sum(1), distances)
-    exact = torch.minimum(torch.cdist(x.double(), candidates.double()).square().T,
-                          closest.double())
-    expected = exact @ (torch.ones(n_rows, dtype=torch.float64) if weight is None
-                        else weight.double())
+    winners = rows.seeding_steps(padded, pool, pool.square().sum(1), pool_now, thresholds,
+                                 n_trials, max_steps)
+    assert winners.tolist() == expected[0]
     tolerance = 1e-12 if dtype == torch.float64 else 2e-5
-    torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance * n_features)
-    torch.testing.assert_close(distances[:, :n_rows].double(), exact, rtol=tolerance,
+    torch.testing.assert_close(padded[:n_rows].double(), expected[1], rtol=tolerance,
                                atol=tolerance * 4 * n_features)
-    assert not distances[:, n_rows:].any()  # padding rows: distance 0
+    assert not padded[n_rows:].any()  # padding rows: distance 0
+    torch.testing.assert_close(pool_now.double(), expected[2], rtol=tolerance,
+                               atol=tolerance * 4 * n_features)
+    if (n_pool, max_steps) == (12, 10):
+        assert 0 < len(winners) < max_steps  # the pool ran out
     with pytest.raises(ValueError, match="inconsistent"):
-        rows.potentials(closest, candidates, candidates.square().sum(1))  # not padded
+        rows.seeding_steps(closest, pool, pool.square().sum(1), pool_now, thresholds, 1, 1)
 
 
 @needs_tiled

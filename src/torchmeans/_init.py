@@ -255,36 +255,17 @@ def blocked_kmeans_plusplus_centers(
         pool_ids = _weighted_choice(weight * closest, 2 * n_local_trials * block, generator)
         pool = data.take(pool_ids)
         pool_sq = pool.square().sum(dim=1)
-        judge.start_pool(pool, pool_sq)
-        pool_now = closest[pool_ids]
         # A proposal is accepted with probability D^2 / D_0^2 when its turn comes: with one
         # uniform u drawn per proposal, when u D_0^2 < D^2 (the stop of each step depends
         # only on the proposals before it, so one draw per proposal is exact).
+        pool_now = closest[pool_ids]
         thresholds = torch.rand(pool_ids.numel(), generator=generator, device=device,
                                 dtype=dtype).mul_(pool_now)
-        next_proposal = 0
-        while chosen < block_start + block:
-            left = pool_ids.numel() - next_proposal
-            if chosen == block_start:  # D == D_0: every proposal is accepted
-                accepted = torch.arange(min(n_local_trials, left), device=device)
-            else:
-                keep = thresholds[next_proposal:] < pool_now[next_proposal:]
-                accepted = torch.nonzero(keep).squeeze(1)[:n_local_trials]
-                if accepted.numel() < n_local_trials:
-                    break  # pool used up: bring D up to date and draw a new pool
-            trials = next_proposal + accepted
-            positions = trials.tolist()  # (one host sync per step)
-            next_proposal = positions[-1] + 1
-            winner = positions[judge.best_of(trials, positions[0], positions[-1])]
-            centers[chosen] = pool[winner]
-            indices[chosen] = pool_ids[winner]
-            # The proposals still unused, against the new center (a GEMV).
-            unused = slice(next_proposal, None)
-            gaps = torch.addmv(pool_sq[unused], pool[unused], pool[winner], alpha=-2)
-            gaps.add_(pool_sq[winner]).clamp_(min=0)
-            torch.minimum(pool_now[unused], gaps, out=pool_now[unused])
-            chosen += 1
-        judge.end_pool()
+        winners = judge.run_steps(pool, pool_sq, pool_now, thresholds, n_local_trials, block)
+        steps = winners.numel()
+        centers[chosen : chosen + steps] = pool[winners]
+        indices[chosen : chosen + steps] = pool_ids[winners]
+        chosen += steps
         if chosen < n_clusters:
             _lower_closest(data, centers[block_start:chosen], block_start, closest, None,
                            chunk_bytes)
@@ -292,20 +273,20 @@ def blocked_kmeans_plusplus_centers(
 
 
 class _CandidateJudge:
-    """Compares a step's candidates by the potential they leave on a fixed set of rows.
+    """Runs the seeding's steps over a pool of proposals, judged on a fixed set of rows.
 
-    ``closest`` (the rows' current ``D^2``) is lowered to the winner's distances at each
-    :meth:`best_of`. Candidates are positions in the block's proposal pool
-    (:meth:`start_pool`). Dense rows are held as one block, and their products with the
-    pool are computed a window of proposals at a time, as many as fill the chunk budget
-    (128 for 32,768 float32 rows and the 16 MiB CPU default: a GEMM per step against 8
-    candidates ran at 40% of the speed of one against 64); candidates spread wider than
-    a window get their own products. Where the native tiled kernel runs
-    (:func:`~torchmeans.ops._native.tiled_available`, dense float32/float64 rows on the
-    CPU) the rows are held in its layout instead (:class:`~torchmeans.ops._native.
-    TiledRows`) and each step is one fused call for its own candidates only: no window,
-    no products of proposals that are rejected. Sparse rows go through
-    :func:`_best_candidate`.
+    A step's candidates are compared by the potential they leave on the rows; ``closest``
+    (the rows' current ``D^2``) is lowered to the winner's distances (:meth:`run_steps`).
+    Where the native tiled kernel runs (:func:`~torchmeans.ops._native.tiled_available`,
+    dense float32/float64 rows on the CPU) the rows are held in its layout
+    (:class:`~torchmeans.ops._native.TiledRows`) and all steps over a pool are one call:
+    each step a fused GEMM against its own candidates only, no products of proposals that
+    are rejected, no Python or thread-pool wake-up between steps. Elsewhere dense rows are
+    held as one block, and their products with the pool are computed a window of
+    proposals at a time, as many as fill the chunk budget (128 for 32,768 float32 rows
+    and the 16 MiB CPU default: a GEMM per step against 8 candidates ran at 40% of the
+    speed of one against 64); candidates spread wider than a window get their own
+    products. Sparse rows go through :func:`_best_candidate`.
     """
 
     def __init__(self, data: KMeansData, rows: Tensor, closest: Tensor, itemsize: int,
@@ -319,36 +300,53 @@ class _CandidateJudge:
         elif kernel_scores_apply(data) and _native.tiled_available():
             self.tiled = _native.TiledRows(data.take(rows), self.weight)
             self.closest = self.tiled.padded(closest)  # padding rows: distance 0
-            self.distances = self.closest.new_empty(0, self.closest.numel())  # reused
         else:
             self.x = data.take(rows)
             self.sq_norms = self.x.square().sum(dim=1)
             # Proposals per window: as many as fill the chunk budget.
             self.window_size = chunk_budget(data, chunk_bytes) // (rows.numel() * itemsize)
-        self.window: Tensor | None = None
-        self.window_start = self.window_stop = 0
 
-    def start_pool(self, pool: Tensor, pool_sq_norms: Tensor) -> None:
-        """Take the block's proposals (rows) and their squared norms."""
-        self.pool, self.pool_sq_norms = pool, pool_sq_norms
-        self.end_pool()
+    def run_steps(self, pool: Tensor, pool_sq_norms: Tensor, pool_now: Tensor,
+                  thresholds: Tensor, n_trials: int, max_steps: int) -> Tensor:
+        """Run up to ``max_steps`` steps over a pool; return the winners' pool positions.
 
-    def end_pool(self) -> None:
-        """Drop the window (its memory) at the end of a block."""
-        self.window, self.window_start, self.window_stop = None, 0, 0
-
-    def best_of(self, trials: Tensor, first: int, last: int) -> int:
-        """Index in ``trials`` (pool positions, increasing, ``first`` to ``last``) of the best."""
-        candidates = self.pool[trials]
+        A step takes the next ``n_trials`` proposals (in pool order) with
+        ``thresholds < pool_now`` (every one at the first step: ``D == D_0``) and keeps
+        the one leaving the least potential; ``pool_now`` (the proposals' ``D^2``) of the
+        later proposals is lowered to their distance to it (a GEMV). Fewer steps are run
+        when fewer than ``n_trials`` proposals are left.
+        """
         if self.tiled is not None:
-            if self.distances.shape[0] < trials.numel():
-                self.distances = self.closest.new_empty(trials.numel(), self.closest.numel())
-            distances = self.distances[: trials.numel()]
-            potentials = self.tiled.potentials(self.closest, candidates,
-                                               self.pool_sq_norms[trials], distances)
-            best = int(potentials.argmin())
-            self.closest.copy_(distances[best])
-            return best
+            return self.tiled.seeding_steps(self.closest, pool.contiguous(), pool_sq_norms,
+                                            pool_now, thresholds, n_trials, max_steps)
+        self.window, self.window_start, self.window_stop = None, 0, 0
+        winners, next_proposal = [], 0
+        while len(winners) < max_steps:
+            if not winners:
+                accepted = torch.arange(min(n_trials, pool.shape[0]), device=pool.device)
+            else:
+                keep = thresholds[next_proposal:] < pool_now[next_proposal:]
+                accepted = torch.nonzero(keep).squeeze(1)[:n_trials]
+                if accepted.numel() < n_trials:
+                    break  # the pool is used up
+            trials = next_proposal + accepted
+            positions = trials.tolist()  # (one host sync per step)
+            next_proposal = positions[-1] + 1
+            winner = positions[self._best_of(pool, pool_sq_norms, trials, positions[0],
+                                             positions[-1])]
+            winners.append(winner)
+            # The proposals still unused, against the new center (a GEMV).
+            unused = slice(next_proposal, None)
+            gaps = torch.addmv(pool_sq_norms[unused], pool[unused], pool[winner], alpha=-2)
+            gaps.add_(pool_sq_norms[winner]).clamp_(min=0)
+            torch.minimum(pool_now[unused], gaps, out=pool_now[unused])
+        self.window = None  # (its memory)
+        return torch.tensor(winners, dtype=torch.int64, device=pool.device)
+
+    def _best_of(self, pool: Tensor, pool_sq_norms: Tensor, trials: Tensor, first: int,
+                 last: int) -> int:
+        """Index in ``trials`` (pool positions, increasing, ``first`` to ``last``) of the best."""
+        candidates = pool[trials]
         if self.sparse:
             distances, best = _best_candidate(self.part, candidates, self.closest,
                                               self.itemsize, self.chunk_bytes)
@@ -360,13 +358,13 @@ class _CandidateJudge:
         else:
             if self.window is None or last >= self.window_stop:
                 self.window_start = first
-                self.window_stop = min(self.pool.shape[0], first + self.window_size)
+                self.window_stop = min(pool.shape[0], first + self.window_size)
                 # ||x||^2 - 2 p.x for the window's proposals p, one row per proposal
                 self.window = torch.addmm(self.sq_norms[None, :],
-                                          self.pool[self.window_start : self.window_stop],
+                                          pool[self.window_start : self.window_stop],
                                           self.x.T, alpha=-2)
             distances = self.window.index_select(0, trials - self.window_start)
-        distances.add_(self.pool_sq_norms[trials, None]).clamp_(min=0)
+        distances.add_(pool_sq_norms[trials, None]).clamp_(min=0)
         torch.minimum(distances, self.closest[None, :], out=distances)
         weight = self.weight
         potentials = distances.sum(dim=1) if weight is None else distances @ weight

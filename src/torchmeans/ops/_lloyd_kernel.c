@@ -10,7 +10,7 @@
  *   the torch path in torchmeans/ops/assign.py (the first center holding the minimum).
  * - tm_lloyd_tiled_*: the same for more features (x86 AVX2 / AVX-512), as a GEMM
  *   micro-kernel whose epilogue is the first minimum (see the comment above it).
- * - tm_potentials_*: the blocked k-means++ seeding's comparison of candidate centers.
+ * - tm_seeding_steps_*: the blocked k-means++ seeding's steps over one pool of proposals.
  * - tm_elkan_pass_*: Elkan's bounded pass, scores only where bounds fail (see below).
  * - tm_sq_distances_*: exact distances of rows to their own centers (inertia).
  * - tm_lloyd_direct_*: for few features (d <= DIRECT_MAX_FEATURES), computes the scores
@@ -74,8 +74,9 @@ int tm_direct_max_features(void) {
 #define VPRE(op) _mm512_##op
 #define ROW_VECTORS 4
 #define TILE_CENTERS 5
-/* tm_potentials: 2 x 8 measured fastest for 7-16 candidates at 32,768 x 128 (0.37 ms for 8
-   against 0.44-0.54 for 4 x 4, 4 x 5, 3 x 6, 2 x 10, 1 x 8): its tile of rows stays in L1 */
+/* The seeding's potentials (potential_tile): 2 x 8 measured fastest for 7-16 candidates at
+   32,768 x 128 (0.37 ms for 8 against 0.44-0.54 for 4 x 4, 4 x 5, 3 x 6, 2 x 10, 1 x 8): its
+   tile of rows stays in L1 */
 #define POTENTIAL_ROW_VECTORS 2
 #define POTENTIAL_CENTERS 8
 #elif defined(__AVX2__) && defined(__FMA__)
@@ -123,6 +124,7 @@ static int tm_any_failed(int allocated, int *failed) {
 #define VCMP_MASK _mm512_cmp_ps_mask
 #elif TILED_BYTES == 32
 #define VT __m256
+#define VPERMUTE(a, index) _mm256_permutevar8x32_ps(a, index)
 #endif
 #include __FILE__
 #undef T
@@ -133,6 +135,7 @@ static int tm_any_failed(int allocated, int *failed) {
 #undef VT
 #undef VMASK
 #undef VCMP_MASK
+#undef VPERMUTE
 #define T double
 #define LT int64_t
 #define FMA fma
@@ -144,6 +147,7 @@ static int tm_any_failed(int allocated, int *failed) {
 #define VCMP_MASK _mm512_cmp_pd_mask
 #elif TILED_BYTES == 32
 #define VT __m256d
+#define VPERMUTE(a, index) _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(a), index))
 #endif
 #include __FILE__
 
@@ -351,6 +355,103 @@ void FN(tm_lloyd_direct)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64
 #define VL (TILED_BYTES / (int)sizeof(T))
 #define TILE_ROWS (ROW_VECTORS * VL)
 
+/* The rows of a tile, transposed: xt[f * TILE_ROWS + i] = x[i * x_stride + f] for i < rows,
+ * zero for rows <= i < TILE_ROWS. Full tiles go VL x VL values at a time: VL row vectors
+ * loaded (a vector of rows at a time: VL sequential streams of reads), transposed in
+ * registers in log2(VL) stages (stage h swaps the off-diagonal h x h blocks of every
+ * 2h x 2h block: two-source lane permutes with AVX-512, two permutes and a blend with AVX2),
+ * VL aligned stores. The copy of one value at a time it replaced cost about 30 ms of a
+ * 215 ms pass at 100,000 x 768 (a pass against 5 centers: 41 ms before, 14 ms after;
+ * reading the rows alone takes 10 ms). Partial tiles and the last d % VL features are
+ * copied one value at a time. */
+#define TRANSPOSE_STAGES 4 /* at most log2(16) */
+#if TILED_BYTES == 64
+#define VI __m512i
+#define LANES_FROM(a, b, index, mask) VOP(permutex2var)(a, index, b)
+#else
+#define VI __m256i
+#define LANES_FROM(a, b, index, mask) VOP(blendv)(VPERMUTE(a, index), VPERMUTE(b, index), mask)
+#endif
+/* rows i and i + h of every 2h x 2h block (h a literal: the loops unroll) */
+#define TRANSPOSE_STAGE(h, stage)                                                            \
+    do {                                                                                     \
+        const int at = (stage);                                                              \
+        _Pragma("GCC unroll 16") for (int base = 0; base < VL; base += 2 * (h))              \
+        _Pragma("GCC unroll 16") for (int i = base; i < base + (h); ++i) {                   \
+            const VT a = r[i], b = r[i + (h)];                                               \
+            r[i] = LANES_FROM(a, b, low[at], low_mask[at]);                                  \
+            r[i + (h)] = LANES_FROM(a, b, high[at], high_mask[at]);                          \
+        }                                                                                    \
+    } while (0)
+
+/* Lane sources of each stage: lane j of row i takes a[j], or b[j - h] where bit h of j is
+   set; lane j of row i + h takes a[j + h], or b[j] (a = row i, b = row i + h). As indices
+   into (a, b) (0 <= index < 2 VL); for AVX2, 32-bit lane indices into a and into b, and a
+   mask of the lanes taken from b. */
+INLINE void FN(transpose_indices)(VI low[TRANSPOSE_STAGES], VI high[TRANSPOSE_STAGES],
+                                  VT low_mask[TRANSPOSE_STAGES],
+                                  VT high_mask[TRANSPOSE_STAGES]) {
+    int stage = 0;
+    for (int h = VL / 2; h >= 1; h /= 2, ++stage) {
+        LT from_low[VL], from_high[VL], b_low[VL], b_high[VL];
+        for (int j = 0; j < VL; ++j) {
+            from_low[j] = (LT)(j & h ? VL + j - h : j);
+            from_high[j] = (LT)(j & h ? VL + j : j + h);
+            b_low[j] = from_low[j] >= VL ? -1 : 0;
+            b_high[j] = from_high[j] >= VL ? -1 : 0;
+        }
+#if TILED_BYTES == 64
+        low[stage] = _mm512_loadu_si512(from_low);
+        high[stage] = _mm512_loadu_si512(from_high);
+        (void)b_low, (void)b_high, (void)low_mask, (void)high_mask;
+#else
+        const int per = (int)(sizeof(T) / 4); /* 32-bit lanes per value */
+        int32_t lanes_low[8], lanes_high[8];
+        for (int j = 0; j < VL; ++j)
+            for (int e = 0; e < per; ++e) {
+                lanes_low[j * per + e] = (int32_t)((from_low[j] % VL) * per + e);
+                lanes_high[j * per + e] = (int32_t)((from_high[j] % VL) * per + e);
+            }
+        low[stage] = _mm256_loadu_si256((const __m256i *)lanes_low);
+        high[stage] = _mm256_loadu_si256((const __m256i *)lanes_high);
+        T mask_low[VL], mask_high[VL];
+        __builtin_memcpy(mask_low, b_low, sizeof mask_low);
+        __builtin_memcpy(mask_high, b_high, sizeof mask_high);
+        low_mask[stage] = VOP(loadu)(mask_low);
+        high_mask[stage] = VOP(loadu)(mask_high);
+#endif
+    }
+}
+
+INLINE void FN(transpose_tile)(const T *x, int64_t x_stride, int64_t rows, int64_t d, T *xt) {
+    int64_t done = 0; /* features transposed in registers */
+    if (rows == TILE_ROWS && d >= VL) {
+        VI low[TRANSPOSE_STAGES], high[TRANSPOSE_STAGES];
+        VT low_mask[TRANSPOSE_STAGES], high_mask[TRANSPOSE_STAGES];
+        FN(transpose_indices)(low, high, low_mask, high_mask);
+        done = d - d % VL;
+        for (int v = 0; v < ROW_VECTORS; ++v)
+            for (int64_t f = 0; f < done; f += VL) {
+                VT r[VL];
+#pragma GCC unroll 16
+                for (int l = 0; l < VL; ++l) r[l] = VOP(loadu)(x + (v * VL + l) * x_stride + f);
+                int stage = 0;
+                if (VL >= 16) TRANSPOSE_STAGE(8, stage++);
+                if (VL >= 8) TRANSPOSE_STAGE(4, stage++);
+                TRANSPOSE_STAGE(2, stage++);
+                TRANSPOSE_STAGE(1, stage++);
+#pragma GCC unroll 16
+                for (int l = 0; l < VL; ++l) VOP(store)(xt + (f + l) * TILE_ROWS + v * VL, r[l]);
+            }
+    }
+    for (int64_t i = 0; i < rows; ++i) {
+        const T *row = x + i * x_stride;
+        for (int64_t f = done; f < d; ++f) xt[f * TILE_ROWS + i] = row[f];
+    }
+    for (int64_t i = rows; i < TILE_ROWS; ++i)
+        for (int64_t f = done; f < d; ++f) xt[f * TILE_ROWS + i] = 0;
+}
+
 INLINE void FN(tiled_tile)(int64_t k, int64_t d, const T *xt, const T *packed,
                            const T *group_sq, T *best, int32_t *label) {
     const VT minus2 = VOP(set1)((T)-2);
@@ -437,12 +538,7 @@ int FN(tm_lloyd_tiled)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64_t
             for (int64_t tile = 0; tile < n_tiles; ++tile) {
                 const int64_t begin = tile * TILE_ROWS;
                 const int64_t rows = n_rows - begin < TILE_ROWS ? n_rows - begin : TILE_ROWS;
-                for (int64_t i = 0; i < rows; ++i) {
-                    const T *row = x + (begin + i) * x_stride;
-                    for (int64_t f = 0; f < d; ++f) xt[f * TILE_ROWS + i] = row[f];
-                }
-                for (int64_t i = rows; i < TILE_ROWS; ++i)
-                    for (int64_t f = 0; f < d; ++f) xt[f * TILE_ROWS + i] = 0;
+                FN(transpose_tile)(x + begin * x_stride, x_stride, rows, d, xt);
                 FN(tiled_tile)(k, d, xt, packed, group_sq, best, label);
                 FN(finish_block)(begin, rows, d, best, label, x, x_stride, weight, labels,
                                  incremental, sums, weights, &inertia, &changed, best_out);
@@ -461,89 +557,157 @@ int FN(tm_lloyd_tiled)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64_t
 #define POTENTIAL_ROWS (POTENTIAL_ROW_VECTORS * VL)
 int FN(tm_potential_tile_rows)(void) { return POTENTIAL_ROWS; }
 
-/* Potentials of candidate centers (the blocked k-means++ seeding's comparison):
- *   potentials[j] = sum_i w_i min(closest_i, max(0, ||x_i||^2 + ||c_j||^2 - 2 x_i.c_j))
- * over rows given once, already in tiles: xt is (n_tiles, d, POTENTIAL_ROWS) (any alignment)
- * and row_sq, closest, weight (NULL: all 1) hold n_tiles * POTENTIAL_ROWS entries (padding rows:
- * zero features, closest 0). A register tile as tm_lloyd_tiled's, POTENTIAL_ROW_VECTORS x
- * POTENTIAL_CENTERS (a step's 8 candidates at k=1024 fill one group); the epilogue adds the
- * row norms, clamps at 0, takes the minimum with closest, optionally stores it in
- * distances ((m, n_tiles * POTENTIAL_ROWS); NULL: not stored) and sums each tile's values in
- * double. Tile sums are added in tile order at the end, so the result does not depend on
- * the number of threads. Returns 1 when out of memory. */
-int FN(tm_potentials)(int64_t n_tiles, int64_t m, int64_t d, const T *xt, const T *row_sq,
-                      const T *closest, const T *weight, const T *candidates,
-                      const T *candidate_sq, double *potentials, T *distances) {
-    const int64_t n_groups = (m + POTENTIAL_CENTERS - 1) / POTENTIAL_CENTERS;
+/* One tile of POTENTIAL_ROWS rows against m candidates packed in groups of POTENTIAL_CENTERS
+ * ((groups, d, POTENTIAL_CENTERS), padded with zero candidates; group_sq their squared norms):
+ * a register tile as tm_lloyd_tiled's, POTENTIAL_ROW_VECTORS x POTENTIAL_CENTERS (a step's 8
+ * candidates at k=1024 fill one group). The epilogue adds the norms, clamps at 0, takes the
+ * minimum with closest, stores it in distances ((m, n_padded)) and sums the tile's values
+ * (times weight, NULL: all 1) in double into tile_sums[j]. */
+INLINE void FN(potential_tile)(int64_t tile, int64_t m, int64_t d, int64_t n_padded,
+                               const T *xt, const T *row_sq, const T *closest, const T *weight,
+                               const T *packed, const T *group_sq, T *distances,
+                               double *tile_sums) {
+    const T *tile_xt = xt + tile * d * POTENTIAL_ROWS;
+    const int64_t first_row = tile * POTENTIAL_ROWS;
+    const VT minus2 = VOP(set1)((T)-2), zero = VOP(setzero)();
+    for (int64_t g = 0; g * POTENTIAL_CENTERS < m; ++g) {
+        const T *a = tile_xt, *c = packed + g * d * POTENTIAL_CENTERS;
+        VT dot[POTENTIAL_ROW_VECTORS][POTENTIAL_CENTERS];
+        for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v)
+            for (int q = 0; q < POTENTIAL_CENTERS; ++q) dot[v][q] = zero;
+        for (int64_t f = 0; f < d; ++f, a += POTENTIAL_ROWS, c += POTENTIAL_CENTERS) {
+            VT rows[POTENTIAL_ROW_VECTORS];
+            for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v) rows[v] = VOP(loadu)(a + v * VL);
+            for (int q = 0; q < POTENTIAL_CENTERS; ++q) {
+                const VT center = VOP(set1)(c[q]);
+                for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v)
+                    dot[v][q] = VOP(fmadd)(rows[v], center, dot[v][q]);
+            }
+        }
+        for (int q = 0; q < POTENTIAL_CENTERS && g * POTENTIAL_CENTERS + q < m; ++q) {
+            const int64_t j = g * POTENTIAL_CENTERS + q;
+            const VT sq = VOP(set1)(group_sq[j]);
+            VT total = zero;
+            for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v) {
+                const int64_t at = first_row + v * VL;
+                /* (||x||^2 - 2 x.c) + ||c||^2 in the order of the torch path's addmm and add
+                   (_init._CandidateJudge); max(0, NaN) is NaN, which min turns into closest */
+                VT value = VOP(add)(VOP(fmadd)(minus2, dot[v][q], VOP(loadu)(row_sq + at)), sq);
+                value = VOP(min)(VOP(max)(zero, value), VOP(loadu)(closest + at));
+                VOP(storeu)(distances + j * n_padded + at, value);
+                if (weight) value = VOP(mul)(value, VOP(loadu)(weight + at));
+                total = VOP(add)(total, value);
+            }
+            T lanes[VL] __attribute__((aligned(64)));
+            VOP(store)(lanes, total);
+            double sum = 0.0;
+            for (int l = 0; l < VL; ++l) sum += (double)lanes[l];
+            tile_sums[j] = sum;
+        }
+    }
+}
+
+/* The steps of the blocked k-means++ seeding over one pool of proposals (the loop of
+ * _init.blocked_kmeans_plusplus_centers, in one parallel region: at 200,000 x 128, k=1024
+ * the per-step Python and the wake-ups of the thread pool between calls cost as much as the
+ * products themselves).
+ *
+ * Rows are given once, in tiles: xt is (n_tiles, d, POTENTIAL_ROWS) (any alignment); row_sq,
+ * closest and weight (NULL: all 1) hold n_tiles * POTENTIAL_ROWS entries (padding rows: zero
+ * features, closest 0). The pool: n_pool proposals (rows of pool, (n_pool, d)) with their
+ * squared norms, their current D^2 in pool_now and their acceptance thresholds u D_0^2.
+ *
+ * Step s takes the next n_trials proposals p (in pool order, after the previous step's last)
+ * with thresholds[p] < pool_now[p]; at step 0 (D == D_0) every proposal is accepted. If fewer
+ * than n_trials are left, the pool is used up and the call returns. Else each candidate's
+ * potential on the rows, sum_i w_i min(closest_i, max(0, ||x_i||^2 + ||c||^2 - 2 x_i.c)), is
+ * summed in double per tile and the tile sums are added in tile order (independent of the
+ * number of threads); the first candidate with the least potential wins: winners[s] is its
+ * pool position, closest becomes its minima, and pool_now of the proposals after the step's
+ * last drops to their D^2 against it (the torch path's order: (||p||^2 - 2 p.w) + ||w||^2,
+ * clamped at 0). Runs at most max_steps steps; returns the number run, or -1 when out of
+ * memory. */
+int64_t FN(tm_seeding_steps)(int64_t n_tiles, int64_t d, const T *xt, const T *row_sq,
+                             T *closest, const T *weight, int64_t n_pool, const T *pool,
+                             const T *pool_sq, T *pool_now, const T *thresholds,
+                             int64_t n_trials, int64_t max_steps, int64_t *winners) {
+    const int64_t n_groups = (n_trials + POTENTIAL_CENTERS - 1) / POTENTIAL_CENTERS;
     const int64_t n_padded = n_tiles * POTENTIAL_ROWS;
     T *packed = tm_alloc64(sizeof(T) * n_groups * POTENTIAL_CENTERS * d);
     T *group_sq = tm_alloc64(sizeof(T) * n_groups * POTENTIAL_CENTERS);
-    double *tile_sums = tm_alloc64(sizeof(double) * n_tiles * m);
-    if (!packed || !group_sq || !tile_sums) {
-        free(packed);
-        free(group_sq);
-        free(tile_sums);
-        return 1;
-    }
-    for (int64_t j = 0; j < n_groups * POTENTIAL_CENTERS; ++j) {
-        const int64_t g = j / POTENTIAL_CENTERS, q = j % POTENTIAL_CENTERS;
-        group_sq[j] = j < m ? candidate_sq[j] : (T)INFINITY;
-        for (int64_t f = 0; f < d; ++f)
-            packed[(g * d + f) * POTENTIAL_CENTERS + q] = j < m ? candidates[j * d + f] : 0;
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t tile = 0; tile < n_tiles; ++tile) {
-        const T *tile_xt = xt + tile * d * POTENTIAL_ROWS;
-        const int64_t first_row = tile * POTENTIAL_ROWS;
-        const VT minus2 = VOP(set1)((T)-2), zero = VOP(setzero)();
-        for (int64_t g = 0; g < n_groups; ++g) {
-            const T *a = tile_xt, *c = packed + g * d * POTENTIAL_CENTERS;
-            VT dot[POTENTIAL_ROW_VECTORS][POTENTIAL_CENTERS];
-            for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v)
-                for (int q = 0; q < POTENTIAL_CENTERS; ++q) dot[v][q] = zero;
-            for (int64_t f = 0; f < d; ++f, a += POTENTIAL_ROWS, c += POTENTIAL_CENTERS) {
-                VT rows[POTENTIAL_ROW_VECTORS];
-                for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v) rows[v] = VOP(loadu)(a + v * VL);
-                for (int q = 0; q < POTENTIAL_CENTERS; ++q) {
-                    const VT center = VOP(set1)(c[q]);
-                    for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v)
-                        dot[v][q] = VOP(fmadd)(rows[v], center, dot[v][q]);
+    T *distances = tm_alloc64(sizeof(T) * n_trials * n_padded);
+    double *tile_sums = tm_alloc64(sizeof(double) * n_tiles * n_trials);
+    int64_t *trials = tm_alloc64(sizeof(int64_t) * n_trials);
+    int64_t steps = -1;
+    if (packed && group_sq && distances && tile_sums && trials) {
+        int64_t m = 0, next = 0, best = 0;
+        steps = 0;
+        for (int64_t j = 0; j < n_groups * POTENTIAL_CENTERS; ++j) group_sq[j] = (T)INFINITY;
+        for (int64_t j = 0; j < n_groups * POTENTIAL_CENTERS * d; ++j) packed[j] = 0;
+#pragma omp parallel
+        for (;;) {
+#pragma omp single
+            {
+                m = 0;
+                for (int64_t p = next; steps < max_steps && p < n_pool && m < n_trials; ++p)
+                    if (steps == 0 || thresholds[p] < pool_now[p]) trials[m++] = p;
+                if (m < n_trials && steps > 0) m = 0; /* the pool is used up */
+                for (int64_t j = 0; j < m; ++j) {
+                    const int64_t g = j / POTENTIAL_CENTERS, q = j % POTENTIAL_CENTERS;
+                    group_sq[j] = pool_sq[trials[j]];
+                    for (int64_t f = 0; f < d; ++f)
+                        packed[(g * d + f) * POTENTIAL_CENTERS + q] = pool[trials[j] * d + f];
                 }
             }
-            for (int q = 0; q < POTENTIAL_CENTERS && g * POTENTIAL_CENTERS + q < m; ++q) {
-                const int64_t j = g * POTENTIAL_CENTERS + q;
-                const VT sq = VOP(set1)(group_sq[j]);
-                VT total = zero;
-                for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v) {
-                    const int64_t at = first_row + v * VL;
-                    /* (||x||^2 - 2 x.c) + ||c||^2 in the order of the torch path's addmm and add
-                       (_init._CandidateJudge); max(0, NaN) is NaN, which min turns into closest */
-                    VT value = VOP(add)(VOP(fmadd)(minus2, dot[v][q], VOP(loadu)(row_sq + at)),
-                                        sq);
-                    value = VOP(min)(VOP(max)(zero, value), VOP(loadu)(closest + at));
-                    if (distances) VOP(storeu)(distances + j * n_padded + at, value);
-                    if (weight) value = VOP(mul)(value, VOP(loadu)(weight + at));
-                    total = VOP(add)(total, value);
+            if (m == 0) break;
+#pragma omp for schedule(static)
+            for (int64_t tile = 0; tile < n_tiles; ++tile)
+                FN(potential_tile)(tile, m, d, n_padded, xt, row_sq, closest, weight, packed,
+                                   group_sq, distances, tile_sums + tile * n_trials);
+#pragma omp single
+            {
+                double least = INFINITY;
+                best = 0;
+                for (int64_t j = 0; j < m; ++j) {
+                    double sum = 0.0;
+                    for (int64_t tile = 0; tile < n_tiles; ++tile)
+                        sum += tile_sums[tile * n_trials + j];
+                    if (sum < least) least = sum, best = j; /* first minimum; NaN never wins */
                 }
-                T lanes[VL] __attribute__((aligned(64)));
-                VOP(store)(lanes, total);
-                double sum = 0.0;
-                for (int l = 0; l < VL; ++l) sum += (double)lanes[l];
-                tile_sums[tile * m + j] = sum;
+                winners[steps] = trials[best];
+                next = trials[m - 1] + 1;
             }
+            const T *winner = pool + trials[best] * d;
+            const T winner_sq = pool_sq[trials[best]];
+            const T *best_distances = distances + best * n_padded;
+#pragma omp for schedule(static) nowait
+            for (int64_t i = 0; i < n_padded; ++i) closest[i] = best_distances[i];
+#pragma omp for schedule(static)
+            for (int64_t p = next; p < n_pool; ++p) {
+                const T *row = pool + p * d;
+                T dot = 0;
+#pragma omp simd reduction(+ : dot)
+                for (int64_t f = 0; f < d; ++f) dot += row[f] * winner[f];
+                T gap = (pool_sq[p] - 2 * dot) + winner_sq;
+                gap = gap > 0 ? gap : 0;
+                if (gap < pool_now[p]) pool_now[p] = gap;
+            }
+#pragma omp single
+            ++steps;
         }
-    }
-    for (int64_t j = 0; j < m; ++j) {
-        double sum = 0.0;
-        for (int64_t tile = 0; tile < n_tiles; ++tile) sum += tile_sums[tile * m + j];
-        potentials[j] = sum;
     }
     free(packed);
     free(group_sq);
+    free(distances);
     free(tile_sums);
-    return 0;
+    free(trials);
+    return steps;
 }
 #undef POTENTIAL_ROWS
+#undef TRANSPOSE_STAGES
+#undef TRANSPOSE_STAGE
+#undef LANES_FROM
+#undef VI
 #undef TILE_ROWS
 #undef VL
 #else
@@ -554,10 +718,11 @@ int FN(tm_lloyd_tiled)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64_t
     return 2; /* not built for this CPU: tm_tiled_vector_bytes() is 0 and it is never called */
 }
 int FN(tm_potential_tile_rows)(void) { return 0; }
-int FN(tm_potentials)(int64_t n_tiles, int64_t m, int64_t d, const T *xt, const T *row_sq,
-                      const T *closest, const T *weight, const T *candidates,
-                      const T *candidate_sq, double *potentials, T *distances) {
-    return 2;
+int64_t FN(tm_seeding_steps)(int64_t n_tiles, int64_t d, const T *xt, const T *row_sq,
+                             T *closest, const T *weight, int64_t n_pool, const T *pool,
+                             const T *pool_sq, T *pool_now, const T *thresholds,
+                             int64_t n_trials, int64_t max_steps, int64_t *winners) {
+    return -2; /* not built for this CPU: never called */
 }
 #endif
 

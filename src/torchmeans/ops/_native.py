@@ -66,10 +66,11 @@ class _Kernel:
             ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
         elkan_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64] + [
             ctypes.c_void_p] * 10
-        self.steps, self.direct, self.tiled, self.potentials, self.elkan = {}, {}, {}, {}, {}
+        self.steps, self.direct, self.tiled, self.seeding_steps, self.elkan = {}, {}, {}, {}, {}
         self.sq_distances = {}
         self.potential_tile_rows: dict[torch.dtype, int] = {}
-        potential_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 8
+        seeding_args = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [
+            ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_void_p]
         for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
             function = getattr(library, f"tm_lloyd_step_{suffix}")
             function.argtypes, function.restype = args, None
@@ -80,9 +81,9 @@ class _Kernel:
             function = getattr(library, f"tm_lloyd_tiled_{suffix}")
             function.argtypes, function.restype = direct_args, ctypes.c_int
             self.tiled[dtype] = function
-            function = getattr(library, f"tm_potentials_{suffix}")
-            function.argtypes, function.restype = potential_args, ctypes.c_int
-            self.potentials[dtype] = function
+            function = getattr(library, f"tm_seeding_steps_{suffix}")
+            function.argtypes, function.restype = seeding_args, ctypes.c_int64
+            self.seeding_steps[dtype] = function
             function = getattr(library, f"tm_elkan_pass_{suffix}")
             function.argtypes, function.restype = elkan_args, ctypes.c_int
             self.elkan[dtype] = function
@@ -462,10 +463,11 @@ class TiledRows:
 
     The blocked k-means++ seeding compares each step's candidates by the potential they
     leave on the same sample of rows, thousands of times: transposed into tiles once
-    (``(tiles, d, rows per tile)``, zero rows as padding), each comparison is one call of
-    ``tm_potentials``, a GEMM against the few candidates whose epilogue adds the norms,
-    takes the minimum with the rows' current distances and sums (no score block in torch,
-    only the candidates' distances, to keep the winner's).
+    (``(tiles, d, rows per tile)``, zero rows as padding). All steps over one pool of
+    proposals are one call of ``tm_seeding_steps`` (:meth:`seeding_steps`): per step a GEMM
+    against the few candidates whose epilogue adds the norms, takes the minimum with the
+    rows' current distances and sums (no score block, only the candidates' distances, to
+    keep the winner's).
 
     Parameters
     ----------
@@ -481,7 +483,7 @@ class TiledRows:
             raise RuntimeError("TiledRows needs the tiled kernel (AVX2 or AVX-512)")
         self.n_rows, n_features = x.shape
         self.tile = kernel.potential_tile_rows[x.dtype]
-        self.function = kernel.potentials[x.dtype]
+        self.function = kernel.seeding_steps[x.dtype]
         n_tiles, full = -(-self.n_rows // self.tile), self.n_rows // self.tile
         # (tiles, d, rows per tile), zero padding rows: written from x without a padded copy
         self.tiles = x.new_zeros(n_tiles, n_features, self.tile)
@@ -497,29 +499,38 @@ class TiledRows:
         out[: self.n_rows] = values
         return out
 
-    def potentials(self, closest: Tensor, candidates: Tensor, candidate_sq_norms: Tensor,
-                   distances: Tensor | None = None) -> Tensor:
-        """``sum_i w_i min(closest_i, ||x_i - c||^2)`` per candidate ``c`` (float64).
+    def seeding_steps(self, closest: Tensor, pool: Tensor, pool_sq_norms: Tensor,
+                      pool_now: Tensor, thresholds: Tensor, n_trials: int,
+                      max_steps: int) -> Tensor:
+        """Run the blocked k-means++ seeding's steps over one pool of proposals.
 
-        ``closest`` is padded (:meth:`padded`); ``distances``, if given, a contiguous
-        ``(candidates, padded rows)`` tensor, receives ``min(closest_i, ||x_i - c||^2)``.
+        Each step takes the next ``n_trials`` proposals (rows of ``pool``, in order) with
+        ``thresholds < pool_now`` (all of them at the first step), keeps the one leaving the
+        least potential ``sum_i w_i min(closest_i, ||x_i - c||^2)`` on these rows, lowers
+        ``closest`` (padded, :meth:`padded`) to its distances and ``pool_now`` of the later
+        proposals to their squared distances to it, both in place. Stops after
+        ``max_steps`` steps or when fewer than ``n_trials`` proposals are left.
+
+        Returns
+        -------
+        Tensor
+            The winners' positions in the pool (int64), one per step run.
         """
-        m, n_features = candidates.shape
-        candidates, candidate_sq_norms = candidates.contiguous(), candidate_sq_norms.contiguous()
+        n_pool, n_features = pool.shape
         dtype = self.tiles.dtype
-        if not (n_features == self.tiles.shape[1] and candidates.dtype == dtype
-                and candidate_sq_norms.dtype == dtype and candidate_sq_norms.numel() == m
+        vectors = (pool_sq_norms, pool_now, thresholds)
+        if not (n_features == self.tiles.shape[1] and pool.dtype == dtype and pool.is_contiguous()
                 and closest.dtype == dtype and closest.is_contiguous()
                 and closest.numel() == self.sq_norms.numel()
-                and (distances is None or (distances.is_contiguous() and distances.dtype == dtype
-                                           and distances.shape == (m, closest.numel())))):
-            raise ValueError("TiledRows.potentials: inconsistent sizes, layouts or dtypes")
-        out = torch.empty(m, dtype=torch.float64)
-        failed = self.function(
-            self.tiles.shape[0], m, n_features, self.tiles.data_ptr(), self.sq_norms.data_ptr(),
+                and all(v.dtype == dtype and v.is_contiguous() and v.numel() == n_pool
+                        for v in vectors)):
+            raise ValueError("TiledRows.seeding_steps: inconsistent sizes, layouts or dtypes")
+        winners = torch.empty(max_steps, dtype=torch.int64)
+        steps = self.function(
+            self.tiles.shape[0], n_features, self.tiles.data_ptr(), self.sq_norms.data_ptr(),
             closest.data_ptr(), None if self.weight is None else self.weight.data_ptr(),
-            candidates.data_ptr(), candidate_sq_norms.data_ptr(), out.data_ptr(),
-            None if distances is None else distances.data_ptr())
-        if failed:
-            raise MemoryError(f"TiledRows.potentials: no memory for {m} candidates")
-        return out
+            n_pool, pool.data_ptr(), pool_sq_norms.data_ptr(), pool_now.data_ptr(),
+            thresholds.data_ptr(), n_trials, max_steps, winners.data_ptr())
+        if steps < 0:
+            raise MemoryError(f"TiledRows.seeding_steps: no memory for {n_trials} candidates")
+        return winners[:steps]
