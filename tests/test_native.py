@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -429,10 +430,33 @@ def test_tiled_kernel_can_be_turned_off():
     assert sixteen == available == "True" or REASON is not None
 
 
+@needs_tiled
+@pytest.mark.skipif("avx512f" not in Path("/proc/cpuinfo").read_text(),
+                    reason="the normal build is already the AVX2 one (or has no tiled kernel)")
+def test_avx2_build_passes_the_tiled_tests(tmp_path):
+    """The AVX2 branches (2 x 4 tiles, transposition by permutes and blends, the seeding's
+    steps) are compiled only without AVX-512: build the kernel with -mno-avx512f and run
+    the exact tests of the tiled kernel and of the seeding's steps against it."""
+    compiler = tmp_path / "cc-avx2"
+    compiler.write_text(f'#!/bin/sh\nexec {os.environ.get("CC", "cc")} "$@" -mno-avx512f\n')
+    compiler.chmod(0o755)
+    env = {**os.environ, "CC": str(compiler), "TORCHMEANS_CACHE_DIR": str(tmp_path / "cache")}
+    probe = subprocess.run([sys.executable, "-c", "from torchmeans.ops import _native; "
+                            "print(_native._kernel().tiled_vector_bytes)"],
+                           capture_output=True, text=True, env=env)
+    assert probe.stdout.split() == ["32"], probe.stderr
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           __file__, "-k", "exact_first_minimum or seeding_steps_equal"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout
+
+
 def _seeding_steps_reference(x, weight, closest, pool, pool_now, thresholds, n_trials,
                              max_steps):
     """The seeding's steps over one pool (TiledRows.seeding_steps), in float64 torch."""
-    x, pool, closest, pool_now = x.double(), pool.double(), closest.double(), pool_now.double()
+    x, pool = x.double(), pool.double()
+    closest, pool_now = closest.double().clone(), pool_now.double().clone()  # (not in place)
     weight = torch.ones(len(x), dtype=torch.float64) if weight is None else weight.double()
     winners, next_proposal = [], 0
     while len(winners) < max_steps:

@@ -316,6 +316,8 @@ class _CandidateJudge:
         later proposals is lowered to their distance to it (a GEMV). Fewer steps are run
         when fewer than ``n_trials`` proposals are left.
         """
+        if n_trials < 1:
+            raise ValueError(f"n_local_trials must be at least 1, got {n_trials}")
         if self.tiled is not None:
             return self.tiled.seeding_steps(self.closest, pool.contiguous(), pool_sq_norms,
                                             pool_now, thresholds, n_trials, max_steps)

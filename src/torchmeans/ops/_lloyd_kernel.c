@@ -618,14 +618,17 @@ INLINE void FN(potential_tile)(int64_t tile, int64_t m, int64_t d, int64_t n_pad
  * squared norms, their current D^2 in pool_now and their acceptance thresholds u D_0^2.
  *
  * Step s takes the next n_trials proposals p (in pool order, after the previous step's last)
- * with thresholds[p] < pool_now[p]; at step 0 (D == D_0) every proposal is accepted. If fewer
- * than n_trials are left, the pool is used up and the call returns. Else each candidate's
- * potential on the rows, sum_i w_i min(closest_i, max(0, ||x_i||^2 + ||c||^2 - 2 x_i.c)), is
- * summed in double per tile and the tile sums are added in tile order (independent of the
- * number of threads); the first candidate with the least potential wins: winners[s] is its
- * pool position, closest becomes its minima, and pool_now of the proposals after the step's
- * last drops to their D^2 against it (the torch path's order: (||p||^2 - 2 p.w) + ||w||^2,
- * clamped at 0). Runs at most max_steps steps; returns the number run, or -1 when out of
+ * with thresholds[p] < pool_now[p]; at step 0 (D == D_0) every proposal is accepted (at most
+ * n_trials). If a later step finds fewer than n_trials, the pool is used up and the call
+ * returns. Else each candidate's potential on the rows,
+ * sum_i w_i min(closest_i, max(0, ||x_i||^2 + ||c||^2 - 2 x_i.c)), is summed in double per
+ * tile and the tile sums are added in tile order (independent of the number of threads); the
+ * first candidate with the least potential (or the first NaN, as torch's argmin) wins:
+ * winners[s] is its pool position, closest becomes its minima, and pool_now of the
+ * proposals after the step's last drops to their D^2 against it (the torch path's order of
+ * terms, (||p||^2 - 2 p.w) + ||w||^2, clamped at 0; the dot product is summed in another
+ * order than BLAS's gemv, so at an exact near-tie the two paths can accept another
+ * proposal). Runs at most max_steps steps; returns the number run, or -1 when out of
  * memory. */
 int64_t FN(tm_seeding_steps)(int64_t n_tiles, int64_t d, const T *xt, const T *row_sq,
                              T *closest, const T *weight, int64_t n_pool, const T *pool,
@@ -672,9 +675,10 @@ int64_t FN(tm_seeding_steps)(int64_t n_tiles, int64_t d, const T *xt, const T *r
                     double sum = 0.0;
                     for (int64_t tile = 0; tile < n_tiles; ++tile)
                         sum += tile_sums[tile * n_trials + j];
-                    if (sum < least) least = sum, best = j; /* first minimum; NaN never wins */
+                    /* torch's argmin: the first minimum, or the first NaN */
+                    if (least == least && !(sum >= least)) least = sum, best = j;
                 }
-                winners[steps] = trials[best];
+                winners[steps++] = trials[best];
                 next = trials[m - 1] + 1;
             }
             const T *winner = pool + trials[best] * d;
@@ -689,11 +693,9 @@ int64_t FN(tm_seeding_steps)(int64_t n_tiles, int64_t d, const T *xt, const T *r
 #pragma omp simd reduction(+ : dot)
                 for (int64_t f = 0; f < d; ++f) dot += row[f] * winner[f];
                 T gap = (pool_sq[p] - 2 * dot) + winner_sq;
-                gap = gap > 0 ? gap : 0;
-                if (gap < pool_now[p]) pool_now[p] = gap;
+                gap = gap < 0 ? 0 : gap;                                /* clamp_(min=0) */
+                if (gap != gap || gap < pool_now[p]) pool_now[p] = gap; /* torch.minimum */
             }
-#pragma omp single
-            ++steps;
         }
     }
     free(packed);

@@ -525,12 +525,17 @@ class TiledRows:
                 and all(v.dtype == dtype and v.is_contiguous() and v.numel() == n_pool
                         for v in vectors)):
             raise ValueError("TiledRows.seeding_steps: inconsistent sizes, layouts or dtypes")
+        if n_trials < 1 or max_steps < 0:
+            raise ValueError(f"TiledRows.seeding_steps: n_trials={n_trials} (at least 1), "
+                             f"max_steps={max_steps} (at least 0)")
         winners = torch.empty(max_steps, dtype=torch.int64)
         steps = self.function(
             self.tiles.shape[0], n_features, self.tiles.data_ptr(), self.sq_norms.data_ptr(),
             closest.data_ptr(), None if self.weight is None else self.weight.data_ptr(),
             n_pool, pool.data_ptr(), pool_sq_norms.data_ptr(), pool_now.data_ptr(),
             thresholds.data_ptr(), n_trials, max_steps, winners.data_ptr())
-        if steps < 0:
+        if steps == -1:
             raise MemoryError(f"TiledRows.seeding_steps: no memory for {n_trials} candidates")
+        if steps < 0:
+            raise RuntimeError("TiledRows.seeding_steps: the kernel was built without it")
         return winners[:steps]
