@@ -354,6 +354,25 @@ void FN(tm_lloyd_direct)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64
  * the direct kernel's. Measured at the GEMM floor here (benchmarks/RESULTS.md). */
 #define VL (TILED_BYTES / (int)sizeof(T))
 #define TILE_ROWS (ROW_VECTORS * VL)
+/* The register tile of the GEMM micro-kernels: dot[v][q] = sum_f a[f, rows of vector v] *
+ * c[f, q] for a (d, ROWV * VL) block of transposed rows and a (d, CENTERS) group of packed
+ * centers, one FMA chain per (row, center) in feature order; advances a and c past the
+ * block. A macro, not a function, so that each caller's tile sizes are constants and its
+ * accumulators stay in registers (tm_lloyd_tiled: 4 x 5, the seeding: 2 x 8). */
+#define TILE_DOTS(dot, ROWV, CENTERS, a, c, d, LOAD)                                         \
+    do {                                                                                     \
+        for (int v = 0; v < (ROWV); ++v)                                                     \
+            for (int q = 0; q < (CENTERS); ++q) dot[v][q] = VOP(setzero)();                  \
+        for (int64_t f = 0; f < (d); ++f, a += (ROWV) * VL, c += (CENTERS)) {                \
+            VT rows[ROWV];                                                                   \
+            for (int v = 0; v < (ROWV); ++v) rows[v] = LOAD(a + v * VL);                     \
+            for (int q = 0; q < (CENTERS); ++q) {                                            \
+                const VT center = VOP(set1)(c[q]);                                           \
+                for (int v = 0; v < (ROWV); ++v)                                             \
+                    dot[v][q] = VOP(fmadd)(rows[v], center, dot[v][q]);                      \
+            }                                                                                \
+        }                                                                                    \
+    } while (0)
 
 /* The rows of a tile, transposed: xt[f * TILE_ROWS + i] = x[i * x_stride + f] for i < rows,
  * zero for rows <= i < TILE_ROWS. Full tiles go VL x VL values at a time: VL row vectors
@@ -464,17 +483,7 @@ INLINE void FN(tiled_tile)(int64_t k, int64_t d, const T *xt, const T *packed,
     for (int64_t g = 0; g < n_groups; ++g) {
         const T *a = xt, *c = packed + g * d * TILE_CENTERS;
         VT dot[ROW_VECTORS][TILE_CENTERS];
-        for (int v = 0; v < ROW_VECTORS; ++v)
-            for (int q = 0; q < TILE_CENTERS; ++q) dot[v][q] = VOP(setzero)();
-        for (int64_t f = 0; f < d; ++f, a += TILE_ROWS, c += TILE_CENTERS) {
-            VT rows[ROW_VECTORS];
-            for (int v = 0; v < ROW_VECTORS; ++v) rows[v] = VOP(load)(a + v * VL);
-            for (int q = 0; q < TILE_CENTERS; ++q) {
-                const VT center = VOP(set1)(c[q]);
-                for (int v = 0; v < ROW_VECTORS; ++v)
-                    dot[v][q] = VOP(fmadd)(rows[v], center, dot[v][q]);
-            }
-        }
+        TILE_DOTS(dot, ROW_VECTORS, TILE_CENTERS, a, c, d, VOP(load));
         for (int q = 0; q < TILE_CENTERS; ++q) {
             const VT sq = VOP(set1)(group_sq[g * TILE_CENTERS + q]);
             const LT index = (LT)(g * TILE_CENTERS + q);
@@ -573,17 +582,7 @@ INLINE void FN(potential_tile)(int64_t tile, int64_t m, int64_t d, int64_t n_pad
     for (int64_t g = 0; g * POTENTIAL_CENTERS < m; ++g) {
         const T *a = tile_xt, *c = packed + g * d * POTENTIAL_CENTERS;
         VT dot[POTENTIAL_ROW_VECTORS][POTENTIAL_CENTERS];
-        for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v)
-            for (int q = 0; q < POTENTIAL_CENTERS; ++q) dot[v][q] = zero;
-        for (int64_t f = 0; f < d; ++f, a += POTENTIAL_ROWS, c += POTENTIAL_CENTERS) {
-            VT rows[POTENTIAL_ROW_VECTORS];
-            for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v) rows[v] = VOP(loadu)(a + v * VL);
-            for (int q = 0; q < POTENTIAL_CENTERS; ++q) {
-                const VT center = VOP(set1)(c[q]);
-                for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v)
-                    dot[v][q] = VOP(fmadd)(rows[v], center, dot[v][q]);
-            }
-        }
+        TILE_DOTS(dot, POTENTIAL_ROW_VECTORS, POTENTIAL_CENTERS, a, c, d, VOP(loadu));
         for (int q = 0; q < POTENTIAL_CENTERS && g * POTENTIAL_CENTERS + q < m; ++q) {
             const int64_t j = g * POTENTIAL_CENTERS + q;
             const VT sq = VOP(set1)(group_sq[j]);
@@ -707,6 +706,7 @@ int64_t FN(tm_seeding_steps)(int64_t n_tiles, int64_t d, const T *xt, const T *r
 }
 #undef POTENTIAL_ROWS
 #undef TRANSPOSE_STAGES
+#undef TILE_DOTS
 #undef TRANSPOSE_STAGE
 #undef LANES_FROM
 #undef VI
