@@ -11,7 +11,14 @@ from sklearn.base import clone
 
 import torchmeans
 from _helpers import random_row_data, to_numpy
-from torchmeans import IterationStats, KMeans, KMeansResult, kmeans, kmeans_plusplus
+from torchmeans import (
+    IterationStats,
+    KMeans,
+    KMeansResult,
+    MiniBatchKMeans,
+    kmeans,
+    kmeans_plusplus,
+)
 
 PARAMS = {
     "n_clusters": 8,
@@ -187,19 +194,25 @@ def test_compute_device_parameter(device):
     assert centers.device.type == indices.device.type == device.type
 
 
-def test_verbose_logs_iterations(caplog, device):
+def test_verbose_prints_scikit_learns_lines_on_stdout(capsys, device):
+    X, _ = random_row_data(200, 2, 3, 3, seed=5)
+    km = KMeans(3, verbose=1, random_state=0, device=device).fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Initialization complete"
+    iterations = [line for line in lines if line.startswith("Iteration ")]
+    assert len(iterations) == km.n_iter_
+    assert iterations[0].startswith("Iteration 0, inertia ")
+    assert lines[-1].startswith("Converged at iteration ")
+    KMeans(3, verbose=0, random_state=0, device=device).fit(X)
+    assert capsys.readouterr().out == ""
+
+
+def test_verbose_adds_no_logging_handler():
     import logging
 
-    X, _ = random_row_data(200, 2, 3, 3, seed=5)
-    with caplog.at_level(logging.INFO, logger="torchmeans"):
-        km = KMeans(3, verbose=1, random_state=0, device=device).fit(X)
-    messages = [r.getMessage() for r in caplog.records if r.name == "torchmeans"]
-    assert sum(m.startswith("iteration") for m in messages) == km.n_iter_
-    assert any("converged" in m for m in messages)
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="torchmeans"):
-        KMeans(3, verbose=0, random_state=0, device=device).fit(X)
-    assert not [r for r in caplog.records if r.name == "torchmeans"]
+    before = list(logging.getLogger("torchmeans").handlers)
+    KMeans(2, verbose=1, random_state=0).fit(np.random.default_rng(0).random((20, 2)))
+    assert logging.getLogger("torchmeans").handlers == before
 
 
 def test_threadpoolctl_limits_reach_the_fit():
@@ -219,3 +232,17 @@ def test_threadpoolctl_limits_reach_the_fit():
         inside = torch.get_num_threads()
     assert seen == [1]
     assert inside == 1
+
+
+def test_warnings_point_at_the_callers_line():
+    import warnings
+
+    X = np.random.default_rng(0).random((20, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        KMeans(1, algorithm="elkan").fit(X)
+        KMeans(2, init=X[:2], n_init=3).fit(X)
+        MiniBatchKMeans(10, init_size=5).fit(X)
+        KMeans(3).fit(np.zeros((10, 2)))
+    assert len(caught) == 4
+    assert {w.filename for w in caught} == {__file__}

@@ -190,8 +190,8 @@ def test_estimator_fit_predict_and_params():
     ({"init": "k-means||"}, "init must be"),
     ({"metric": "cosine", "X": torch.zeros(1, 4, 2)}, "zero norm"),
     ({"sample_weight": -torch.ones(1, 4)}, "sample_weight"),
-    ({"deterministic": "no"}, "deterministic must be True or False"),
-    ({"chunk_bytes": "abc"}, "chunk_bytes must be None or an integer"),
+    ({"deterministic": "no"}, "'deterministic' parameter of batched_kmeans must be an instance"),
+    ({"chunk_bytes": "abc"}, "'chunk_bytes' parameter of batched_kmeans must be an int"),
 ])
 def test_bad_input_gets_a_clear_error(kwargs, message):
     arguments = {"X": torch.randn(1, 4, 2), "n_clusters": 2} | kwargs

@@ -10,11 +10,14 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from safetensors import safe_open
 from sklearn.datasets import make_blobs
 
 import torchmeans
 from torchmeans import KMeans
+from torchmeans._checkpoint import CheckpointError, data_fingerprint
+from torchmeans.data import DenseData
 
 PARAMS = {"n_clusters": 30, "n_init": 3, "init": "random", "random_state": 5, "tol": 0.0,
           "max_iter": 60}
@@ -119,7 +122,7 @@ def test_checkpoint_of_another_fit_or_a_damaged_one_is_refused(data, tmp_path):
         KMeans(**PARAMS, checkpoint=path).fit(data, resume=True)
     with pytest.raises(ValueError, match="resume=True needs the checkpoint parameter"):
         KMeans(**PARAMS).fit(data, resume=True)
-    with pytest.raises(ValueError, match="checkpoint_every must be"):
+    with pytest.raises(ValueError, match=r"checkpoint_every.* must be"):
         KMeans(**PARAMS, checkpoint=path, checkpoint_every=0).fit(data)
 
 
@@ -130,3 +133,37 @@ def test_resume_without_a_checkpoint_starts_afresh(data, tmp_path):
     assert path.exists()
     with safe_open(str(path), framework="np") as handle:
         assert json.loads(handle.metadata()["fingerprint"])["n_clusters"] == 30
+
+
+def test_a_checkpoint_of_reordered_rows_other_weights_or_dtype_is_refused(data, tmp_path):
+    """The fingerprint covers row order, weights and dtype (it once summed norms only)."""
+    params = {**PARAMS, "max_iter": 3}
+    path = tmp_path / "state.safetensors"
+    KMeans(**params, checkpoint=path, checkpoint_every=1).fit(data)
+    permuted = data[np.random.default_rng(0).permutation(len(data))]
+    weights = np.ones(len(data))
+    weights[:2] = [2.0, 3.0]
+    for X, sample_weight, changed in [
+        (permuted, None, r"\['rows'\]: the rows, their values or their order"),
+        (data[::-1], None, r"\['rows'\]"),
+        (data, weights, r"\['weights'\]: the sample weights"),
+        (data, weights[::-1].copy(), r"\['weights'\]"),
+        (data.astype(np.float64), None, r"\['dtype', 'rows'\]: the data's dtype"),
+    ]:
+        with pytest.raises(CheckpointError, match=f"written by another fit .different {changed}"):
+            KMeans(**params, checkpoint=path).fit(X, sample_weight=sample_weight, resume=True)
+    # the same data and weights: accepted
+    resumed = KMeans(**params, checkpoint=path).fit(data, resume=True)
+    np.testing.assert_array_equal(resumed.labels_, KMeans(**params).fit(data).labels_)
+
+
+def test_fingerprint_is_reproducible_and_order_sensitive(data):
+    X = torch.from_numpy(data)
+    ones = torch.ones(len(data), dtype=torch.float32)
+    first = data_fingerprint(DenseData(X, ones), {})
+    assert data_fingerprint(DenseData(X.clone(), ones.clone()), {}) == first
+    swapped = X.clone()
+    swapped[[0, 1]] = swapped[[1, 0]]  # two rows swapped: same offset, same norms' sum
+    assert data_fingerprint(DenseData(swapped, ones), {})["rows"] != first["rows"]
+    assert first["dtype"] == "float32"
+    assert first["n_samples"] == len(data)

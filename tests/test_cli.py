@@ -250,26 +250,126 @@ def test_end_to_end_in_new_processes(blobs_csv, tmp_path):
     assert "no such model file" in failed.stderr
 
 
-def test_progress_line_on_a_terminal_and_silence_otherwise(cli, blobs_csv):
+def test_progress_line_from_the_verbose_lines():
     import io
-    import logging
 
-    from torchmeans.cli import _Progress
+    from torchmeans.cli import _Progress, _ProgressSink
 
     stream = io.StringIO()
-    handler = _Progress(stream, n_samples=1000)
-    record = logging.LogRecord("torchmeans", logging.INFO, __file__, 1,
-                               "iteration %d: inertia %.6g, center shift %.3g", (3, 12.5, 0.25),
-                               None)
-    handler.emit(record)
-    handler.close()
-    line = stream.getvalue()
-    assert line.startswith("\riteration 3: inertia 12.5, center shift 0.25, ")
-    assert "M points/s" in line
-    assert line.endswith("\n")
+    progress = _Progress(stream, n_samples=1000)
+    sink = _ProgressSink(progress)  # scikit-learn's lines, as KMeans(verbose=1) prints them
+    sink.write("Initialization complete\nIteration 0, inertia 20.5.\nIter")
+    assert stream.getvalue().startswith("\rIteration 0, inertia 20.5, ")  # no final '.'
+    sink.write("ation 1, inertia 12.5\nConverged at iteration 1: strict convergence.\n")
+    progress.close()
+    redraws = stream.getvalue().split("\r")[1:]
+    assert [line.split(", ")[0] for line in redraws] == ["Iteration 0", "Iteration 1"]
+    assert all(" M points/s\033[K" in line for line in redraws)
+    assert stream.getvalue().endswith("\n")
+    assert "Converged" not in stream.getvalue()
+    assert "Initialization" not in stream.getvalue()
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(cli, blobs_csv):
     path, _ = blobs_csv  # CliRunner's stderr is not a terminal: no progress at all
     result = CliRunner().invoke(cli, ["fit", str(path), "-k", "4"], catch_exceptions=False)
-    assert "iteration" not in result.output
+    assert result.exit_code == 0
+    assert "teration" not in result.output
+    assert result.stderr == ""
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """Make the command line believe stderr is a terminal (CliRunner's is not)."""
+    import torchmeans.cli
+
+    monkeypatch.setattr(torchmeans.cli, "_stderr_is_terminal", lambda: True)
+
+
+def test_verbose_fit_keeps_json_valid(cli, blobs_csv, terminal):
+    path, _ = blobs_csv
+    result = CliRunner().invoke(cli, ["fit", str(path), "-k", "4", "--seed", "0", "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_clusters"] == 4  # whatever the fit printed or logged
+    assert "M points/s" in result.stderr
+    assert "onverged" not in result.stdout + result.stderr
+
+
+def test_estimator_prints_never_reach_stdout(cli, blobs_csv, terminal, monkeypatch):
+    """scikit-learn's verbose lines on stdout: Iteration lines become progress, others vanish."""
+    path, _ = blobs_csv
+    original = torchmeans.KMeans.fit
+    verbosity = []
+
+    def chatty_fit(self, X, y=None, sample_weight=None):
+        verbosity.append(self.verbose)
+        print("Initialization complete")
+        for i in range(3):
+            print(f"Iteration {i}, inertia {10.0 - i}")
+        print("Converged at iteration 2: center shift 1e-05 within tolerance 0.0001.")
+        return original(self, X, y, sample_weight=sample_weight)
+
+    monkeypatch.setattr(torchmeans.KMeans, "fit", chatty_fit)
+    result = CliRunner().invoke(cli, ["fit", str(path), "-k", "4", "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_clusters"] == 4
+    assert "\rIteration 2, inertia 8.0, " in result.stderr
+    assert "Initialization complete" not in result.output
+    assert "Converged" not in result.output
+    quiet = CliRunner().invoke(cli, ["fit", str(path), "-k", "4", "--json", "--quiet"],
+                               catch_exceptions=False)
+    assert json.loads(quiet.stdout)["n_clusters"] == 4
+    assert quiet.stderr == ""  # --quiet: no progress, and the prints are dropped
+    assert verbosity == [1, 0]  # made verbose for the progress line only
+
+
+def read_back(path):
+    """Return the header (None for .npy) and the values of an array output."""
+    if path.suffix == ".npy":
+        return None, np.load(path)
+    if path.suffix == ".csv":
+        header = path.read_text().splitlines()[0]
+        return header, np.loadtxt(path, delimiter=",", skiprows=1)
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pq.read_table(path)
+    return ",".join(table.column_names), np.column_stack(
+        [table.column(c).to_numpy() for c in table.column_names]).squeeze()
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".parquet"])
+def test_labels_and_distances_in_the_format_the_extension_names(cli, blobs_csv, tmp_path,
+                                                                suffix):
+    path, X = blobs_csv
+    model, labels = tmp_path / "m.safetensors", tmp_path / f"labels{suffix}"
+    result = run(cli, "fit", path, "-k", 4, "--seed", 0, "--out", model, "--labels", labels,
+                 "--json")
+    assert json.loads(result.output)["labels"] == str(labels)
+    km = torchmeans.load(model)
+    header, values = read_back(labels)
+    assert header in (None, "label")
+    np.testing.assert_array_equal(values, km.predict(X))
+    predicted, distances = tmp_path / f"p{suffix}", tmp_path / f"d{suffix}"
+    assert run(cli, "predict", model, path, "--out", predicted).exit_code == 0
+    np.testing.assert_array_equal(read_back(predicted)[1], km.predict(X))
+    assert run(cli, "predict", model, path, "--out", distances, "--transform").exit_code == 0
+    header, values = read_back(distances)
+    assert header in (None, "distance_0,distance_1,distance_2,distance_3")
+    np.testing.assert_allclose(values, km.transform(X), rtol=1e-12)  # text keeps all digits
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(["blobs.csv", "m.safetensors", labels.name, predicted.name,
+                              distances.name])  # nothing else: no .npy appended, no scratch
+
+
+@pytest.mark.parametrize(("suffix", "signature"), [(".png", PNG_SIGNATURE), (".svg", b"<?xml"),
+                                                   (".pdf", b"%PDF")])
+def test_plots_in_the_format_the_extension_names(cli, blobs_csv, tmp_path, suffix, signature):
+    path, _ = blobs_csv
+    plot = tmp_path / f"clusters{suffix}"
+    assert run(cli, "fit", path, "-k", 4, "--plot", plot, "--quiet").exit_code == 0
+    assert plot.read_bytes().startswith(signature)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blobs.csv", plot.name]
 
 
 def test_cosine_fit_and_sweep(cli, tmp_path):

@@ -104,7 +104,7 @@ def test_zero_norm_rows_and_centers_are_refused():
     km = KMeans(2, metric="cosine", random_state=0).fit(X[[0, 1, 3]])
     with pytest.raises(ValueError, match="zero norm"):
         km.predict(X)
-    with pytest.raises(ValueError, match="metric must be one of"):
+    with pytest.raises(ValueError, match="'metric' parameter of KMeans must be a str among"):
         KMeans(2, metric="manhattan").fit(X)
 
 

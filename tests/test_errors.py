@@ -153,15 +153,15 @@ def test_callable_init_returning_wrong_shape(device):
 
 @pytest.mark.parametrize("init", ["kmeans++", "k-means", "Random", ""])
 def test_invalid_init_string(init, device):
-    with pytest.raises(ValueError, match="init must be"):
+    with pytest.raises(ValueError, match="'init' parameter of KMeans must be a str among"):
         KMeans(2, init=init, device=device).fit(GOOD)
-    with pytest.raises(ValueError, match="init must be"):
+    with pytest.raises(ValueError, match="'init' parameter of kmeans must be a str among"):
         kmeans(GOOD, 2, init=init, device=device)
 
 
 @pytest.mark.parametrize("init", [3, 2.5, object()])
 def test_invalid_init_type(init, device):
-    with pytest.raises(TypeError, match="init must be"):
+    with pytest.raises(TypeError, match="'init' parameter of KMeans must be"):
         KMeans(2, init=init, device=device).fit(GOOD)
 
 
@@ -303,3 +303,70 @@ def test_unsupported_tensor_layout(device):
     X = torch.tensor(GOOD).to_sparse_csc()
     with pytest.raises(TypeError, match="layout"):
         KMeans(2).fit(X)
+
+
+@pytest.mark.parametrize("weight", [np.nan, np.inf, 0.0, -1.0, 1e300])
+def test_scalar_sample_weight_is_checked_as_an_array(weight):
+    # A scalar used to skip the checks: NaN or 0 gave NaN centers.
+    with pytest.raises(ValueError, match="sample_weight"):
+        KMeans(2, random_state=0).fit(GOOD.astype(np.float32), sample_weight=weight)
+    km = KMeans(2, random_state=0).fit(GOOD, sample_weight=2.5)
+    assert np.isfinite(km.cluster_centers_).all()
+    assert km.inertia_ == pytest.approx(2.5 * KMeans(2, random_state=0).fit(GOOD).inertia_)
+
+
+@pytest.mark.parametrize(("dtype", "n_clusters", "ok"), [
+    (np.int8, 128, True), (np.int8, 129, False), (np.uint8, 256, True), (np.uint8, 257, False),
+    (np.int16, 300, True), (np.float32, 2, False), (np.bool_, 2, False),
+])
+def test_predict_out_must_hold_every_label(dtype, n_clusters, ok):
+    X = np.random.default_rng(0).normal(size=(2 * n_clusters, 2))
+    km = KMeans(n_clusters, init=X[:n_clusters], n_init=1, max_iter=1).fit(X)
+    out = np.zeros(len(X), dtype=dtype)
+    if ok:
+        np.testing.assert_array_equal(km.predict(X, out=out), km.predict(X))
+    else:
+        with pytest.raises(ValueError, match="out"):
+            km.predict(X, out=out)
+        assert not out.any()  # nothing written, nothing wrapped
+
+
+def test_predict_out_tensor_dtype_is_checked():
+    X = torch.randn(300, 2)
+    km = KMeans(200, random_state=0, max_iter=2).fit(X)
+    with pytest.raises(ValueError, match="holds labels up to 127"):
+        km.predict(X, out=torch.zeros(300, dtype=torch.int8))
+    assert torch.equal(km.predict(X, out=torch.zeros(300, dtype=torch.int16)), km.predict(X))
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"random_state": 2**70}, "'random_state' parameter of KMeans must be an int in the range"),
+    ({"random_state": -1}, "'random_state' parameter of KMeans must be an int in the range"),
+    ({"tol": -1e-3}, "'tol' parameter of KMeans must be a float in the range"),
+    ({"tol": float("nan")}, "'tol' parameter"),
+    ({"copy_x": "yes"}, "'copy_x' parameter of KMeans must be an instance of 'bool'"),
+    ({"verbose": -1}, "'verbose' parameter"),
+    ({"n_clusters": 2.0}, "'n_clusters' parameter of KMeans must be an int"),
+    ({"max_iter": np.int64(0)}, "'max_iter' parameter"),
+    ({"algorithm": "fast"}, "'algorithm' parameter of KMeans must be a str among"),
+    ({"checkpoint_every": 0}, "'checkpoint_every' parameter"),
+])
+def test_parameters_are_validated_as_scikit_learn_does(params, message):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=message):
+        KMeans(**{"n_clusters": 2, **params}).fit(GOOD)
+
+
+def test_numpy_integers_are_accepted_as_counts():
+    km = KMeans(np.int64(2), n_init=np.int32(2), max_iter=np.int16(50), random_state=np.int64(3))
+    assert km.fit(GOOD).cluster_centers_.shape == (2, 2)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_absent_device_is_named():
+    for estimator in (KMeans(2, device="cuda"), KMeans(2, device="cuda:3")):
+        with pytest.raises(ValueError, match=r"device='cuda(:3)?': CUDA is not available"):
+            estimator.fit(GOOD)
+    with pytest.raises(ValueError, match="device='nope' is not a torch device"):
+        kmeans(GOOD, 2, device="nope")

@@ -89,9 +89,10 @@ def test_few_distinct_rows():
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    ({"oversampling_factor": 0}, "oversampling_factor must be a number > 0"),
-    ({"init_rounds": 0}, "init_rounds must be None or an integer >= 1"),
-    ({"init": "k-means+++"}, "init must be 'k-means\\+\\+', 'k-means\\|\\|'"),
+    ({"oversampling_factor": 0}, r"'oversampling_factor' parameter of KMeans must be a float "
+                                 r"in the range \(0.0, inf\)"),
+    ({"init_rounds": 0}, r"'init_rounds' parameter of KMeans must be an int in the range"),
+    ({"init": "k-means+++"}, r"'init' parameter of KMeans must be a str among"),
 ])
 def test_parameter_errors(params, message):
     with pytest.raises(ValueError, match=message):

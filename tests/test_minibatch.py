@@ -100,9 +100,10 @@ def test_weights_sparse_cosine_and_model_files(tmp_path):
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-    ({"max_no_improvement": -1}, "max_no_improvement must be None or an integer >= 0"),
-    ({"reassignment_ratio": -0.1}, "reassignment_ratio must be a number >= 0"),
+    ({"batch_size": 0}, "'batch_size' parameter of MiniBatchKMeans must be an int in the "
+                        r"range \[1, inf\)"),
+    ({"max_no_improvement": -1}, "'max_no_improvement' parameter of MiniBatchKMeans must be"),
+    ({"reassignment_ratio": -0.1}, "'reassignment_ratio' parameter of MiniBatchKMeans must be"),
     ({"n_clusters": 50}, "n_samples=20 should be >= n_clusters=50"),
 ])
 def test_parameter_errors(params, message):
@@ -116,3 +117,65 @@ def test_tensor_outputs_stay_tensors():
     km = MiniBatchKMeans(3, random_state=0).fit(X)
     assert isinstance(km.cluster_centers_, torch.Tensor)
     assert to_numpy(km.labels_).shape == (500,)
+
+
+def test_is_not_a_kmeans_but_shares_the_base():
+    from torchmeans import KMeans
+    from torchmeans._base import _BaseKMeans
+
+    assert not isinstance(MiniBatchKMeans(), KMeans)
+    assert not isinstance(KMeans(), MiniBatchKMeans)
+    assert isinstance(MiniBatchKMeans(), _BaseKMeans)
+    assert isinstance(KMeans(), _BaseKMeans)
+
+
+def test_fit_then_partial_fit_continues_from_the_fit():
+    X, _ = make_blobs(n_samples=3000, centers=5, n_features=4, random_state=2)
+    km = MiniBatchKMeans(5, random_state=0, batch_size=256).fit(X)
+    centers, steps = km.cluster_centers_.copy(), km.n_steps_
+    counts = km._counts.clone()
+    km.partial_fit(X[:300])
+    assert km.n_steps_ == steps + 1
+    moved = np.abs(km.cluster_centers_ - centers).max()
+    assert 0 < moved < 0.5  # a small step from the fitted centers, not a re-seeding
+    assert float(km._counts.sum()) == pytest.approx(float(counts.sum()) + 300)
+    np.testing.assert_array_equal(km.labels_, km.predict(X[:300]))
+
+
+def test_partial_fit_only_then_save_load_and_partial_fit(tmp_path):
+    X, _ = make_blobs(n_samples=4000, centers=4, n_features=3, random_state=3)
+    batches = np.array_split(X, 8)
+    model = MiniBatchKMeans(4, random_state=0)
+    for batch in batches[:4]:
+        model.partial_fit(batch)
+    assert not hasattr(model, "n_iter_")  # as scikit-learn: partial_fit counts steps only
+    path = model.save(tmp_path / "online.safetensors")
+    loaded = torchmeans.load(path)
+    assert isinstance(loaded, MiniBatchKMeans)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    for batch in batches[4:]:  # the loaded model and the original go on alike
+        model.partial_fit(batch)
+        loaded.partial_fit(batch)
+    np.testing.assert_allclose(loaded.cluster_centers_, model.cluster_centers_, rtol=1e-12)
+    assert loaded.n_steps_ == model.n_steps_ == 8
+
+
+def test_partial_fit_keeps_the_dtype_and_checks_features():
+    X, _ = make_blobs(n_samples=500, centers=3, n_features=4, random_state=4)
+    for dtype in (np.float32, np.float64):
+        km = MiniBatchKMeans(3, random_state=0).fit(X.astype(dtype))
+        km.partial_fit(X[:10].astype(dtype))
+        assert km.cluster_centers_.dtype == dtype
+    with pytest.raises(ValueError, match="X has 3 features, but MiniBatchKMeans is expecting 4"):
+        km.partial_fit(X[:10, :3])
+
+
+def test_batches_are_drawn_by_weight():
+    # Rows of zero weight are never drawn (and weigh nothing in the steps).
+    X, _ = make_blobs(n_samples=2000, centers=4, n_features=2, random_state=5)
+    weight = np.ones(len(X))
+    far = np.full((200, 2), 1e3)
+    X = np.vstack([X, far])
+    weight = np.concatenate([weight, np.zeros(200)])
+    km = MiniBatchKMeans(4, random_state=0, compute_labels=False).fit(X, sample_weight=weight)
+    assert np.abs(km.cluster_centers_).max() < 100

@@ -198,7 +198,7 @@ def test_half_precision_and_lazy_shift_run_native():
 
 
 def test_unknown_backend_is_rejected():
-    with pytest.raises(ValueError, match="backend must be one of"):
+    with pytest.raises(ValueError, match="'backend' parameter of KMeans must be a str among"):
         KMeans(2, backend="cuda").fit(np.random.default_rng(0).random((10, 2)))
 
 

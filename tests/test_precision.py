@@ -144,9 +144,10 @@ def test_fits_run_in_full_float32_and_restore_the_setting():
 
 
 def test_bad_precision_is_rejected():
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(ValueError, match="'precision' parameter of KMeans must be a str among"):
         KMeans(2, precision="half").fit(np.zeros((4, 2)))
-    with pytest.raises(ValueError, match="deterministic must be True or False"):
+    with pytest.raises(ValueError, match="'deterministic' parameter of kmeans must be an "
+                                         "instance of 'bool'"):
         torchmeans.kmeans(np.zeros((4, 2)), 2, deterministic="yes")
 
 

@@ -1,7 +1,6 @@
 """Regressions for the findings of the code review of the native kernel, sources, metrics,
 checkpoints, model files, cosine, CSV reading and the command line."""
 
-import logging
 
 import numpy as np
 import pytest
@@ -117,21 +116,6 @@ def test_csv_first_row_with_a_missing_value_is_data_not_a_header(tmp_path):
     path.write_text("1.0,NA\n2.0,3.0\n4.0,5.0\n")
     with pytest.raises(DataFileError, match="row 1, column 1: 'NA' is not a number"):
         read_matrix(str(path))
-
-
-def test_cli_gives_the_logger_its_settings_back():
-    from torchmeans.cli import _Progress, _stop_progress
-
-    logger = logging.getLogger("torchmeans")
-    before = (logger.level, logger.propagate)
-    handler = _Progress(None, 10)
-    handler.saved = before
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    _stop_progress(handler)
-    assert (logger.level, logger.propagate) == before
-    assert handler not in logger.handlers
 
 
 def test_inertia_checks_weights_and_labels():

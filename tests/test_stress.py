@@ -1,6 +1,5 @@
 """Edge cases: empty clusters, duplicates, extreme k, dtypes, weights, inits, seeds."""
 
-import logging
 import warnings
 
 import numpy as np
@@ -202,24 +201,31 @@ def test_tensor_dtype_is_preserved(dtype, device):
     assert result.labels.dtype == torch.int64
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, bool])
-def test_integer_and_bool_numpy_become_float32(dtype, device):
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, bool, np.float16])
+def test_integer_bool_and_half_numpy_become_float64(dtype, device):
+    # As scikit-learn: check_array converts what is not float32/float64 to float64.
     X = np.random.default_rng(5).integers(0, 2, size=(60, 4)) * (1 if dtype is bool else 9)
     X = X.astype(dtype)
     km = KMeans(2, random_state=0, device=device).fit(X)
-    assert km.cluster_centers_.dtype == np.float32
-    ref = KMeans(2, init=km.cluster_centers_, n_init=1, device=device).fit(X.astype(np.float32))
-    np.testing.assert_array_equal(km.predict(X), ref.predict(X.astype(np.float32)))
-    assert kmeans(X, 2, random_state=0, device=device).centers.dtype == torch.float32
+    assert km.cluster_centers_.dtype == np.float64
+    ref = KMeans(2, init=km.cluster_centers_, n_init=1, device=device).fit(X.astype(np.float64))
+    np.testing.assert_array_equal(km.predict(X), ref.predict(X.astype(np.float64)))
+    assert kmeans(X, 2, random_state=0, device=device).centers.dtype == torch.float64
 
 
+@pytest.mark.parametrize("default", [torch.float32, torch.float64])
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
-def test_integer_and_bool_tensors_become_float32(dtype, device):
+def test_integer_and_bool_tensors_become_the_default_float_dtype(dtype, default, device):
     X = torch.tensor(np.random.default_rng(6).integers(0, 2, size=(60, 4)), device=device)
     X = X.to(dtype)
-    km = KMeans(2, random_state=0).fit(X)
-    assert km.cluster_centers_.dtype == torch.float32
-    assert km.transform(X).dtype == torch.float32
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(default)
+    try:
+        km = KMeans(2, random_state=0).fit(X)
+        assert km.cluster_centers_.dtype == default
+        assert km.transform(X).dtype == default
+    finally:
+        torch.set_default_dtype(saved)
     labels, _ = naive_assign(to_numpy(X).astype(float), to_numpy(km.cluster_centers_))
     np.testing.assert_array_equal(to_numpy(km.labels_), labels)
 
@@ -249,7 +255,7 @@ def test_half_precision_tensors(dtype, device):
 def test_half_precision_numpy(device):
     X = make_blobs(300, 3, centers=3, cluster_std=0.3, random_state=2)[0].astype(np.float16)
     km = KMeans(3, random_state=0, device=device).fit(X)
-    assert km.cluster_centers_.dtype == np.float32
+    assert km.cluster_centers_.dtype == np.float64  # as scikit-learn
     assert np.isfinite(km.cluster_centers_).all()
     labels, _ = naive_assign(X.astype(np.float64), km.cluster_centers_)
     assert (km.labels_ == labels).mean() == 1.0
@@ -309,14 +315,14 @@ def test_scalar_sample_weight_changes_nothing_but_inertia_scale(device):
 # -- inits and n_init --------------------------------------------------------------------------
 
 
-def count_inits(caplog):
-    return sum("complete" in r.getMessage() for r in caplog.records if r.name == "torchmeans")
+def count_inits(capsys):
+    return capsys.readouterr().out.splitlines().count("Initialization complete")
 
 
 @pytest.mark.parametrize(
     ("init", "expected"), [("k-means++", 1), ("random", 10), ("callable", 10), ("array", 1)]
 )
-def test_n_init_auto(init, expected, blobs, caplog, device):
+def test_n_init_auto(init, expected, blobs, capsys, device):
     X = blobs[0]
     calls = []
 
@@ -325,20 +331,18 @@ def test_n_init_auto(init, expected, blobs, caplog, device):
         return data[:n_clusters]
 
     init_value = {"callable": my_init, "array": X[:6]}.get(init, init)
-    with caplog.at_level(logging.INFO, logger="torchmeans"):
-        KMeans(6, init=init_value, verbose=1, random_state=0, device=device).fit(X)
-    assert count_inits(caplog) == expected
+    km = KMeans(6, init=init_value, verbose=1, random_state=0, device=device).fit(X)
+    assert count_inits(capsys) == expected == km._n_init
     if init == "callable":
         assert len(calls) == 10
 
 
 @pytest.mark.parametrize("n_init", [1, 3])
-def test_explicit_n_init_runs_that_many_inits(n_init, blobs, caplog, device):
-    with caplog.at_level(logging.INFO, logger="torchmeans"):
-        KMeans(6, init="random", n_init=n_init, verbose=True, random_state=0, device=device).fit(
-            blobs[0]
-        )
-    assert count_inits(caplog) == n_init
+def test_explicit_n_init_runs_that_many_inits(n_init, blobs, capsys, device):
+    KMeans(6, init="random", n_init=n_init, verbose=True, random_state=0, device=device).fit(
+        blobs[0]
+    )
+    assert count_inits(capsys) == n_init
 
 
 def test_n_init_keeps_the_best_run(device):

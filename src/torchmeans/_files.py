@@ -1,28 +1,45 @@
-"""Reading data files for the command line: .npy, .npz, .csv/.tsv (or stdin), .parquet.
+"""Data files for the command line: readers (.npy, .npz, .csv/.tsv or stdin, .parquet) and writers.
 
 Each reader returns a 2-D float array and the column names when the file has them.
-A file that cannot be clustered (not numeric, ragged, empty, NaN or infinity) raises
-:class:`DataFileError` with a one-line message naming the file, the row and column
-when known, and the fix.
+A file that cannot be clustered (damaged, not numeric, ragged, empty, NaN or infinity)
+raises :class:`DataFileError` with a one-line message naming the file, the row and
+column when known, and the fix.
+
+The writers put labels and distances exactly at the path given, in the format its
+extension names (:data:`ARRAY_OUTPUTS`), atomically: a temporary file beside the target
+is renamed over it, so a failure leaves the old file or none, never half of one.
+:func:`check_output` refuses, before any work is done, a path that could not be written
+that way (unknown extension, missing or read-only directory, the same file as an input).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DataFileError", "read_matrix", "read_vector", "select_columns"]
+__all__ = ["ARRAY_OUTPUTS", "DataFileError", "OutputPathError", "check_output", "read_matrix",
+           "read_vector", "replace_atomically", "select_columns", "write_array"]
 
 SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".txt", ".parquet")
+ARRAY_OUTPUTS = (".npy", ".csv", ".parquet")
+"""Extensions :func:`write_array` writes (labels, distances): each names its format."""
 
 
 class DataFileError(ValueError):
     """A data file that cannot be read as a numeric matrix."""
+
+
+class OutputPathError(ValueError):
+    """An output path the command refuses: it could not be written exactly as asked."""
 
 
 def _fail(name: str, problem: str, fix: str) -> DataFileError:
@@ -55,6 +72,8 @@ def read_matrix(path: str, *, columns: str | None = None, array: str | None = No
     """
     name = "<stdin>" if path == "-" else path
     suffix = ".csv" if path == "-" else Path(path).suffix.lower()
+    if path != "-" and Path(path).is_dir():
+        raise _fail(name, "is a directory, not a data file", "pass a file")
     if path != "-" and not Path(path).is_file():
         raise _fail(name, "no such file", "check the path")
     if suffix == ".npy":
@@ -86,31 +105,76 @@ def read_vector(path: str, n_samples: int) -> np.ndarray:
 
 def _read_npy(path: str, mmap: bool) -> np.ndarray:
     try:
-        X = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except ValueError as error:  # object arrays need pickle: refused
-        raise _fail(path, f"not a numeric .npy array ({error})", "save a float array") from error
-    return X
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as error:
+        raise _not_readable(path, b"\x93NUMPY", ".npy array", error) from error
 
 
 def _read_npz(path: str, array: str | None) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as archive:
-        names = list(archive.files)
-        if array is None:
-            if len(names) == 1:
-                array = names[0]
-            elif "X" in names:
-                array = "X"
-            else:
-                raise _fail(path, f"holds several arrays {names}", "pick one with --array NAME")
-        if array not in names:
-            raise _fail(path, f"has no array {array!r} (it has {names})", "pick one with --array")
-        return archive[array]
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if array is None:
+                if len(names) == 1:
+                    array = names[0]
+                elif "X" in names:
+                    array = "X"
+                else:
+                    raise _fail(path, f"holds several arrays {names}",
+                                "pick one with --array NAME")
+            if array not in names:
+                raise _fail(path, f"has no array {array!r} (it has {names})",
+                            "pick one with --array")
+            return archive[array]
+    except DataFileError:
+        raise
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
+        raise _not_readable(path, b"PK", ".npz archive", error) from error
+
+
+def _not_readable(path: str, magic: bytes, what: str, error: Exception) -> DataFileError:
+    """Say why NumPy could not load ``path``: empty, another format, objects or damaged."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(magic))
+    if not head:
+        return _fail(path, "is empty (0 bytes)", "pass a file with one sample per row")
+    if head != magic:
+        return _fail(path, f"is not a {what} (corrupt, or another format under this name)",
+                     f"save it with numpy ({'np.save' if what.startswith('.npy') else 'np.savez'})")
+    if "pickle" in str(error) or _holds_objects(path, what):  # these need pickle: refused
+        return _fail(path, f"not a numeric {what} (it holds Python objects)",
+                     "save a float array")
+    return _fail(path, f"is a damaged or truncated {what} ({_first_line(error)})",
+                 "write the file again")
+
+
+def _holds_objects(path: str, what: str) -> bool:
+    """Tell whether a ``.npy`` header declares Python objects (memory maps refuse them)."""
+    if not what.startswith(".npy"):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            return bool(read(handle)[2].hasobject)
+    except (ValueError, OSError, EOFError):
+        return False
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _read_text(path: str, name: str, delimiter: str | None,
                columns: str | None) -> tuple[np.ndarray, list[str] | None]:
     """CSV/TSV: the header is detected; ``columns`` are picked before parsing numbers."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise _fail(name, f"is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+                    f"{error.start})", "save it as UTF-8 CSV") from None
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise _fail(name, "is empty", "pass a file with one sample per row")
@@ -119,8 +183,11 @@ def _read_text(path: str, name: str, delimiter: str | None,
             delimiter = csv.Sniffer().sniff(lines[0], delimiters=",;\t ").delimiter
         except csv.Error:
             delimiter = ","
-    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter,
-                           skipinitialspace=True))
+    try:
+        rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter,
+                               skipinitialspace=True))
+    except csv.Error as error:  # a NUL byte, an oversized field
+        raise _fail(name, f"is not readable CSV ({error})", "save it as plain text CSV") from None
     names = None
     # A header has no numeric cell (a first data row with a missing value is data, and
     # gets its "not a number" error below).
@@ -166,7 +233,11 @@ def _read_parquet(path: str) -> tuple[np.ndarray, list[str]]:
     except ImportError as error:
         raise _fail(path, "reading parquet needs pyarrow",
                     "pip install 'torchmeans[parquet]'") from error
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        raise _fail(path, f"is not a readable parquet file ({_first_line(error)})",
+                    "write it again with pyarrow or pandas") from error
     lists = [f for f in table.schema if pa.types.is_fixed_size_list(f.type)
              or pa.types.is_list(f.type) or pa.types.is_large_list(f.type)]
     if len(lists) == 1 and table.num_columns == 1:
@@ -238,3 +309,153 @@ def _check(X: Any, name: str) -> np.ndarray:
                 raise _fail(name, f"row {start + row}, column {column} is {value}",
                             "drop or impute missing and infinite values")
     return X
+
+
+def check_output(path: str, option: str, suffixes: Iterable[str], *,
+                 inputs: Iterable[tuple[str, str | None]] = ()) -> Path:
+    """Refuse, before any work, an output that could not be written exactly at ``path``.
+
+    Called for every output option before data is read or a model is fitted, so a typo
+    costs nothing and nothing is ever written at another path (``np.save`` would append
+    ``.npy``; a missing directory would fail after a long fit).
+
+    Parameters
+    ----------
+    path : str
+        The path the user gave.
+    option : str
+        The option it came from (``--labels``), named in the message.
+    suffixes : iterable of str
+        The extensions this output can be written as; the format is the extension's.
+    inputs : iterable of (str, str or None)
+        ``(what, path)`` of the files the command reads (and outputs already checked):
+        an output may not be one of them. ``None`` and ``-`` (stdin) are skipped.
+
+    Returns
+    -------
+    Path
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    OutputPathError
+        The extension is not one of ``suffixes``, the path is a directory, its directory
+        does not exist or is not writable, it is the same file as an input, or it is
+        ``.parquet`` and pyarrow is not installed.
+    """
+    suffixes = tuple(suffixes)
+    target = Path(path)
+    where = f"{option} {path}"
+    suffix = target.suffix.lower()
+    if suffix not in suffixes:
+        kind = f"file type {suffix!r}" if suffix else "a path without an extension"
+        raise OutputPathError(f"{where}: cannot write {kind}; use {_either(suffixes)}")
+    if target.is_dir():
+        raise OutputPathError(f"{where}: is a directory; name a file in it")
+    parent = target.parent
+    if not parent.exists():
+        raise OutputPathError(f"{where}: directory {parent} does not exist; create it first")
+    if not parent.is_dir():
+        raise OutputPathError(f"{where}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{where}: directory {parent} is not writable")
+    for what, other in inputs:
+        if other is not None and other != "-" and _same_file(target, Path(other)):
+            raise OutputPathError(f"{where}: is the same file as {what}; write to another path")
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise OutputPathError(f"{where}: writing parquet needs pyarrow: "
+                                  "pip install 'torchmeans[parquet]'") from None
+    return target
+
+
+def _either(suffixes: tuple[str, ...]) -> str:
+    return suffixes[0] if len(suffixes) == 1 else (
+        f"{', '.join(suffixes[:-1])} or {suffixes[-1]}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Tell whether ``a`` and ``b`` name one file (also through links and ``..``)."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def replace_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(scratch)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A failure (an exception, Ctrl-C, a full disk) leaves the old file or none, never a
+    half-written one, and removes the scratch file. The scratch name ends with the
+    target's extension, so writers that infer the format from it (matplotlib, pyarrow)
+    write the right one; the file gets the permissions a new file would (the umask),
+    not ``mkstemp``'s private ``0600``.
+    """
+    target = Path(path)
+    handle, scratch = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                       suffix=f".tmp{target.suffix}")
+    os.close(handle)
+    try:
+        write(scratch)
+        os.chmod(scratch, 0o666 & ~_umask())
+        os.replace(scratch, target)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_array(path: str | os.PathLike, values: Any, name: str) -> Path:
+    """Write labels (1-D) or distances (2-D) atomically, in the format the extension names.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Ends with ``.npy`` (``np.save`` on the open file, so no ``.npy`` is appended),
+        ``.csv`` (a header line, then one row per sample) or ``.parquet`` (pyarrow).
+    values : array-like
+        ``(n_samples,)`` or ``(n_samples, n_columns)``.
+    name : str
+        The column name: ``label`` for 1-D values; 2-D values get ``name_0``,
+        ``name_1``, ... (``distance_0`` is the distance to center 0).
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
+    values = np.asarray(values)
+    suffix = Path(path).suffix.lower()
+    if suffix not in ARRAY_OUTPUTS:
+        raise OutputPathError(f"{path}: cannot write file type {suffix!r}; "
+                              f"use {_either(ARRAY_OUTPUTS)}")
+    if suffix == ".npy":
+        def write(scratch: str) -> None:
+            with open(scratch, "wb") as handle:
+                np.save(handle, values, allow_pickle=False)
+        return replace_atomically(path, write)
+    table = values.reshape(len(values), -1)
+    if table.dtype.kind == "f" and table.dtype.itemsize < 4:  # half: no CSV/parquet type
+        table = table.astype(np.float32)
+    names = [name] if values.ndim == 1 else [f"{name}_{j}" for j in range(table.shape[1])]
+    if suffix == ".csv":
+        # Round-trip precision: 9 significant digits for float32, 17 for float64.
+        fmt = "%d" if table.dtype.kind in "iub" else (
+            "%.9g" if table.dtype.itemsize == 4 else "%.17g")
+
+        def write(scratch: str) -> None:
+            np.savetxt(scratch, table, fmt=fmt, delimiter=",", header=",".join(names),
+                       comments="")
+        return replace_atomically(path, write)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.table({column: table[:, j] for j, column in enumerate(names)})
+    return replace_atomically(path, lambda scratch: pq.write_table(arrow, scratch))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -39,14 +37,13 @@ from torchmeans._validation import (
     prepare_data,
     resolve_device,
 )
+from torchmeans._warnings import warn
 from torchmeans.data import DenseData, KMeansData
 from torchmeans.ops.assign import Assignment, assign, inertia_of
 from torchmeans.ops.precision import with_full_float32_matmul
 from torchmeans.sources import is_source
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
-
-logger = logging.getLogger("torchmeans")
 
 InitFunction = Callable[[KMeansData, int, torch.Generator], Tensor]
 """An init resolved for the core: returns centers in the data's shifted space."""
@@ -150,10 +147,10 @@ def _gathered_sample(data: KMeansData, k: int, init_size: int | None,
     """Return the rows a single process would seed on, gathered from all ranks in order."""
     device = data.device
     first, n_global = collective.row_range(data.n_samples, device)
-    if init_size is None and n_global <= DISTRIBUTED_SEEDING_ROWS:
-        draw = torch.arange(n_global, device=device)  # all rows, as one process uses
+    size = DISTRIBUTED_SEEDING_ROWS if init_size is None else init_size
+    if size >= n_global:
+        draw = torch.arange(n_global, device=device)  # all rows, as one process uses them
     else:
-        size = DISTRIBUTED_SEEDING_ROWS if init_size is None else init_size
         draw = torch.randperm(n_global, generator=generator, device=device)[: max(size, k)]
     mine = (draw >= first) & (draw < first + data.n_samples)
     local = draw[mine] - first
@@ -232,14 +229,14 @@ def fit_data(
             best = KMeansResult(resumed.best.centers, labels, resumed.best.inertia,
                                 resumed.best.n_iter, resumed.best.history)
         if verbose:
-            logger.info("resuming run %d at iteration %d from %s", first_run + 1,
-                        resumed.state.iteration, checkpointer.path)
+            print(f"Resuming initialization {first_run + 1} at iteration "
+                  f"{resumed.state.iteration} from {checkpointer.path}")
     for run in range(first_run, n_init):
         start = resumed.state if resumed is not None and run == resumed.run else None
         if start is None:
             initial = init(data, n_clusters, generator).to(data.acc_dtype)
             if verbose:
-                logger.info("initialization %d/%d complete", run + 1, n_init)
+                print("Initialization complete")
         else:
             initial = start.centers
         on_iteration = None
@@ -272,9 +269,6 @@ def fit_data(
         # Cosine: the rows are unit vectors, 1 - x.c = ||x - c||^2 / 2.
         total = collective.sum(final.inertia.reshape(1))[0]
         inertia = float(total) * (0.5 if metric == "cosine" else 1.0)
-        if verbose:
-            logger.info("initialization %d/%d: inertia %.6g after %d iterations",
-                        run + 1, n_init, inertia, result.n_iter)
         if best is None or (
             inertia < best.inertia and not collective.all(
                 _same_clustering(final.labels, best.labels, n_clusters), data.device)
@@ -284,12 +278,10 @@ def fit_data(
     sizes = collective.sum(torch.bincount(best.labels, minlength=n_clusters))
     n_distinct = int((sizes > 0).sum())
     if n_distinct < n_clusters:
-        warnings.warn(
+        warn(
             f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
             f"({n_clusters}). Possibly due to duplicate points in X.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+            ConvergenceWarning)
     return best
 
 
@@ -297,23 +289,6 @@ def _save_checkpoint(checkpointer: Checkpointer, run: int, generator_state: Tens
                      best: BestRun | None, state: RunState) -> None:
     if checkpointer.due(state.iteration - 1):
         checkpointer.save(run, state, generator_state, best)
-
-
-def verbose_logging(verbose: Any) -> bool:
-    """Make ``verbose`` messages visible: INFO on the ``torchmeans`` logger.
-
-    A stderr handler is added only when neither the ``torchmeans`` logger nor the
-    root logger has one, so applications that configure logging keep control.
-    """
-    if not verbose:
-        return False
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
-        logger.setLevel(logging.INFO)
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("torchmeans: %(message)s"))
-        logger.addHandler(handler)
-    return True
 
 
 @with_full_float32_matmul
@@ -372,8 +347,8 @@ def kmeans(
     copy : bool
         If True, keep one mean-shifted copy of ``X`` for fast passes; if False,
         shift each chunk as it is read (no copy of ``X``).
-    verbose : bool
-        Log progress on the ``torchmeans`` logger.
+    verbose : bool or int
+        Print progress to stdout, in scikit-learn's words.
     algorithm : {'lloyd', 'elkan', 'hamerly', 'yinyang', 'auto'}
         Lloyd computes every distance each iteration; the others keep distance
         bounds per sample and skip the samples that cannot change cluster (same
@@ -417,7 +392,8 @@ def kmeans(
                             algorithm=algorithm, init_size=init_size, backend=backend,
                             metric=metric, oversampling_factor=oversampling_factor,
                             init_rounds=init_rounds, precision=precision,
-                            deterministic=deterministic)
+                            deterministic=deterministic, random_state=random_state,
+                            device=device, verbose=verbose, caller="kmeans")
 
     check(known_rows if known_rows is not None else n_clusters)
     data = prepare_data(X_tensor, sample_weight, copy=copy, metric=metric,
@@ -437,7 +413,7 @@ def kmeans(
         tol=tol,
         generator=make_generator(random_state, compute_device),
         chunk_bytes=chunk_bytes,
-        verbose=verbose_logging(verbose),
+        verbose=bool(verbose),
         algorithm=algorithm,
         backend=backend,
         metric=metric,
@@ -483,13 +459,9 @@ def kmeans_plusplus(
     """
     compute_device = resolve_device(device, X)
     X_tensor = as_tensor(X, compute_device)
-    check_params(n_clusters=n_clusters, n_samples=X_tensor.shape[0], init="k-means++",
-                 n_init=1, max_iter=1, tol=0.0, chunk_bytes=chunk_bytes)
-    if n_local_trials is not None and (
-        not isinstance(n_local_trials, int) or isinstance(n_local_trials, bool)
-        or n_local_trials < 1
-    ):
-        raise ValueError(f"n_local_trials must be None or an integer >= 1, got {n_local_trials!r}.")
+    check_params(n_clusters=n_clusters, n_samples=X_tensor.shape[0], chunk_bytes=chunk_bytes,
+                 n_local_trials=n_local_trials, random_state=random_state, device=device,
+                 caller="kmeans_plusplus")
     weight = check_sample_weight(sample_weight, X_tensor.shape[0], X_tensor.dtype,
                                  compute_device)
     data = make_data(X_tensor, weight, copy=False)

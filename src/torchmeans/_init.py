@@ -2,7 +2,13 @@
 
 Every sampler draws from a local ``torch.Generator`` on the data's device, so the
 same seed gives the same centers on the same device, and no global random state
-is touched.
+is touched. The draws do not depend on the data's dtype, layout or the thread count:
+uniform numbers are drawn in float64 (where the device has it) and compared with
+float64 cumulative weights; k-means++ has one random stream whichever kernel judges
+its candidates, and their potentials are summed in float64 in an order fixed by the
+shapes alone (:func:`fixed_order_potentials`). float32 and float64 copies of the same
+data therefore draw the same seeds, unless a draw falls within rounding of a boundary
+(probability of order ``1e-7 * sqrt(n_samples)`` per draw).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchmeans.data import KMeansData, weighted_sum
+from torchmeans.data import KMeansData, supports_float64
 from torchmeans.ops import _native
 from torchmeans.ops.assign import (
     center_terms,
@@ -24,7 +30,12 @@ from torchmeans.ops.assign import (
     kernel_scores_apply,
 )
 
-__all__ = ["kmeans_parallel_centers", "kmeans_plusplus_centers", "random_centers"]
+__all__ = [
+    "WeightedRows",
+    "kmeans_parallel_centers",
+    "kmeans_plusplus_centers",
+    "random_centers",
+]
 
 PARALLEL_ROUNDS = 5
 """Default k-means|| rounds: Bahmani et al. (2012) found 5 rounds with ``l = 2k`` enough
@@ -48,12 +59,44 @@ def _candidate_potentials(
 ) -> Tensor:
     """Return ``sum_i w_i min(closest_i, d(x_i, c))`` per candidate ``c``, chunk by chunk."""
     terms = center_terms(candidates)
-    potentials = torch.zeros(candidates.shape[0], dtype=candidates.dtype, device=data.device)
+    potentials = torch.zeros(candidates.shape[0], dtype=draw_dtype(data.device),
+                             device=data.device)
     for chunk in data.chunks(rows):
         scores = chunk_scores(data, chunk, terms).add_(chunk.sq_norms[:, None]).clamp_(min=0)
         scores = torch.minimum(scores, closest[chunk.start : chunk.stop, None])
-        potentials += weighted_sum(scores, chunk.weight)
+        potentials += fixed_order_potentials(scores.T, chunk.weight)
     return potentials
+
+
+POTENTIAL_BLOCK = 4096
+"""Rows summed together first by :func:`fixed_order_potentials`."""
+
+
+def draw_dtype(device: torch.device) -> torch.dtype:
+    """Return the dtype of the seeding's uniform draws and weight sums (float64 if supported).
+
+    One dtype whatever the data's, so float32 and float64 data draw the same numbers.
+    """
+    return torch.float64 if supports_float64(device) else torch.float32
+
+
+def fixed_order_potentials(distances: Tensor, weight: Tensor | None) -> Tensor:
+    """``sum_i w_i distances[j, i]`` for each row ``j``, in float64, in a fixed order.
+
+    Blocks of ``POTENTIAL_BLOCK`` columns are summed first, then the blocks in order, so
+    the result depends on the shapes only, not on the thread count (a BLAS GEMV or a
+    parallel reduction splits its sums by thread): the same candidates get the same
+    potentials, and k-means++ the same winner, with 1 thread or many.
+    """
+    values = distances.to(draw_dtype(distances.device))
+    if weight is not None:
+        values = values * weight.to(values.dtype)
+    n_rows, n_columns = values.shape
+    pad = -n_columns % POTENTIAL_BLOCK
+    if pad:
+        values = torch.nn.functional.pad(values, (0, pad))
+    blocks = values.view(n_rows, -1, POTENTIAL_BLOCK).sum(dim=2)
+    return blocks.cumsum(dim=1)[:, -1]
 
 
 def default_local_trials(n_clusters: int) -> int:
@@ -63,10 +106,10 @@ def default_local_trials(n_clusters: int) -> int:
 
 BLOCKED_SEEDING_MIN_WORK = 1 << 27
 """From ``n_samples * n_clusters`` this large (e.g. 200,000 rows and k=1024; not 1,000,000
-and k=64) :func:`kmeans_plusplus_centers` runs :func:`blocked_kmeans_plusplus_centers`:
-a step of the exact greedy seeding reads every row for ``n_local_trials`` candidates,
-so the whole seeding costs at least ``n_local_trials`` Lloyd iterations of arithmetic, and
-far more of memory traffic (40 Lloyd iterations at 200,000 x 128, k=1024)."""
+and k=64) :func:`kmeans_plusplus_centers` compares its candidates on a subsample: a step
+of the exact greedy seeding reads every row for ``n_local_trials`` candidates, so the
+whole seeding costs at least ``n_local_trials`` Lloyd iterations of arithmetic, and far
+more of memory traffic (40 Lloyd iterations at 200,000 x 128, k=1024)."""
 BLOCKED_SEEDING_MAX_BLOCK = 128
 """Most centers chosen between two passes over all rows (blocks double up to this)."""
 EVALUATION_MAX_ROWS = 1 << 20
@@ -80,18 +123,6 @@ k-means++ on all rows: 1.012 with 14 rows per cluster, 1.005 with 25 and with 50
 +-0.002; 1 trial, i.e. plain k-means++: 1.129)."""
 
 
-def _fused_greedy_applies(data: KMeansData) -> bool:
-    """Whether greedy k-means++ compares its candidates on all rows with the fused kernel.
-
-    Dense float32/float64 rows on the CPU with the tiled kernel, in memory or streamed
-    alike (the same seeds from the same rows): :class:`~torchmeans.ops._native.TiledRows`
-    holds a copy of them, so at most ``EVALUATION_MAX_BYTES``.
-    """
-    itemsize = torch.finfo(data.acc_dtype).bits // 8
-    return (kernel_scores_apply(data) and _native.tiled_available()
-            and data.n_samples * data.n_features * itemsize <= EVALUATION_MAX_BYTES)
-
-
 def kmeans_plusplus_centers(
     data: KMeansData,
     n_clusters: int,
@@ -100,25 +131,14 @@ def kmeans_plusplus_centers(
     n_local_trials: int | None = None,
     chunk_bytes: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Greedy k-means++ seeding (scikit-learn's algorithm), skipping rows that cannot gain.
+    """Greedy k-means++ seeding (scikit-learn's algorithm).
 
-    Large problems (``n_samples * n_clusters >= BLOCKED_SEEDING_MIN_WORK``) take
-    :func:`blocked_kmeans_plusplus_centers` (same sampling, candidates compared on a
-    subsample) instead.
-
-    Each new center is the best, by resulting potential, of ``n_local_trials``
-    rows sampled with probability proportional to ``w * D(x)^2``. A step only
-    evaluates the rows a candidate can bring closer: every row remembers its
-    nearest chosen center ``a`` and each center a radius ``r_a`` (an upper bound on
-    its rows' distances), and by the triangle inequality a candidate ``t`` cannot
-    move a row of ``a`` when ``||c_a - t|| >= 2 r_a``, nor any row ``x`` with
-    ``||c_a - t|| >= 2 D(x)``. Only the remaining rows get candidate distances (a
-    GEMM on the gathered rows, or on all rows when more than a quarter remain);
-    late steps of a large-k seeding in low dimensions touch a fraction of the data.
-    Each step reads the number of rows left (a host synchronisation). The
-    ``(n_local_trials, rows)`` block of candidate distances is kept only if it
-    fits the chunk budget; otherwise the potentials are reduced chunk by chunk and
-    the winner's distances recomputed.
+    Each new center is the best, by resulting potential, of ``n_local_trials`` rows
+    sampled with probability proportional to ``w * D(x)^2``. It runs as
+    :func:`blocked_kmeans_plusplus_centers`: the candidates are exact draws by
+    rejection from a pool drawn once per block of centers, so one random stream serves
+    every data kind and kernel. Below ``BLOCKED_SEEDING_MIN_WORK`` the candidates are
+    compared on all rows (the greedy seeding itself); above it, on a uniform subsample.
 
     Returns
     -------
@@ -127,71 +147,11 @@ def kmeans_plusplus_centers(
     indices : Tensor
         Row index of each center.
     """
-    if n_local_trials is None:
-        n_local_trials = default_local_trials(n_clusters)
-    if data.n_samples * n_clusters >= BLOCKED_SEEDING_MIN_WORK:
-        return blocked_kmeans_plusplus_centers(data, n_clusters, generator,
-                                               n_local_trials=n_local_trials,
-                                               chunk_bytes=chunk_bytes)
-    if _fused_greedy_applies(data):
-        # The same greedy k-means++ (all rows compare the candidates), one fused kernel
-        # call per step instead of skinny GEMMs over the rows.
-        return blocked_kmeans_plusplus_centers(data, n_clusters, generator,
-                                               n_local_trials=n_local_trials,
-                                               chunk_bytes=chunk_bytes,
-                                               evaluation_rows=data.n_samples)
-    device, dtype = data.device, data.acc_dtype
-    weight = data.sample_weight
-    n = data.n_samples
-    itemsize = torch.finfo(dtype).bits // 8
-
-    centers = torch.empty(n_clusters, data.n_features, dtype=dtype, device=device)
-    indices = torch.empty(n_clusters, dtype=torch.int64, device=device)
-    first = _weighted_choice(weight, 1, generator)
-    indices[:1] = first
-    centers[:1] = data.take(first)
-    closest = _sq_distances(data, centers[:1], chunk_rows_for(data, 1, chunk_bytes))[0]
-    nearest = torch.zeros(n, dtype=torch.int64, device=device)
-    radius = torch.zeros(n_clusters, dtype=dtype, device=device)
-    radius[0] = closest.max().sqrt()
-    for c in range(1, n_clusters):
-        candidate_ids = _weighted_choice(weight * closest, n_local_trials, generator)
-        candidates = data.take(candidate_ids)
-        # Centers whose rows a candidate may reach (1e-3 of slack covers rounding).
-        gaps = torch.cdist(centers[:c], candidates)
-        reach = (gaps < (2 * (1 + 1e-3)) * radius[:c, None]).any(dim=1)
-        rows = torch.nonzero(reach[nearest]).squeeze(1)
-        if 2 * rows.numel() > n or data.streamed:
-            # Little to skip (high dimensions, early steps), or streamed data (a gathered
-            # subset would have to be held in memory): evaluate every row, no copies.
-            rows = evaluate = torch.arange(n, device=device)
-        else:
-            # The same test row by row, with the row's own distance instead of the radius.
-            limit = (2 * (1 + 1e-3)) * closest[rows].sqrt()
-            evaluate = rows[(gaps[nearest[rows]] < limit[:, None]).any(dim=1)]
-        if evaluate.numel() == 0:  # no candidate can improve any row: take the first
-            best = 0
-        else:
-            if 4 * evaluate.numel() > n:
-                # Gathering a large subset costs more than one more GEMM over all rows.
-                rows = evaluate = torch.arange(n, device=device)
-            part = data if evaluate.numel() == n else data.subset(evaluate)
-            part_closest = closest if evaluate.numel() == n else closest[evaluate]
-            best_distances, best = _best_candidate(part, candidates, part_closest,
-                                                   itemsize, chunk_bytes)
-            improved = best_distances < part_closest
-            moved = evaluate[improved]
-            closest[moved] = best_distances[improved]
-            nearest[moved] = c
-            # ``rows`` holds every row of the reached centers and of the new one:
-            # their radii become exact again (others keep a valid, older bound).
-            sq_radius = torch.zeros(c + 1, dtype=dtype, device=device).scatter_reduce_(
-                0, nearest[rows], closest[rows], "amax")
-            reach = torch.cat([reach, reach.new_ones(1)])
-            radius[: c + 1] = torch.where(reach, sq_radius.sqrt(), radius[: c + 1])
-        centers[c] = candidates[best]
-        indices[c] = candidate_ids[best]
-    return centers, indices
+    exact = data.n_samples * n_clusters < BLOCKED_SEEDING_MIN_WORK
+    return blocked_kmeans_plusplus_centers(data, n_clusters, generator,
+                                           n_local_trials=n_local_trials,
+                                           chunk_bytes=chunk_bytes,
+                                           evaluation_rows=data.n_samples if exact else None)
 
 
 def blocked_kmeans_plusplus_centers(
@@ -259,8 +219,9 @@ def blocked_kmeans_plusplus_centers(
         # uniform u drawn per proposal, when u D_0^2 < D^2 (the stop of each step depends
         # only on the proposals before it, so one draw per proposal is exact).
         pool_now = closest[pool_ids]
-        thresholds = torch.rand(pool_ids.numel(), generator=generator, device=device,
-                                dtype=dtype).mul_(pool_now)
+        uniform = torch.rand(pool_ids.numel(), generator=generator, device=device,
+                             dtype=draw_dtype(device))
+        thresholds = uniform.mul_(pool_now).to(dtype)
         winners = judge.run_steps(pool, pool_sq, pool_now, thresholds, n_local_trials, block)
         steps = winners.numel()
         centers[chosen : chosen + steps] = pool[winners]
@@ -286,17 +247,21 @@ class _CandidateJudge:
     proposals at a time, as many as fill the chunk budget (128 for 32,768 float32 rows
     and the 16 MiB CPU default: a GEMM per step against 8 candidates ran at 40% of the
     speed of one against 64); candidates spread wider than a window get their own
-    products. Sparse rows go through :func:`_best_candidate`.
+    products. Sparse rows, and dense rows too many to hold a copy of
+    (``EVALUATION_MAX_BYTES``), are read chunk by chunk through :func:`_best_candidate`.
     """
 
     def __init__(self, data: KMeansData, rows: Tensor, closest: Tensor, itemsize: int,
                  chunk_bytes: int | None) -> None:
         self.closest, self.itemsize, self.chunk_bytes = closest, itemsize, chunk_bytes
         self.weight = None if data.unit_weights else data.sample_weight[rows]
-        self.sparse = not data.dense_rows
+        every_row = rows.numel() == data.n_samples
+        held = data.dense_rows and rows.numel() * data.n_features * itemsize <= (
+            EVALUATION_MAX_BYTES)
+        self.chunked = not held
         self.tiled: _native.TiledRows | None = None
-        if self.sparse:
-            self.part = data.subset(rows)
+        if self.chunked:
+            self.part = data if every_row else data.subset(rows)
         elif kernel_scores_apply(data) and _native.tiled_available():
             self.tiled = _native.TiledRows(data.take(rows), self.weight)
             self.closest = self.tiled.padded(closest)  # padding rows: distance 0
@@ -349,7 +314,7 @@ class _CandidateJudge:
                  last: int) -> int:
         """Index in ``trials`` (pool positions, increasing, ``first`` to ``last``) of the best."""
         candidates = pool[trials]
-        if self.sparse:
+        if self.chunked:
             distances, best = _best_candidate(self.part, candidates, self.closest,
                                               self.itemsize, self.chunk_bytes)
             torch.minimum(self.closest, distances, out=self.closest)
@@ -368,9 +333,7 @@ class _CandidateJudge:
             distances = self.window.index_select(0, trials - self.window_start)
         distances.add_(pool_sq_norms[trials, None]).clamp_(min=0)
         torch.minimum(distances, self.closest[None, :], out=distances)
-        weight = self.weight
-        potentials = distances.sum(dim=1) if weight is None else distances @ weight
-        best = int(potentials.argmin())
+        best = int(fixed_order_potentials(distances, self.weight).argmin())
         self.closest.copy_(distances[best])
         return best
 
@@ -382,7 +345,8 @@ def _best_candidate(data: KMeansData, candidates: Tensor, closest: Tensor, items
     rows = chunk_rows_for(data, trials, chunk_bytes)
     if trials * data.n_samples * itemsize <= chunk_budget(data, chunk_bytes):
         block = _sq_distances(data, candidates, rows)
-        best = (torch.minimum(block, closest) @ data.sample_weight).argmin()
+        weight = None if data.unit_weights else data.sample_weight
+        best = fixed_order_potentials(torch.minimum(block, closest), weight).argmin()
         return block[best], best
     best = _candidate_potentials(data, candidates, closest, rows).argmin()
     return _sq_distances(data, candidates[best][None], rows)[0], best
@@ -462,7 +426,7 @@ def kmeans_parallel_centers(
             break  # every row sits on a candidate
         probability = (expected * weight * closest / cost).clamp_(max=1)
         uniform = torch.rand(n_global, generator=generator, device=device,
-                             dtype=probability.dtype)[mine]
+                             dtype=draw_dtype(device))[mine]
         new = torch.nonzero(uniform < probability).squeeze(1)
         rows = data.take(new)
         if collective:  # every rank's picks, in global row order (ranks hold rows in order)
@@ -504,9 +468,10 @@ def _global_weighted_choice(data: KMeansData, weight: Tensor, first: int,
     if not collective:
         index = _weighted_choice(weight, 1, generator)
         return data.take(index), index
-    totals = collective.gather(weight.sum().reshape(1))
-    target = torch.rand(1, generator=generator, device=weight.device,
-                        dtype=weight.dtype) * totals.sum()
+    dtype = draw_dtype(weight.device)
+    totals = collective.gather(_cumulative_weights(weight.to(dtype))[-1:] if weight.numel()
+                               else weight.new_zeros(1, dtype=dtype))
+    target = torch.rand(1, generator=generator, device=weight.device, dtype=dtype) * totals.sum()
     before = totals[: collective.rank].sum()
     local = target - before
     holds = bool((local >= 0) & (local < totals[collective.rank])) or (
@@ -539,34 +504,66 @@ def weighted_sample(weight: Tensor, size: int, generator: torch.Generator) -> Te
     The exponential-keys method: the largest ``log(u) / w``. Leading dimensions are
     independent draws (batched problems).
     """
-    uniform = torch.rand(weight.shape, generator=generator, device=weight.device,
-                         dtype=weight.dtype)
-    keys = uniform.clamp_(min=torch.finfo(weight.dtype).tiny).log_().div_(weight)
+    dtype = draw_dtype(weight.device)
+    uniform = torch.rand(weight.shape, generator=generator, device=weight.device, dtype=dtype)
+    keys = uniform.clamp_(min=torch.finfo(dtype).tiny).log_().div_(weight.to(dtype))
     return keys.topk(size).indices
+
+
+class WeightedRows:
+    """Row indices drawn with replacement by weight, the weights summed once for all draws.
+
+    The draws of :func:`_weighted_choice` (the same numbers from the same generator), for a
+    sampler that draws many times from fixed weights (mini-batches).
+    """
+
+    def __init__(self, weight: Tensor) -> None:
+        self.dtype = draw_dtype(weight.device)
+        self.cumulative = _cumulative_weights(weight.to(self.dtype))
+
+    def draw(self, size: int, generator: torch.Generator) -> Tensor:
+        """Return ``size`` row indices."""
+        draws = torch.rand(size, generator=generator, device=self.cumulative.device,
+                           dtype=self.dtype)
+        return _search_cumulative(self.cumulative, draws * self.cumulative[-1:])
 
 
 def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator) -> Tensor:
     """``size`` indices along the last dimension drawn with replacement, by weight.
 
-    Leading dimensions are independent draws (batched problems). ``cumsum`` +
-    ``searchsorted``: any number of rows (``torch.multinomial`` stops at 2^24). Row
-    ``i`` is drawn for ``cumulative[i - 1] <= u < cumulative[i]``, so a row of zero
-    weight never is (a draw of exactly 0 included); a draw rounded up to the total
-    goes to the last row of positive weight.
+    Leading dimensions are independent draws (batched problems). Uniform draws scaled
+    by the total weight, then ``searchsorted`` in the cumulative weights (any number of
+    rows: ``torch.multinomial`` stops at 2^24); both in :func:`draw_dtype`, and the
+    total is the cumulative sum's last entry (a sequential scan), so the draws depend
+    neither on the weights' dtype nor on the thread count.
     """
+    dtype = draw_dtype(weight.device)
     draws = torch.rand(*weight.shape[:-1], size, generator=generator, device=weight.device,
-                       dtype=weight.dtype)
-    return _search_weights(weight, draws * weight.sum(dim=-1, keepdim=True))
+                       dtype=dtype)
+    cumulative = _cumulative_weights(weight.to(dtype))
+    return _search_cumulative(cumulative, draws * cumulative[..., -1:])
+
+
+def _cumulative_weights(weight: Tensor) -> Tensor:
+    """Non-decreasing cumulative weights in which rows of zero weight have empty intervals.
+
+    A zero-weight row's entry is pinned to the previous one (and ``cummax`` keeps the
+    sums non-decreasing even where a parallel scan rounds out of order).
+    """
+    return torch.where(weight > 0, torch.cumsum(weight, dim=-1), 0).cummax(dim=-1).values
+
+
+def _search_cumulative(cumulative: Tensor, targets: Tensor) -> Tensor:
+    """Index of the row whose interval ``[cum[i - 1], cum[i])`` holds each target.
+
+    Rows of zero weight are never returned; targets at or past the total go to the last
+    row of positive weight.
+    """
+    last_positive = (cumulative < cumulative[..., -1:]).sum(dim=-1, keepdim=True)
+    return torch.minimum(torch.searchsorted(cumulative, targets, right=True), last_positive)
 
 
 def _search_weights(weight: Tensor, targets: Tensor) -> Tensor:
-    """Index of the row whose weight interval ``[cum[i - 1], cum[i])`` holds each target.
-
-    Rows of zero weight have empty intervals (their cumulative sum is pinned to the
-    previous one, and ``cummax`` keeps it non-decreasing even where a parallel scan
-    rounds out of order), so they are never returned; targets at or past the total go to
-    the last row of positive weight.
-    """
-    cumulative = torch.where(weight > 0, torch.cumsum(weight, dim=-1), 0).cummax(dim=-1).values
-    last_positive = (cumulative < cumulative[..., -1:]).sum(dim=-1, keepdim=True)
-    return torch.minimum(torch.searchsorted(cumulative, targets, right=True), last_positive)
+    """Index of the row whose weight interval holds each target (see :func:`_search_cumulative`)."""
+    dtype = draw_dtype(weight.device)
+    return _search_cumulative(_cumulative_weights(weight.to(dtype)), targets.to(dtype))

@@ -5,79 +5,31 @@ from __future__ import annotations
 import hashlib
 import numbers
 import os
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    ClusterMixin,
-    TransformerMixin,
-)
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
-from torch import Tensor
 
+from torchmeans._base import _BaseKMeans, warn_elkan_single_cluster
 from torchmeans._checkpoint import Checkpointer, data_fingerprint
 from torchmeans._distributed import Collective, global_mean
-from torchmeans._functional import fit_data, resolve_init, verbose_logging
-from torchmeans._lloyd import native_unsupported, uses_direct_labels
+from torchmeans._functional import fit_data, resolve_init
+from torchmeans._lloyd import uses_direct_labels
 from torchmeans._validation import (
-    NUMPY_FLOAT_DTYPES,
-    _from_numpy,
-    _scipy_to_csr_tensor,
-    check_params,
-    check_tensor,
+    constraints,
     make_generator,
     prepare_data,
     resolve_device,
-    to_device,
 )
-from torchmeans.data import KMeansData, accumulation_dtype
-from torchmeans.module import KMeansModule
-from torchmeans.ops import _native
-from torchmeans.ops.assign import assign, pairwise_distances
+from torchmeans.data import accumulation_dtype
 from torchmeans.ops.precision import with_full_float32_matmul
 from torchmeans.sources import is_source
 
 __all__ = ["KMeans"]
 
 
-OutputFn = Callable[..., Any]
-
-
-def _numpy_output(tensor: Tensor, *, labels: bool = False) -> np.ndarray:
-    array = tensor.detach().cpu().numpy()
-    return array.astype(np.int32) if labels else array
-
-
-def _torch_output(device: torch.device) -> OutputFn:
-    def to_input_device(tensor: Tensor, *, labels: bool = False) -> Tensor:
-        return tensor.to(device)
-    return to_input_device
-
-
-def _write_labels(labels: Tensor, out: Any, block: int = 1 << 20) -> Any:
-    """Copy ``labels`` into the caller's integer array ``out`` (block by block) and return it."""
-    if tuple(out.shape) != (labels.shape[0],):
-        raise ValueError(f"out has shape {tuple(out.shape)}, expected ({labels.shape[0]},).")
-    if isinstance(out, Tensor):
-        if out.is_floating_point() or out.is_complex():
-            raise ValueError(f"out must hold integers, got {out.dtype}.")
-        out.copy_(labels)
-        return out
-    if np.dtype(out.dtype).kind not in "iu":
-        raise ValueError(f"out must hold integers, got {out.dtype}.")
-    for start in range(0, labels.shape[0], block):
-        out[start : start + block] = labels[start : start + block].cpu().numpy()
-    return out
-
-
-class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+class KMeans(_BaseKMeans):
     """K-means clustering on any torch device, a drop-in for :class:`sklearn.cluster.KMeans`.
 
     Exact Lloyd iterations: each assignment is a chunked matrix product
@@ -111,7 +63,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         times the mean per-feature variance of ``X``. Iterations also stop when
         no label changes.
     verbose : int, default=0
-        Log progress at INFO level on the ``torchmeans`` logger.
+        Print progress to stdout, in scikit-learn's words.
     random_state : int, RandomState, numpy Generator, torch Generator or None, default=None
         Seeds a local ``torch.Generator`` (global random state is never
         touched). The same seed gives the same result on the same device.
@@ -214,7 +166,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     -----
     Outputs follow the input: numpy (or pandas, lists, scipy sparse) in gives
     numpy out; a torch tensor in gives tensors out on that tensor's device.
-    Integer and boolean data are clustered as float32.
+    Integer and boolean arrays are clustered as float64 (as scikit-learn does),
+    integer and boolean tensors in torch's default float dtype.
 
     Examples
     --------
@@ -225,6 +178,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     >>> sorted(km.cluster_centers_.tolist())
     [[1.0, 2.0], [10.0, 2.0]]
     """
+
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseKMeans._parameter_constraints,
+        **constraints("copy_x", "algorithm", "backend", "oversampling_factor", "init_rounds",
+                      "checkpoint", "checkpoint_every", "distributed", "precision",
+                      "deterministic"),
+    }
 
     def __init__(
         self,
@@ -273,38 +233,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.precision = precision
         self.deterministic = deterministic
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-    # -- input handling -------------------------------------------------------------
-
-    def _prepare(self, X: Any, *, reset: bool,
-                 allow_empty: bool = False) -> tuple[Tensor, Any, OutputFn]:
-        """Check ``X``: return it on the compute device, as validated, and a converter back.
-
-        A streamed source (:mod:`torchmeans.sources`) is returned as it is (it is read
-        chunk by chunk later); its outputs are numpy arrays.
-        """
-        if is_source(X):
-            self._check_n_features(X.n_features, reset)
-            return X, X, _numpy_output
-        if isinstance(X, Tensor):
-            X_tensor = check_tensor(X, allow_empty=allow_empty)
-            self._check_n_features(X_tensor.shape[1], reset)
-            device = resolve_device(self.device, X)
-            return to_device(X_tensor, device), X, _torch_output(X.device)
-        validated = validate_data(
-            self, X, accept_sparse="csr", dtype=NUMPY_FLOAT_DTYPES, order="C", reset=reset,
-            ensure_min_samples=0 if allow_empty else 1,
-        )
-        tensor = _scipy_to_csr_tensor(validated) if sp.issparse(validated) else _from_numpy(
-            validated
-        )
-        return to_device(tensor, resolve_device(self.device)), validated, _numpy_output
-
     def _fingerprint(self, n_init: int) -> dict[str, Any]:
         """Return the parameters a checkpoint must agree with to be resumed."""
         if isinstance(self.init, str):
@@ -323,43 +251,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 "oversampling_factor": float(self.oversampling_factor),
                 "init_rounds": None if self.init_rounds is None else int(self.init_rounds),
                 "random_state": seed}
-
-    def _check_n_features(self, n_features: int, reset: bool) -> None:
-        if reset:
-            self.n_features_in_ = n_features
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        elif n_features != self.n_features_in_:
-            raise ValueError(
-                f"X has {n_features} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-
-    def _direct_labels(self, data: KMeansData, centers: Tensor) -> bool:
-        """Whether labels come from the native kernel's own scores, as in the fit.
-
-        As the fit decided, where the kernel can run on ``data``. Estimators without
-        a ``backend`` (``MiniBatchKMeans``) and models loaded from files label with the
-        GEMM.
-        """
-        return (getattr(self, "_fit_direct_labels", False)
-                and native_unsupported(data) is None
-                and _native.direct_applies(centers.shape[1]))
-
-    def _fitted_terms(self, X: Any, sample_weight: Any = None) -> tuple[KMeansData, Tensor]:
-        """Return data and centers for predict/transform/score, shifted exactly as in ``fit``."""
-        if is_source(X):
-            device = resolve_device(self.device)
-            offset = self._offset.to(device)
-        else:
-            device = X.device
-            offset = self._offset.to(device, accumulation_dtype(X.dtype))
-        data = prepare_data(X, sample_weight, copy=False, metric=self.metric, offset=offset,
-                            device=device, precision=getattr(self, "precision", "exact"))
-        centers = self.cluster_centers_
-        if not isinstance(centers, Tensor):
-            centers = torch.from_numpy(centers)
-        return data, centers.to(data.acc_dtype).to(device) - data.offset
 
     # -- estimator API ------------------------------------------------------------
 
@@ -386,6 +277,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self : KMeans
             Fitted estimator.
         """
+        self._validate_params()
         collective = Collective(self.distributed)
         X_tensor, validated, output = self._prepare(X, reset=True, allow_empty=bool(collective))
         streamed = is_source(X_tensor)
@@ -401,24 +293,21 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 offset, _ = global_mean(X_tensor.to(accumulation_dtype(X_tensor.dtype)),
                                         collective)
 
-        def check(n_samples: int) -> int:
-            return check_params(
-                n_clusters=self.n_clusters, n_samples=n_samples, init=self.init,
-                n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                chunk_bytes=self.chunk_bytes, algorithm=self.algorithm,
-                init_size=self.init_size, backend=self.backend, metric=self.metric,
-                oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
-                precision=self.precision, deterministic=self.deterministic)
-
-        # Parameters are checked before any pass over the data; a streamed source's row
-        # count is known after its first pass.
-        n_init = check(known_rows if known_rows is not None else self.n_clusters)
+        # Checked against the row count before any pass over the data where it is known
+        # (a streamed source's is known after its first pass; a distributed fit's after
+        # a collective).
+        if known_rows is not None:
+            self._check_params_vs_input(known_rows)
         data = prepare_data(X_tensor, sample_weight, copy=self.copy_x, metric=self.metric,
                             device=resolve_device(self.device) if streamed else None,
                             offset=offset, collective=collective, precision=self.precision,
                             deterministic=self.deterministic)
         device = data.device
-        n_init = check(int(collective.sum(torch.tensor([data.n_samples], device=device))[0]))
+        if known_rows is None:
+            self._check_params_vs_input(
+                int(collective.sum(torch.tensor([data.n_samples], device=device))[0]))
+        n_init = self._n_init
+        algorithm = warn_elkan_single_cluster(self.algorithm, self.n_clusters)
         random_state = self.random_state
         if collective:
             data.unit_weights = collective.all(data.unit_weights, device)
@@ -427,9 +316,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                     int(check_random_state(None).randint(2**31 - 1)), device)
         checkpointer = None
         if self.checkpoint is not None:
-            if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
-                raise ValueError(f"checkpoint_every must be an integer >= 1, got "
-                                 f"{self.checkpoint_every!r}.")
             checkpointer = Checkpointer(self.checkpoint, self.checkpoint_every,
                                         data_fingerprint(data, self._fingerprint(n_init)))
         elif resume:
@@ -447,8 +333,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             tol=self.tol,
             generator=make_generator(random_state, device),
             chunk_bytes=self.chunk_bytes,
-            verbose=verbose_logging(self.verbose),
-            algorithm=self.algorithm,
+            verbose=bool(self.verbose),
+            algorithm=algorithm,
             backend=self.backend,
             metric=self.metric,
             checkpointer=checkpointer,
@@ -467,155 +353,3 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.n_iter_history_ = result.history
         self._n_features_out = self.n_clusters
         return self
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted model to a safetensors file (read it with :func:`torchmeans.load`).
-
-        Parameters
-        ----------
-        path : str or PathLike
-            Destination, conventionally ``*.safetensors``; written atomically.
-
-        Returns
-        -------
-        Path
-            The path written.
-        """
-        from torchmeans._io import save
-
-        return save(self, path)
-
-    def to_module(self, *, return_distances: bool = False) -> KMeansModule:
-        """Return a ``torch.nn.Module`` mapping vectors to their nearest center's index.
-
-        The module works under ``torch.compile`` and ``torch.export`` and gives
-        ``predict``'s labels (see :class:`torchmeans.module.KMeansModule`).
-
-        Parameters
-        ----------
-        return_distances : bool, default=False
-            Also return each vector's Euclidean distance to its center.
-
-        Returns
-        -------
-        KMeansModule
-            On the device the centers live on (move it with ``.to``).
-        """
-        check_is_fitted(self)
-        centers = self.cluster_centers_
-        if not isinstance(centers, Tensor):
-            centers = torch.from_numpy(np.ascontiguousarray(centers))
-        return KMeansModule(centers, self._offset.to(centers.device),
-                            return_distances=return_distances,
-                            normalize=self.metric == "cosine")
-
-    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit, then return the cluster of each sample (``labels_``).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
-            Training samples.
-        y : Ignored
-            Not used.
-        sample_weight : array-like or Tensor of shape (n_samples,), default=None
-            Non-negative weight of each sample.
-
-        Returns
-        -------
-        labels : ndarray or Tensor of shape (n_samples,)
-            Index of the cluster each sample belongs to.
-        """
-        return self.fit(X, sample_weight=sample_weight).labels_
-
-    @with_full_float32_matmul
-    def predict(self, X: Any, *, out: Any = None) -> Any:
-        """Return the index of the closest center for each sample.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, Tensor, source} of shape (n_samples, n_features)
-            New samples (a :mod:`torchmeans.sources` source is streamed).
-        out : ndarray or Tensor of shape (n_samples,), optional
-            Integer array to write the labels into, e.g. a ``numpy.memmap`` (written
-            in blocks) for data larger than memory; it is returned.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,) (int32) or Tensor (int64)
-            Index of the cluster each sample belongs to.
-        """
-        check_is_fitted(self)
-        X_tensor, _, output = self._prepare(X, reset=False)
-        data, centers = self._fitted_terms(X_tensor)
-        labels = assign(data, centers, chunk_bytes=self.chunk_bytes,
-                        direct=self._direct_labels(data, centers)).labels
-        if out is None:
-            return output(labels, labels=True)
-        return _write_labels(labels, out)
-
-    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit, then return the distance of each sample to each center.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
-            Training samples.
-        y : Ignored
-            Not used.
-        sample_weight : array-like or Tensor of shape (n_samples,), default=None
-            Non-negative weight of each sample.
-
-        Returns
-        -------
-        distances : ndarray or Tensor of shape (n_samples, n_clusters)
-            Euclidean distance of each sample to each center.
-        """
-        return self.fit(X, sample_weight=sample_weight).transform(X)
-
-    @with_full_float32_matmul
-    def transform(self, X: Any) -> Any:
-        """Return the Euclidean distance of each sample to each center.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
-            New samples.
-
-        Returns
-        -------
-        distances : ndarray or Tensor of shape (n_samples, n_clusters)
-            Distances, computed chunk by chunk.
-        """
-        check_is_fitted(self)
-        X_tensor, _, output = self._prepare(X, reset=False)
-        data, centers = self._fitted_terms(X_tensor)
-        distances = pairwise_distances(data, centers, chunk_bytes=self.chunk_bytes)
-        if self.metric == "cosine":  # 1 - x.c = ||x - c||^2 / 2 for unit vectors
-            distances = distances.square_().mul_(0.5)
-        return output(distances)
-
-    @with_full_float32_matmul
-    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Return the opposite of the (weighted) inertia of ``X`` against the centers.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
-            New samples.
-        y : Ignored
-            Not used.
-        sample_weight : array-like or Tensor of shape (n_samples,), default=None
-            Non-negative weight of each sample.
-
-        Returns
-        -------
-        score : float
-            ``-sum_i w_i ||x_i - c_label(i)||^2``.
-        """
-        check_is_fitted(self)
-        X_tensor, _, _ = self._prepare(X, reset=False)
-        data, centers = self._fitted_terms(X_tensor, sample_weight)
-        inertia = float(assign(data, centers, chunk_bytes=self.chunk_bytes,
-                               direct=self._direct_labels(data, centers)).inertia)
-        return -inertia * (0.5 if self.metric == "cosine" else 1.0)

@@ -12,8 +12,6 @@ iteration.
 from __future__ import annotations
 
 import functools
-import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -22,6 +20,7 @@ import torch
 from torch import Tensor
 
 from torchmeans._bounds import BoundedPass, center_groups
+from torchmeans._warnings import warn
 from torchmeans.data import KMeansData, supports_float64, weighted_sum
 from torchmeans.ops import _native, _triton
 from torchmeans.ops.assign import (
@@ -51,7 +50,6 @@ and argmin in registers, deterministic sort-based sums; dense float32/float16/
 bfloat16 rows on CUDA, or anywhere under ``TRITON_INTERPRET=1``). ``'auto'``: native
 on the CPU and Triton on CUDA where they apply, torch otherwise."""
 
-logger = logging.getLogger("torchmeans")
 
 Reducer = Callable[[Tensor], Tensor]
 
@@ -202,7 +200,7 @@ def native_elkan_applies(algorithm: str, backend: str, n_features: int) -> bool:
 
 @functools.cache
 def _warn_once(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    warn(message, RuntimeWarning)
 
 
 def _no_reduce(accumulator: Tensor) -> Tensor:
@@ -217,7 +215,7 @@ Gather = Callable[[Tensor], Tensor]
 
 
 class IterationStats(NamedTuple):
-    """What one Lloyd iteration measured (returned as data, logged when verbose)."""
+    """What one Lloyd iteration measured (returned as data, printed when verbose)."""
 
     iteration: int
     inertia: float
@@ -503,7 +501,7 @@ def lloyd(
         Applied once per iteration to the flat accumulator (identity here; an
         ``all_reduce`` for distributed data).
     verbose : bool
-        Log each iteration at INFO level on the ``torchmeans`` logger.
+        Print each iteration to stdout (scikit-learn's lines).
     algorithm : {'lloyd', 'hamerly', 'yinyang', 'elkan'}
         The assignment pass: all distances, or the bound-based pass of
         :mod:`torchmeans._bounds` (same labels, same iterations, less work).
@@ -596,11 +594,8 @@ def lloyd(
         stats = IterationStats(iteration, inertia * inertia_scale, shift_value, int(n_changed),
                                int(n_empty))
         history.append(stats)
-        if verbose:
-            logger.info(
-                "iteration %d: inertia %.6g, center shift %.3g, %d labels changed, %d empty",
-                *stats,
-            )
+        if verbose:  # scikit-learn's words, on stdout as scikit-learn prints them
+            print(f"Iteration {iteration}, inertia {stats.inertia}")
         if n_changed == 0:
             # Triton's float32 labels may differ from predict's (torch) on near-ties:
             # the fit's labels then come from a final torch assignment.
@@ -608,14 +603,12 @@ def lloyd(
         centers = new_centers
         if n_changed == 0:
             if verbose:
-                logger.info("converged at iteration %d: labels unchanged", iteration)
+                print(f"Converged at iteration {iteration}: strict convergence.")
             break
         if shift_value <= tol:
             if verbose:
-                logger.info(
-                    "converged at iteration %d: center shift %.3g within tolerance %.3g",
-                    iteration, shift_value, tol,
-                )
+                print(f"Converged at iteration {iteration}: center shift {shift_value} within "
+                      f"tolerance {tol}.")
             break
         if on_iteration is not None:  # a run that goes on: its state may be checkpointed
             on_iteration(RunState(iteration + 1, centers, labels, sums, weights, incremental,

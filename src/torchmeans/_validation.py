@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 from typing import Any
 
@@ -10,14 +11,22 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from torch import Tensor
 
 from torchmeans._lloyd import ALGORITHMS, BACKENDS
+from torchmeans._warnings import warn
 from torchmeans.data import (
     DenseData,
     KMeansData,
     SparseData,
     accumulation_dtype,
+    check_magnitudes,
     csr_tensor,
     supports_float64,
 )
@@ -36,21 +45,60 @@ __all__ = [
 ]
 
 FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
-NUMPY_FLOAT_DTYPES = (np.float32, np.float64)
-"""NumPy input dtypes kept as they are; others (float16, integers, bool) become float32."""
+NUMPY_FLOAT_DTYPES = (np.float64, np.float32)
+"""NumPy input dtypes kept as they are; others (float16, integers, bool) become float64,
+as in scikit-learn (``check_array`` converts to the first of these)."""
 
 
 def resolve_device(device: str | torch.device | None, X: Any = None) -> torch.device:
-    """Return the device to compute on.
+    """Return the device to compute on, checked to exist on this machine.
 
     An explicit ``device`` wins; otherwise a tensor's own device; otherwise CUDA
-    when it is available; otherwise the CPU.
+    when it is available; otherwise the CPU. A device this machine does not have
+    raises ``ValueError`` naming it (not torch's bare assertion at the first copy).
     """
-    if device is not None:
-        return torch.device(device)
-    if isinstance(X, Tensor):
-        return X.device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        if isinstance(X, Tensor):
+            return X.device
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device={device!r} is not a torch device: {error}") from None
+    try:
+        check_device_available(resolved)
+    except ValueError as error:
+        raise ValueError(f"device={str(resolved)!r}: {error}") from None
+    return resolved
+
+
+_ACCELERATORS = {"cuda": "CUDA", "mps": "MPS", "xpu": "XPU"}
+
+
+def check_device_available(device: torch.device) -> None:
+    """Raise ``ValueError`` if ``device`` (cuda, cuda:N, mps, xpu) is absent on this machine.
+
+    The message says what is missing and what the machine has (the caller names the
+    parameter): e.g. ``CUDA is not available on this machine (torch 2.13.0+cpu)``.
+    """
+    kind, index = device.type, device.index
+    if kind not in _ACCELERATORS:
+        return  # the CPU, and device types torch itself will check
+    label = _ACCELERATORS[kind]
+    with warnings.catch_warnings():  # an old driver warns here; the error below says it
+        warnings.simplefilter("ignore")
+        if kind == "mps":
+            backend = getattr(torch.backends, "mps", None)
+            count = int(backend is not None and backend.is_available())
+        else:
+            module = getattr(torch, kind, None)
+            count = module.device_count() if module is not None and module.is_available() else 0
+    if count == 0:
+        raise ValueError(f"{label} is not available on this machine (torch {torch.__version__})")
+    if index is not None and index >= count:
+        have = ", ".join(f"{kind}:{i}" for i in range(count))
+        raise ValueError(f"this machine has {count} {label} device{'s' if count != 1 else ''} "
+                         f"({have})")
 
 
 def _from_numpy(array: np.ndarray) -> Tensor:
@@ -95,12 +143,10 @@ def as_tensor(X: Any, device: torch.device, *, name: str = "X") -> Tensor:
 def to_device(X: Tensor, device: torch.device) -> Tensor:
     """Move checked samples to ``device``; float64 becomes float32 where it is not supported."""
     if X.dtype == torch.float64 and not supports_float64(device):
-        warnings.warn(
+        warn(
             f"{device.type} has no float64: the data are cast to float32 (pass float32 "
             "data to silence this warning).",
-            UserWarning,
-            stacklevel=4,
-        )
+            UserWarning)
         X = X.to(torch.float32)
     return X.to(device)
 
@@ -111,14 +157,15 @@ def _target_dtype(dtype: torch.dtype, name: str) -> torch.dtype:
             f"Complex data not supported: {name} has dtype {dtype}; "
             "pass real values (e.g. X.real or X.abs())."
         )
-    return dtype if dtype in FLOAT_DTYPES else torch.float32
+    return dtype if dtype in FLOAT_DTYPES else torch.get_default_dtype()
 
 
 def check_tensor(X: Tensor, *, name: str = "X", allow_empty: bool = False) -> Tensor:
     """Check a tensor of samples: 2-D, non-empty, finite, and of a float dtype.
 
-    Integer and boolean tensors are cast to float32; float64, float32, float16
-    and bfloat16 are kept. Sparse COO tensors are converted to CSR.
+    Integer and boolean tensors are cast to torch's default float dtype (as
+    ``torch.tensor`` of Python floats would be); float64, float32, float16 and
+    bfloat16 are kept. Sparse COO tensors are converted to CSR.
     """
     X = X.detach()  # embeddings straight from a model: never track gradients
     if X.layout == torch.sparse_coo:
@@ -169,12 +216,18 @@ def all_finite(values: Tensor) -> bool:
 
 def check_sample_weight(sample_weight: Any, n_samples: int, dtype: torch.dtype,
                         device: torch.device) -> Tensor:
-    """Return ``(n_samples,)`` non-negative weights with a positive sum (ones when None)."""
+    """Return ``(n_samples,)`` non-negative weights with a positive sum (ones when None).
+
+    A scalar weighs every sample alike and is checked as an array would be.
+    """
     acc = accumulation_dtype(dtype)
     if sample_weight is None:
         return torch.ones(n_samples, dtype=acc, device=device)
-    if isinstance(sample_weight, numbers.Number):
-        return torch.full((n_samples,), float(sample_weight), dtype=acc, device=device)
+    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+        if isinstance(sample_weight, numbers.Complex) and not isinstance(sample_weight,
+                                                                         numbers.Real):
+            raise ValueError(f"sample_weight must be real, got {sample_weight!r}.")
+        sample_weight = np.full(n_samples, float(sample_weight))
     if isinstance(sample_weight, Tensor):
         weight = sample_weight.detach().to(device=device, dtype=acc)
     else:
@@ -194,8 +247,11 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: torch.dtype,
         raise ValueError("sample_weight contains NaN or infinity; weights must be finite.")
     if bool((weight < 0).any()):
         raise ValueError("Negative values in data passed to sample_weight: weights must be >= 0.")
-    if not bool(weight.sum() > 0):
+    total = weight.sum()
+    if not bool(total > 0):
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+    if not bool(torch.isfinite(total)):
+        raise ValueError(f"sample_weight sums to more than {acc} holds: scale the weights down.")
     return weight
 
 
@@ -270,6 +326,8 @@ def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str =
     else:
         weight = check_sample_weight(sample_weight, X.shape[0], X.dtype, X.device)
         data = make_data(X, weight, offset=offset, copy=copy, metric=metric)
+    if not data.unit_weights:  # (unit weights: checked with the rows' norms alone)
+        check_magnitudes(data.sq_norms, data.sample_weight)
     if data.dense_rows:
         data.low_dtype = low_precision_dtype(data.dtype, precision, data.device)
     data.deterministic = deterministic
@@ -293,82 +351,106 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_params(
-    *,
-    n_clusters: Any,
-    n_samples: int,
-    init: Any,
-    n_init: Any,
-    max_iter: Any,
-    tol: Any,
-    chunk_bytes: Any = None,
-    algorithm: Any = "lloyd",
-    init_size: Any = None,
-    backend: Any = "auto",
-    metric: Any = "euclidean",
-    oversampling_factor: Any = 2.0,
-    init_rounds: Any = None,
-    precision: Any = "exact",
-    deterministic: Any = True,
-) -> int:
-    """Check the k-means parameters against the data; return the effective ``n_init``.
+def _positive_int() -> list[Any]:
+    return [Interval(numbers.Integral, 1, None, closed="left")]
 
-    ``n_init='auto'`` means one run for ``'k-means++'`` and for an array of
-    centers, and ten runs for ``'random'`` and for a callable (scikit-learn's
-    meaning).
+
+PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
+    # scikit-learn's own constraints for its parameters (sklearn/cluster/_kmeans.py)...
+    "n_clusters": _positive_int(),
+    "init": [StrOptions(set(INITS)), callable, "array-like"],
+    "n_init": [StrOptions({"auto"}), *_positive_int()],
+    "max_iter": _positive_int(),
+    "tol": [Interval(numbers.Real, 0, None, closed="left")],
+    "verbose": ["verbose"],
+    # ... with numpy and torch generators besides seeds and RandomState
+    "random_state": ["random_state", np.random.Generator, torch.Generator],
+    "copy_x": ["boolean"],
+    "batch_size": _positive_int(),
+    "compute_labels": ["boolean"],
+    "max_no_improvement": [Interval(numbers.Integral, 0, None, closed="left"), None],
+    "init_size": [*_positive_int(), None],
+    "reassignment_ratio": [Interval(numbers.Real, 0, None, closed="left")],
+    # torchmeans' own
+    "algorithm": [StrOptions(set(ALGORITHMS))],
+    "device": [str, torch.device, None],
+    "chunk_bytes": [*_positive_int(), None],
+    "backend": [StrOptions(set(BACKENDS))],
+    "metric": [StrOptions(set(METRICS))],
+    "oversampling_factor": [Interval(numbers.Real, 0, None, closed="neither")],
+    "init_rounds": [*_positive_int(), None],
+    "checkpoint": [str, os.PathLike, None],
+    "checkpoint_every": _positive_int(),
+    "distributed": ["boolean", None],
+    "precision": [StrOptions(set(PRECISIONS))],
+    "deterministic": ["boolean"],
+    "n_local_trials": [*_positive_int(), None],
+}
+"""What every parameter of the estimators and of the functional API accepts: one table,
+checked by scikit-learn's own validator, so a bad value raises its
+``InvalidParameterError`` (a ``ValueError`` and ``TypeError``) with its message."""
+
+
+def constraints(*names: str) -> dict[str, list[Any]]:
+    """Return the entries of :data:`PARAMETER_CONSTRAINTS` for ``names``."""
+    return {name: PARAMETER_CONSTRAINTS[name] for name in names}
+
+
+def validate_parameters(params: dict[str, Any], caller: str) -> None:
+    """Check ``params`` against :data:`PARAMETER_CONSTRAINTS` (``InvalidParameterError``).
+
+    Counts are integers, not booleans (scikit-learn's ``Interval(Integral)`` takes
+    ``True`` for 1): a boolean where an integer count is expected raises too.
     """
-    if not _is_int(n_clusters) or n_clusters < 1:
-        raise ValueError(f"n_clusters must be an integer >= 1, got {n_clusters!r}.")
+    table = constraints(*params)
+    validate_parameter_constraints(table, params, caller_name=caller)
+    for name, value in params.items():
+        counts = [c for c in table[name] if isinstance(c, Interval) and c.type is numbers.Integral]
+        if isinstance(value, bool | np.bool_) and counts:
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {caller} must be an int, not a bool. Got {value!r} "
+                "instead.")
+
+
+def resolve_n_init(n_init: Any, init: Any, *, default: int, caller: str) -> int:
+    """Return the number of initializations scikit-learn's rules give.
+
+    ``n_init='auto'``: one for ``'k-means++'``, ``'k-means||'`` and an array of centers,
+    ``default`` for ``'random'`` and callables (10 in ``KMeans``, 3 in
+    ``MiniBatchKMeans``). An array of centers runs once, with scikit-learn's warning.
+    """
+    is_array = not isinstance(init, str) and not callable(init)
+    if isinstance(n_init, str):  # 'auto'
+        return default if (isinstance(init, str) and init == "random") or callable(init) else 1
+    if is_array and n_init != 1:
+        warn(
+            "Explicit initial center position passed: performing only one init in "
+            f"{caller} instead of n_init={n_init}.",
+            RuntimeWarning)
+        return 1
+    return int(n_init)
+
+
+def check_n_samples(n_samples: int, n_clusters: int) -> None:
+    """Raise scikit-learn's ``ValueError`` when there are fewer samples than clusters."""
     if n_samples < n_clusters:
         raise ValueError(
             f"n_samples={n_samples} should be >= n_clusters={n_clusters}: "
             "ask for fewer clusters or pass more samples."
         )
-    if not _is_int(max_iter) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
-    if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
-        raise ValueError(f"tol must be a number >= 0, got {tol!r}.")
-    if chunk_bytes is not None and (not _is_int(chunk_bytes) or chunk_bytes < 1):
-        raise ValueError(f"chunk_bytes must be None or an integer >= 1, got {chunk_bytes!r}.")
-    if init_size is not None and (not _is_int(init_size) or init_size < 1):
-        raise ValueError(f"init_size must be None or an integer >= 1, got {init_size!r}.")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
-    if (not isinstance(oversampling_factor, numbers.Real) or isinstance(oversampling_factor, bool)
-            or not oversampling_factor > 0):
-        raise ValueError(f"oversampling_factor must be a number > 0, got {oversampling_factor!r}.")
-    if init_rounds is not None and (not _is_int(init_rounds) or init_rounds < 1):
-        raise ValueError(f"init_rounds must be None or an integer >= 1, got {init_rounds!r}.")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
-    if not isinstance(deterministic, bool | np.bool_):
-        raise ValueError(f"deterministic must be True or False, got {deterministic!r}.")
-    if isinstance(init, str):
-        if init not in INITS:
-            raise ValueError(
-                f"init must be 'k-means++', 'k-means||', 'random', an array of shape "
-                f"(n_clusters, n_features) or a callable, got {init!r}."
-            )
-    elif not callable(init) and not hasattr(init, "__len__") and not isinstance(init, Tensor):
-        raise TypeError(f"init must be a string, an array or a callable, got {type(init)}.")
-    is_array = not isinstance(init, str) and not callable(init)
-    if isinstance(n_init, str) and n_init == "auto":
-        return 10 if (isinstance(init, str) and init == "random") or callable(init) else 1
-    if not _is_int(n_init) or n_init < 1:
-        raise ValueError(f"n_init must be 'auto' or an integer >= 1, got {n_init!r}.")
-    if is_array and n_init != 1:
-        warnings.warn(
-            f"Explicit initial center position passed: performing only one init "
-            f"instead of n_init={n_init}.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return 1
-    return int(n_init)
+
+
+def check_params(*, n_samples: int, caller: str = "kmeans", default_n_init: int = 10,
+                 **params: Any) -> int:
+    """Check the functional API's parameters and the row count; return the effective ``n_init``.
+
+    ``params`` are checked against :data:`PARAMETER_CONSTRAINTS`; ``n_init`` is resolved
+    by :func:`resolve_n_init`.
+    """
+    validate_parameters(params, caller)
+    check_n_samples(n_samples, params["n_clusters"])
+    return resolve_n_init(params.get("n_init", "auto"), params.get("init", "k-means++"),
+                          default=default_n_init, caller=caller)
 
 
 def check_init_array(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype,
@@ -380,11 +462,13 @@ def check_init_array(init: Any, n_clusters: int, n_features: int, dtype: torch.d
         centers = torch.as_tensor(check_array(init, dtype=NUMPY_FLOAT_DTYPES, ensure_2d=False,
                                               allow_nd=True, ensure_min_samples=0,
                                               input_name="init", ensure_all_finite=True))
-    if centers.ndim != 2 or tuple(centers.shape) != (n_clusters, n_features):
-        raise ValueError(
-            f"The shape of the initial centers {tuple(centers.shape)} does not match "
-            f"(n_clusters, n_features) = ({n_clusters}, {n_features})."
-        )
+    shape = tuple(centers.shape)
+    if centers.ndim != 2 or shape[0] != n_clusters:
+        raise ValueError(f"The shape of the initial centers {shape} does not match the number "
+                         f"of clusters {n_clusters}.")
+    if shape[1] != n_features:
+        raise ValueError(f"The shape of the initial centers {shape} does not match the number "
+                         f"of features of the data {n_features}.")
     if not bool(torch.isfinite(centers).all()):
         raise ValueError("init contains NaN or infinity; initial centers must be finite.")
     return centers.to(dtype=dtype, copy=True).to(device)

@@ -484,11 +484,12 @@ def _batched_fit(X: Any, n_clusters: int, *, mask: Any, sample_weight: Any, init
     # Parameters first (the row count does not matter here: each problem is checked).
     check_params(n_clusters=n_clusters, n_samples=n_clusters, init=init, n_init=1,
                  max_iter=max_iter, tol=tol, chunk_bytes=chunk_bytes,
-                 deterministic=deterministic)
+                 deterministic=deterministic, random_state=random_state,
+                 caller="batched_kmeans")
     pb = _prepare(X, mask, sample_weight, n_clusters, metric, compute_device, chunk_bytes)
     n_problems, n_samples, _ = pb.x.shape
     restarts = check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
-                            n_init=n_init, max_iter=max_iter, tol=tol, chunk_bytes=chunk_bytes)
+                            n_init=n_init, caller="batched_kmeans")
     generator = make_generator(random_state, compute_device)
     source = torch.arange(n_problems, device=compute_device).repeat_interleave(restarts)
     if isinstance(init, str):

@@ -1,18 +1,37 @@
 """The ``torchmeans`` command line (install the extra: ``pip install "torchmeans[cli]"``).
 
-Commands: ``fit``, ``predict``, ``sweep``, ``info``, ``demo`` and ``env``. Each has
-``--help``; a failure prints one line (``Error: ...``) and exits with status 1 (2 for a
-usage error). Progress goes to stderr, only on a terminal and without ``--quiet``;
-results go to stdout (``--json`` for machine-readable output).
+Commands: ``fit``, ``predict``, ``sweep``, ``info``, ``demo`` and ``env``; each has ``--help``.
+
+Failures are one line on stderr, ``Error: ...``, and a non-zero exit status: 1 for a
+failure (data, model file, device, output path; an unexpected exception reads
+``Error: <type>: <message>``), 2 for a usage error (an unknown option, a value out of
+range), 130 for an interrupt. Set ``TORCHMEANS_DEBUG=1`` to see the traceback: an
+unexpected exception then propagates, and for the others the traceback of the cause is
+printed above the line. Warnings are one line each too (``Warning: ...``).
+
+Checks come before work: the output paths (their extension names the format; the
+directory must exist and be writable; an output may not be an input) and the device
+are checked before any data is read, so a mistyped option costs nothing and nothing is
+ever written at another path. Outputs are written atomically (a temporary file beside
+the target, then a rename).
+
+Progress goes to stderr, only on a terminal and without ``--quiet``; results go to
+stdout (``--json`` for machine-readable output) and nothing else does: whatever the
+estimators print during a fit is captured, its ``Iteration`` lines becoming the
+progress line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import logging
+import os
 import sys
 import time
+import traceback
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +46,56 @@ def _click() -> Any:
     return click
 
 
-def _device(name: str) -> str | None:
-    return None if name == "auto" else name
+DEBUG_VARIABLE = "TORCHMEANS_DEBUG"
+"""Environment variable: set to 1 to see tracebacks instead of one-line errors."""
+
+MODEL_OUTPUTS = (".safetensors",)
+FIGURE_OUTPUTS = (".png", ".svg", ".pdf")
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _one_line(text: str) -> str:
+    """Return the first non-empty line of ``text`` (torch errors can carry a C++ stack)."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _device(name: str | None, option: str = "--device") -> str | None:
+    """Resolve and check a ``--device`` value before any data is read.
+
+    ``auto`` (and ``None``) leave the choice to the estimator. An explicit device must
+    exist on this machine: ``torch.device`` parses the name, and CUDA, MPS and XPU
+    devices are checked for availability and index, because torch would otherwise
+    fail deep inside the fit (a long traceback, after the data was read).
+
+    Raises
+    ------
+    ValueError
+        One line naming the option, the value and what this machine has.
+    """
+    import torch
+
+    from torchmeans._validation import check_device_available
+
+    if name is None or name == "auto":
+        return None
+    where = f"{option} {name}"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{where}: not a device name; use auto, cpu, cuda, cuda:N, mps "
+                         "or xpu") from None
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ValueError(f"{where}: device type {device.type!r} is not supported; use auto, "
+                         "cpu, cuda, cuda:N, mps or xpu")
+    try:
+        check_device_available(device)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    return str(device)
 
 
 def _dtype(X: Any, name: str) -> Any:
@@ -50,59 +117,171 @@ def _sizes(labels: Any, n_clusters: int) -> list[int]:
     return np.bincount(values.astype(np.int64), minlength=n_clusters).tolist()
 
 
-class _Progress(logging.Handler):
-    """Render the ``torchmeans`` logger's per-iteration messages as one updating line."""
+class _Progress:
+    """Render a fit's per-iteration messages as one updating line on ``stream``.
+
+    The messages are scikit-learn's ``Iteration 3, inertia 12.5`` (what ``verbose=1``
+    prints on stdout); other messages are dropped.
+    """
 
     def __init__(self, stream: Any, n_samples: int) -> None:
-        super().__init__(logging.INFO)
         self.stream, self.n_samples = stream, n_samples
         self.start = time.perf_counter()
         self.iterations = 0
-        self.saved: tuple[int, bool] = (logging.NOTSET, True)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("iteration"):
-            self.iterations += 1
-            rate = self.iterations * self.n_samples / max(time.perf_counter() - self.start, 1e-9)
-            self.stream.write(f"\r{message}, {rate / 1e6:.2f} M points/s\033[K")
-            self.stream.flush()
+    def show(self, message: str) -> None:
+        """Redraw the line when ``message`` reports an iteration; ignore it otherwise."""
+        message = message.strip()
+        if not message.startswith("Iteration "):
+            return
+        self.iterations += 1
+        rate = self.iterations * self.n_samples / max(time.perf_counter() - self.start, 1e-9)
+        self.stream.write(f"\r{message.rstrip('.')}, {rate / 1e6:.2f} M points/s\033[K")
+        self.stream.flush()
 
     def close(self) -> None:
+        """End the line, so that what follows starts on a fresh one."""
         if self.iterations:
             self.stream.write("\n")
+            self.stream.flush()
+            self.iterations = 0
+
+
+class _ProgressSink(io.TextIOBase):
+    """Stand-in for stdout during a fit: lines go to a :class:`_Progress`, or nowhere.
+
+    The command's stdout carries its results (``--json`` must stay valid JSON), so
+    nothing an estimator prints may reach it.
+    """
+
+    def __init__(self, progress: _Progress | None) -> None:
+        super().__init__()
+        self.progress = progress
+        self.pending = ""
+
+    def writable(self) -> bool:
+        """Accept writes (``print`` checks nothing, but ``TextIOBase`` users do)."""
+        return True
+
+    def write(self, text: str) -> int:
+        """Pass each complete line on; keep a partial one until its end arrives."""
+        *lines, self.pending = (self.pending + text).split("\n")
+        if self.progress is not None:
+            for line in lines:
+                self.progress.show(line)
+        return len(text)
+
+    def close(self) -> None:
+        """Pass on a last line without its newline."""
+        if self.pending and self.progress is not None:
+            self.progress.show(self.pending)
+        self.pending = ""
         super().close()
 
 
-def _progress(quiet: bool, n_samples: int) -> _Progress | None:
-    """Return a progress handler on stderr (a terminal, not ``--quiet``), else None."""
-    if quiet or not sys.stderr.isatty():
-        return None
-    handler = _Progress(sys.stderr, n_samples)
-    logger = logging.getLogger("torchmeans")
-    handler.saved = (logger.level, logger.propagate)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return handler
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
-def _stop_progress(handler: _Progress | None) -> None:
-    """Remove the progress handler and give the logger its settings back."""
-    if handler is not None:
-        logger = logging.getLogger("torchmeans")
-        logger.removeHandler(handler)
-        logger.setLevel(handler.saved[0])
-        logger.propagate = handler.saved[1]
-        handler.close()
+@contextlib.contextmanager
+def _captured_output(quiet: bool = True, n_samples: int = 0,
+                     estimator: Any = None) -> Iterator[_Progress | None]:
+    """Keep what runs inside off stdout; on a terminal, show its iterations as progress.
+
+    With progress (stderr a terminal, not ``--quiet``, an ``estimator`` given) the
+    estimator is made verbose, and its ``Iteration`` lines, printed on stdout, become
+    the one updating line on stderr; everything else it prints is dropped.
+    """
+    show = estimator is not None and not quiet and _stderr_is_terminal()
+    progress = _Progress(sys.stderr, n_samples) if show else None
+    sink = _ProgressSink(progress)
+    if progress is not None:
+        estimator.set_params(verbose=1)
+    try:
+        with contextlib.redirect_stdout(sink):
+            yield progress
+    finally:
+        sink.close()
+        if progress is not None:
+            progress.close()
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """Print a warning as one line on stderr (no source line, no file name)."""
+    sys.stderr.write(f"Warning: {_one_line(str(message))}\n")
+
+
+def _numpy(values: Any) -> Any:
+    import numpy as np
+
+    return values.cpu().numpy() if hasattr(values, "cpu") else np.asarray(values)
 
 
 def build_cli() -> Any:
-    """Build the click command group (click is imported only here)."""
+    """Build the click command group (click is imported only here).
+
+    The group's ``main`` turns every failure into one line on stderr (see the module
+    docstring), also under click's test runner, which calls it the same way.
+    """
     click = _click()
 
+    class Failure(click.ClickException):
+        """A failure with its own exit status (130 for an interrupt)."""
+
+        def __init__(self, message: str, exit_code: int = 1) -> None:
+            super().__init__(message)
+            self.exit_code = exit_code
+
+    no_args_help = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+    class Group(click.Group):
+        """A click group whose failures are one line on stderr, whatever raised them."""
+
+        def invoke(self, ctx: Any) -> Any:
+            """Run the command; an interrupt or unexpected exception becomes a Failure."""
+            try:
+                return super().invoke(ctx)
+            except (click.ClickException, click.exceptions.Exit, click.Abort,
+                    BrokenPipeError):
+                raise  # click's own (and a closed stdout, which click silences)
+            except KeyboardInterrupt as error:
+                raise Failure("interrupted", 130) from error
+            except Exception as error:
+                if _debug():
+                    raise
+                message = _one_line(str(error))
+                raise Failure(f"{type(error).__name__}: {message}" if message
+                              else type(error).__name__) from error
+
+        def main(self, args: Any = None, prog_name: str | None = None,
+                 complete_var: str | None = None, standalone_mode: bool = True,
+                 **extra: Any) -> Any:
+            """Run the command line; print a failure as one line and exit with its status."""
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                try:
+                    result = super().main(args, prog_name, complete_var,
+                                          standalone_mode=False, **extra)
+                except no_args_help as error:  # bare ``torchmeans``: the help, as click does
+                    error.show()
+                    code = error.exit_code
+                except click.ClickException as error:
+                    code = _show_failure(click, error)
+                except click.Abort:  # an interrupt while click parsed the arguments
+                    click.echo("Error: interrupted", err=True)
+                    code = 130
+                else:
+                    code = result if isinstance(result, int) else 0
+            if not standalone_mode:
+                return code
+            sys.exit(code)
+
     def fail(error: Exception) -> Any:
-        return click.ClickException(str(error).splitlines()[0] if str(error) else repr(error))
+        return click.ClickException(_one_line(str(error)) or repr(error))
 
     def read(path: str, columns: str | None, array: str | None) -> tuple[Any, list | None]:
         from torchmeans._files import read_matrix
@@ -111,6 +290,31 @@ def build_cli() -> Any:
             return read_matrix(path, columns=columns, array=array)
         except (ValueError, OSError) as error:
             raise fail(error) from error
+
+    def output(path: str | None, option: str, suffixes: tuple[str, ...],
+               inputs: list[tuple[str, str | None]]) -> None:
+        """Check an output path up front; add it to ``inputs`` so outputs stay distinct."""
+        from torchmeans._files import check_output
+
+        if path is None:
+            return
+        try:
+            check_output(path, option, suffixes, inputs=inputs)
+        except ValueError as error:
+            raise fail(error) from error
+        inputs.append((option, path))
+
+    def device_of(name: str | None) -> str | None:
+        try:
+            return _device(name)
+        except ValueError as error:
+            raise fail(error) from error
+
+    def needs_matplotlib(option: str) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise fail(ValueError(f"{option} needs matplotlib: pip install 'torchmeans[cli]'"))
 
     data_argument = click.argument("data", type=str)
     columns_option = click.option("--columns", default=None,
@@ -122,7 +326,9 @@ def build_cli() -> Any:
                                help="Print machine-readable JSON instead of text.")
     quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
+                 epilog=f"A failure is one line on stderr (Error: ...); set {DEBUG_VARIABLE}=1 "
+                        "for the traceback.")
     @click.version_option(package_name="torchmeans")
     def cli() -> None:
         """Exact k-means on PyTorch: fit, predict, choose k, inspect models."""
@@ -158,12 +364,12 @@ def build_cli() -> Any:
                   help="A column of DATA (name or index) or a file with one weight per row.")
     @columns_option
     @array_option
-    @click.option("--out", type=click.Path(dir_okay=False), default=None,
-                  help="Write the model (.safetensors).")
-    @click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None,
-                  help="Write the labels (.npy).")
-    @click.option("--plot", type=click.Path(dir_okay=False), default=None,
-                  help="Write a PNG of the clusters (PCA to 2-D when DATA has more features).")
+    @click.option("--out", default=None, help="Write the model (.safetensors).")
+    @click.option("--labels", "labels_path", default=None,
+                  help="Write the labels: .npy, .csv (header 'label') or .parquet.")
+    @click.option("--plot", default=None,
+                  help="Write a picture of the clusters (.png, .svg or .pdf; PCA to 2-D when "
+                       "DATA has more features).")
     @json_option
     @quiet_option
     def fit(data: str, n_clusters: int, init: str, n_init: str, max_iter: int, tol: float,
@@ -173,13 +379,24 @@ def build_cli() -> Any:
             out: str | None, labels_path: str | None, plot: str | None, as_json: bool,
             quiet: bool) -> None:
         """Cluster DATA (.npy, .npz, .csv, .tsv, .parquet, or - for CSV on stdin)."""
-        import numpy as np
+        from torchmeans._files import ARRAY_OUTPUTS, write_array
+
+        weight_file = sample_weight is not None and Path(sample_weight).is_file()
+        files: list[tuple[str, str | None]] = [
+            ("DATA", data), ("--sample-weight", sample_weight if weight_file else None)]
+        output(out, "--out", MODEL_OUTPUTS, files)
+        output(labels_path, "--labels", ARRAY_OUTPUTS, files)
+        output(plot, "--plot", FIGURE_OUTPUTS, files)
+        if plot is not None:
+            needs_matplotlib("--plot")
+        n_init_value: int | str = n_init if n_init == "auto" else _positive_int(n_init, fail)
+        device_name = device_of(device)
 
         from torchmeans import KMeans
 
         rank, world = _process_group()
         weight_column = None
-        if sample_weight is not None and not Path(sample_weight).is_file():
+        if sample_weight is not None and not weight_file:
             weight_column = sample_weight  # a column of DATA
         wanted = columns if weight_column is None or columns is None else (
             f"{columns},{weight_column}")
@@ -200,24 +417,19 @@ def build_cli() -> Any:
             first, last = rank * len(X) // world, (rank + 1) * len(X) // world
             X = X[first:last]
             weight = None if weight is None else weight[first:last]
-        n_init_value: int | str = n_init if n_init == "auto" else _positive_int(n_init, fail)
         km = KMeans(n_clusters, init=init, n_init=n_init_value, max_iter=max_iter, tol=tol,
-                    algorithm=algorithm, device=_device(device), random_state=seed,
+                    algorithm=algorithm, device=device_name, random_state=seed,
                     metric=metric, backend=backend, precision=precision, verbose=0)
-        handler = _progress(quiet, len(X))
-        if handler is not None:
-            km.set_params(verbose=1)
         start = time.perf_counter()
         try:
-            with warnings.catch_warnings(record=True) as caught:
+            with warnings.catch_warnings(record=True) as caught, _captured_output(
+                    quiet, len(X), km):
                 warnings.simplefilter("always")
                 km.fit(_dtype(X, dtype), sample_weight=weight)
         except (ValueError, RuntimeError, TypeError) as error:
             raise fail(error) from error
-        finally:
-            _stop_progress(handler)
-        for warning in caught:  # one line each, on stderr
-            click.echo(f"Warning: {str(warning.message).splitlines()[0]}", err=True)
+        for warning in caught:  # one line each, on stderr, after the progress line
+            click.echo(f"Warning: {_one_line(str(warning.message))}", err=True)
         seconds = time.perf_counter() - start
         from torchmeans._distributed import Collective
         from torchmeans._validation import resolve_device
@@ -226,6 +438,7 @@ def build_cli() -> Any:
         sizes = _sizes(km.labels_, n_clusters)
         labels = km.labels_
         if collective:  # the whole data's sizes and labels (in rank order)
+            import numpy as np
             import torch
 
             sizes = collective.sum(torch.tensor(sizes)).tolist()
@@ -234,7 +447,7 @@ def build_cli() -> Any:
             "n_samples": int(sum(sizes)), "n_features": X.shape[1], "n_clusters": n_clusters,
             "metric": metric, "n_iter": int(km.n_iter_), "inertia": float(km.inertia_),
             "seconds": seconds,
-            "device": str(resolve_device(_device(device))),
+            "device": str(resolve_device(device_name)),
             "cluster_size_min": min(sizes), "cluster_size_max": max(sizes),
         }
         if rank != 0:  # rank 0 writes the files and the summary
@@ -245,20 +458,20 @@ def build_cli() -> Any:
             if out is not None:
                 summary["model"] = str(km.save(out))
             if labels_path is not None:
-                np.save(labels_path, labels.cpu().numpy() if hasattr(labels, "cpu") else labels)
-                summary["labels"] = labels_path
+                summary["labels"] = str(write_array(labels_path, _numpy(labels), "label"))
             if plot is not None:
                 _plot_clusters(X, km, plot)
                 summary["plot"] = plot
-        except OSError as error:
+        except (OSError, ValueError) as error:
             raise fail(error) from error
         _report(click, summary, as_json)
 
     @cli.command()
     @click.argument("model", type=str)
     @data_argument
-    @click.option("--out", type=click.Path(dir_okay=False), required=True,
-                  help="Write the labels (.npy), or the distances with --transform.")
+    @click.option("--out", required=True,
+                  help="Write the labels, or the distances with --transform: .npy, .csv "
+                       "(header 'label', or 'distance_0,distance_1,...') or .parquet.")
     @click.option("--transform", is_flag=True,
                   help="Write the (n_samples, n_clusters) distances instead of labels.")
     @columns_option
@@ -268,7 +481,10 @@ def build_cli() -> Any:
     def predict(model: str, data: str, out: str, transform: bool, columns: str | None,
                 array: str | None, device: str, as_json: bool) -> None:
         """Label DATA with a saved MODEL (nearest center of each row)."""
-        import numpy as np
+        from torchmeans._files import ARRAY_OUTPUTS, write_array
+
+        output(out, "--out", ARRAY_OUTPUTS, [("MODEL", model), ("DATA", data)])
+        device_name = device_of(device)
 
         import torchmeans
 
@@ -277,10 +493,16 @@ def build_cli() -> Any:
         except (ValueError, OSError) as error:
             raise fail(error) from error
         X, _ = read(data, columns, array)
-        km.set_params(device=_device(device))
+        expected = km.n_features_in_
+        if X.shape[1] != expected:
+            raise fail(ValueError(f"{data}: has {X.shape[1]} features, but {model} was fitted "
+                                  f"on {expected}; pass data with {expected} columns "
+                                  "(--columns)"))
+        km.set_params(device=device_name)
         try:
-            result = km.transform(X) if transform else km.predict(X)
-            np.save(out, result)
+            with _captured_output():
+                result = km.transform(X) if transform else km.predict(X)
+            write_array(out, _numpy(result), "distance" if transform else "label")
         except (ValueError, RuntimeError, OSError) as error:
             raise fail(error) from error
         summary = {"n_samples": len(X), "output": out,
@@ -301,8 +523,8 @@ def build_cli() -> Any:
     @columns_option
     @array_option
     @device_option
-    @click.option("--plot", type=click.Path(dir_okay=False), default=None,
-                  help="Write the elbow and silhouette curves (PNG).")
+    @click.option("--plot", default=None,
+                  help="Write the elbow and silhouette curves (.png, .svg or .pdf).")
     @json_option
     @quiet_option
     def sweep(data: str, k_range: str, step: int, metric: str, n_init: str, seed: int,
@@ -312,22 +534,28 @@ def build_cli() -> Any:
 
         Scores: silhouette (sampled), Calinski-Harabasz, Davies-Bouldin.
         """
+        output(plot, "--plot", FIGURE_OUTPUTS, [("DATA", data)])
+        if plot is not None:
+            needs_matplotlib("--plot")
+        ks = _parse_k_range(k_range, step, fail)
+        n_init_value: int | str = n_init if n_init == "auto" else _positive_int(n_init, fail)
+        device_name = device_of(device)
+
         from torchmeans.selection import sweep as run_sweep
 
         X, _ = read(data, columns, array)
-        ks = _parse_k_range(k_range, step, fail)
-        show = not quiet and sys.stderr.isatty()
+        show = not quiet and _stderr_is_terminal()
 
         def progress(point: Any) -> None:
             if show:
                 click.echo(f"k={point.n_clusters}: inertia {point.inertia:.6g}, silhouette "
                            f"{point.silhouette:.4f} ({point.seconds:.2f} s)", err=True)
 
-        n_init_value: int | str = n_init if n_init == "auto" else _positive_int(n_init, fail)
         try:
-            result = run_sweep(X, ks, silhouette_sample=silhouette_sample, random_state=seed,
-                               callback=progress, n_init=n_init_value, device=_device(device),
-                               metric=metric)
+            with _captured_output():
+                result = run_sweep(X, ks, silhouette_sample=silhouette_sample,
+                                   random_state=seed, callback=progress, n_init=n_init_value,
+                                   device=device_name, metric=metric)
         except (ValueError, RuntimeError) as error:
             raise fail(error) from error
         if plot is not None:
@@ -371,18 +599,29 @@ def build_cli() -> Any:
 
     @cli.command()
     @click.option("--out", default="blobs.png", show_default=True,
-                  type=click.Path(dir_okay=False), help="Where to write the PNG.")
+                  help="Where to write the picture (.png, .svg or .pdf).")
     @click.option("--device", default=None, help="Torch device (default: cuda if available).")
-    @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the init.")
+    @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                  help="Seed of the init.")
     def demo(out: str, device: str | None, seed: int) -> None:
         """Cluster 300 points in 4 blobs (k=4) and draw them, centers as red X marks."""
+        import dataclasses
+
+        from torchmeans._files import replace_atomically
+
+        output(out, "--out", FIGURE_OUTPUTS, [])
+        needs_matplotlib("demo")
+        device_name = device_of(device)
         from torchmeans._demo import run_demo
 
+        summaries = []
         try:
-            summary = run_demo(out, device=device, random_state=seed)
+            with _captured_output():
+                replace_atomically(out, lambda scratch: summaries.append(
+                    run_demo(scratch, device=device_name, random_state=seed)))
         except (ValueError, RuntimeError, OSError) as error:
             raise fail(error) from error
-        click.echo(str(summary))
+        click.echo(str(dataclasses.replace(summaries[0], image=Path(out))))
 
     @cli.command()
     @json_option
@@ -393,13 +632,31 @@ def build_cli() -> Any:
     return cli
 
 
+def _show_failure(click: Any, error: Any) -> int:
+    """Print a click exception as one ``Error:`` line on stderr; return its exit status.
+
+    A usage error's message is joined onto one line and points at the command's
+    ``--help`` (click would print the usage and a hint on lines of their own). With
+    ``TORCHMEANS_DEBUG=1`` the traceback of the error's cause comes first.
+    """
+    if _debug() and error.__cause__ is not None:
+        traceback.print_exception(error.__cause__, file=sys.stderr)
+    if isinstance(error, click.UsageError):
+        message = " ".join(line.strip() for line in error.format_message().splitlines()
+                           if line.strip())
+        if error.ctx is not None:
+            message += f" (see '{error.ctx.command_path} --help')"
+    else:
+        message = _one_line(error.format_message())
+    click.echo(f"Error: {message}", err=True)
+    return error.exit_code
+
+
 def _process_group() -> tuple[int, int]:
     """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1): (rank, world size).
 
     NCCL with one GPU per process when CUDA is available, gloo otherwise.
     """
-    import os
-
     import torch
     import torch.distributed as dist
 
@@ -513,23 +770,34 @@ def _plot_clusters(X: Any, km: Any, path: str) -> None:
     _use_agg()
     from torchmeans.plotting import plot_clusters
 
-    figure = plot_clusters(X, km.labels_, km.cluster_centers_, title=f"k = {km.n_clusters}")
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    _write_figure(plot_clusters(X, km.labels_, km.cluster_centers_,
+                                title=f"k = {km.n_clusters}"), path)
 
 
 def _save_figure(figure: Any, path: str, fail: Any) -> None:
     try:
-        figure.savefig(path, dpi=120, bbox_inches="tight")
-    except OSError as error:
+        _write_figure(figure, path)
+    except (OSError, ValueError) as error:
         raise fail(error) from error
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``torchmeans`` console script and ``python -m torchmeans``."""
-    try:
-        build_cli()(args=argv, prog_name="torchmeans")
-    finally:  # a process group joined under torchrun is left cleanly (gloo aborts otherwise)
-        import torch.distributed as dist
+def _write_figure(figure: Any, path: str) -> None:
+    """Save ``figure`` atomically, in the format ``path``'s extension names."""
+    from torchmeans._files import replace_atomically
 
-        if dist.is_available() and dist.is_initialized():
+    replace_atomically(path, lambda scratch: figure.savefig(
+        scratch, format=Path(path).suffix.lower()[1:], dpi=120, bbox_inches="tight"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``torchmeans`` console script and ``python -m torchmeans``.
+
+    Exits with the command's status: 0, or 1, 2 or 130 after a one-line ``Error:`` on
+    stderr (see the module docstring; ``TORCHMEANS_DEBUG=1`` shows tracebacks).
+    """
+    try:
+        build_cli().main(args=argv, prog_name="torchmeans")
+    finally:  # a process group joined under torchrun is left cleanly (gloo aborts otherwise)
+        dist = sys.modules.get("torch.distributed")  # imported only if a command used torch
+        if dist is not None and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

@@ -34,6 +34,7 @@ __all__ = [
     "KMeansData",
     "SparseData",
     "accumulation_dtype",
+    "check_magnitudes",
     "csr_tensor",
     "supports_float64",
     "weighted_sum",
@@ -69,6 +70,30 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     and bfloat16 accumulate in float32.
     """
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def check_magnitudes(sq_norms: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Return ``sq_norms`` (of the shifted rows) after checking their distances cannot overflow.
+
+    A squared distance between two rows, or a row and a center (a mean of rows), is at
+    most four times the largest squared norm; the inertia at most the (weighted) sum of
+    them. Where that overflows the dtype, every distance would be ``inf`` and every row
+    fall into one cluster, or the inertia be ``inf``: raise instead, naming the fix.
+    """
+    total = sq_norms.sum() if weight is None else (sq_norms * weight).sum()
+    if sq_norms.numel() and not bool(torch.isfinite(4 * total)):
+        dtype = str(sq_norms.dtype).removeprefix("torch.")
+        if weight is not None and bool(torch.isfinite(4 * sq_norms.sum())):
+            raise ValueError(
+                f"sample_weight is too large for these data in {dtype} arithmetic: the "
+                f"weighted squared distances overflow (the largest weight is "
+                f"{float(weight.max()):.3g}). Scale the weights down (only their ratios "
+                "matter to the centers).")
+        raise ValueError(
+            f"X has values too large for {dtype} arithmetic: the squared distances overflow "
+            f"(the largest squared norm of a centered row is {float(sq_norms.max()):.3g}). "
+            "Scale the data down, e.g. with sklearn.preprocessing.StandardScaler.")
+    return sq_norms
 
 
 @dataclass(frozen=True)
@@ -380,7 +405,7 @@ class DenseData(DenseRows):
             x = self._shifted(start, stop).to(self.acc_dtype)
             norms[start:stop] = x.square().sum(dim=1)
             total += x.sum(dim=0)
-        self._sq_norms, self._column_sums = norms, total
+        self._sq_norms, self._column_sums = check_magnitudes(norms), total
 
     def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
         for start, stop in _row_chunks(self.n_samples, rows):
@@ -428,7 +453,7 @@ class SparseData(KMeansData):
         self._crow_host = self._crow.cpu()
         norms = torch.zeros(self.n_samples, dtype=self.acc_dtype, device=self.device)
         norms.index_add_(0, self._row_ids, self._values.to(self.acc_dtype).square())
-        self.sq_norms = norms
+        self.sq_norms = check_magnitudes(norms)
 
     def _slice(self, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         lo, hi = int(self._crow_host[start]), int(self._crow_host[stop])

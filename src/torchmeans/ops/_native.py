@@ -18,6 +18,10 @@ per user:
   between different machines never loads code built for another CPU.
 - It has no torch ABI: it takes raw pointers through :mod:`ctypes`, which releases
   the GIL during the call. There is nothing to rebuild when torch is upgraded.
+- The C code trusts every size, stride and index it is given, so each entry point here
+  checks its buffers first (CPU, dense, dtype, shape, contiguity, and the range of the
+  labels wherever the kernel indexes with them) and raises ``ValueError`` naming the
+  call and the problem: no argument makes it read or write out of bounds.
 
 When any step fails (no compiler, not Linux, no OpenMP runtime in the process, a
 read-only cache) the kernel is unavailable and ``backend='auto'`` uses the torch
@@ -31,6 +35,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import operator
 import os
 import shutil
 import subprocess
@@ -38,6 +43,7 @@ import sys
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -202,32 +208,105 @@ def _kernel() -> _Kernel:
     return loaded
 
 
+# -- checks at the boundary -----------------------------------------------------------------
+# The C kernel trusts every size, stride and index it is given. Each entry point below
+# checks its buffers first (CPU, dense, dtype, shape, contiguity; labels that the kernel
+# uses as indices in range; k >= 1 and the int32 limits), so that no argument makes it
+# read or write out of bounds. All checks are O(rows) at most.
+
+KERNEL_DTYPES = (torch.float32, torch.float64)
+"""The dtypes the kernel is compiled for."""
+
+INT32_LIMIT = 2**31
+"""Labels and (in Elkan's pass) row indices are int32 inside the kernel."""
+
+
+def _fail(call: str, problem: str) -> ValueError:
+    return ValueError(f"{call}: {problem}")
+
+
+def _inconsistent(call: str, problem: str) -> ValueError:
+    return _fail(call, f"inconsistent sizes, layouts or dtypes: {problem}")
+
+
+def _check_buffer(call: str, name: str, tensor: Any, *, dtype: torch.dtype | None = None,
+                  shape: tuple[int, ...] | None = None, contiguous: bool = True) -> None:
+    """Raise ``ValueError`` unless ``tensor`` is a dense CPU tensor of ``dtype`` and ``shape``."""
+    if not isinstance(tensor, Tensor):
+        raise _fail(call, f"{name} must be a tensor, got {type(tensor).__name__}")
+    if tensor.device.type != "cpu":
+        raise _fail(call, f"{name} is on {tensor.device}; the native kernel reads CPU memory")
+    if tensor.layout != torch.strided:
+        raise _fail(call, f"{name} must be a dense tensor, not {tensor.layout}")
+    if dtype is not None and tensor.dtype != dtype:
+        raise _inconsistent(call, f"{name} has dtype {tensor.dtype}, expected {dtype}")
+    if shape is not None and tuple(tensor.shape) != shape:
+        raise _inconsistent(call, f"{name} has shape {tuple(tensor.shape)}, expected {shape}")
+    if contiguous and not tensor.is_contiguous():
+        raise _inconsistent(call, f"{name} (shape {tuple(tensor.shape)}, stride "
+                                  f"{tensor.stride()}) is not contiguous")
+
+
+def _check_x(call: str, x: Tensor) -> tuple[int, int]:
+    """Check the rows: 2-d float32/float64 on the CPU, unit stride along features."""
+    _check_buffer(call, "x (the rows)", x, contiguous=False)
+    if x.dim() != 2:
+        raise _inconsistent(call, f"rows must be 2-d (rows, d), got shape {tuple(x.shape)}")
+    if x.dtype not in KERNEL_DTYPES:
+        raise _inconsistent(call, f"rows have dtype {x.dtype}, expected float32 or float64")
+    if not _unit_feature_stride(x):
+        raise _inconsistent(call, f"rows {tuple(x.shape)} have stride {x.stride()}; features "
+                                  "must be adjacent (stride 1)")
+    n_rows, n_features = x.shape
+    if n_features < 1:
+        raise _inconsistent(call, "rows have no features")
+    return n_rows, n_features
+
+
+def _check_k(call: str, k: int) -> None:
+    if not 1 <= k < INT32_LIMIT:
+        raise _fail(call, f"takes 1 to 2**31 - 1 centers, not {k}")
+
+
+def _check_labels_range(call: str, labels: Tensor, k: int, why: str) -> None:
+    """Raise unless every label is in ``0..k-1`` (one min/max pass over int64 labels)."""
+    if labels.numel():
+        low, high = (int(v) for v in torch.aminmax(labels))
+        if low < 0 or high >= k:
+            raise _fail(call, f"labels outside 0..{k - 1} (from {low} to {high}); {why}")
+
+
 def _unit_feature_stride(x: Tensor) -> bool:
     """Whether row i, feature f of ``x`` is at ``i * x.stride(0) + f`` (one feature: any)."""
     return x.shape[1] == 1 or x.stride(1) == 1
 
 
-def _check_rows(name: str, x: Tensor, k: int, weight: Tensor | None, labels: Tensor,
-                accumulators: Tensor | None, operands_ok: bool, operands: str) -> None:
-    """Raise ``ValueError`` unless the kernel's buffers fit ``x`` and ``k`` centers.
+def _check_rows(call: str, x: Tensor, k: int, weight: Tensor | None, labels: Tensor,
+                accumulators: Tensor | None, incremental: bool) -> tuple[int, int]:
+    """Check what :func:`lloyd_step` and :func:`lloyd_direct` share; return ``(rows, d)``.
 
-    The kernel trusts these sizes: checked here, it never reads or writes out of bounds.
-    ``operands_ok`` / ``operands`` are the caller's own checks (scores or centers).
+    With ``incremental`` and accumulators, the kernel subtracts each moved row from
+    ``sums[labels[i]]``: the previous labels must then be valid centers.
     """
-    n_rows, n_features = x.shape
-    if k >= 2**31:
-        raise ValueError(f"{name} takes fewer than 2**31 centers, not {k}")
-    if not (_unit_feature_stride(x) and labels.is_contiguous()
-            and labels.dtype == torch.int64 and labels.numel() == n_rows and operands_ok
-            and (weight is None or weight.numel() == n_rows)
-            and (accumulators is None or (
-                accumulators.dim() == 2 and accumulators.shape[1] == k * n_features + k + 2
-                and accumulators.dtype == torch.float64 and accumulators.is_contiguous()))):
-        raise ValueError(
-            f"{name}: inconsistent sizes, layouts or dtypes (rows {tuple(x.shape)} "
-            f"{x.dtype}, stride {x.stride()}; labels {labels.numel()} {labels.dtype}; "
-            f"{operands}; accumulators "
-            f"{None if accumulators is None else tuple(accumulators.shape)})")
+    n_rows, n_features = _check_x(call, x)
+    _check_k(call, k)
+    _check_buffer(call, "labels", labels, dtype=torch.int64, shape=(n_rows,))
+    if weight is not None:
+        _check_buffer(call, "weight", weight, shape=(n_rows,), contiguous=False)
+    if accumulators is not None:
+        width = k * n_features + k + 2
+        _check_buffer(call, "accumulators", accumulators, dtype=torch.float64)
+        if accumulators.dim() != 2 or accumulators.shape[1] != width or not (
+                1 <= accumulators.shape[0] < INT32_LIMIT):
+            raise _inconsistent(call, f"accumulators have shape {tuple(accumulators.shape)}, "
+                                      f"expected (threads >= 1, {width})")
+        if incremental:
+            _check_labels_range(call, labels, k, "incremental passes take valid previous labels")
+    return n_rows, n_features
+
+
+def _weight_buffer(weight: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if weight is None else weight.to(dtype).contiguous()
 
 
 def new_accumulators(n_clusters: int, n_features: int) -> Tensor:
@@ -250,21 +329,32 @@ def lloyd_step(scores: Tensor, x: Tensor, weight: Tensor | None, labels: Tensor,
     weight : Tensor, optional
         ``(rows,)`` weights; None for unit weights.
     labels : Tensor
-        ``(rows,)`` int64 previous labels, overwritten with the nearest centers.
+        ``(rows,)`` int64 previous labels, overwritten with the nearest centers (with
+        ``incremental``, valid labels in ``0..k-1``).
     accumulators : Tensor
         From :func:`new_accumulators`; each thread adds its sums, weights, partial
         inertia and changed count to its own row (sum the rows afterwards).
     transposed, incremental : bool
         Score layout; add only moved rows (old cluster minus, new cluster plus).
+
+    Raises
+    ------
+    ValueError
+        A buffer does not fit the others (device, dtype, shape, layout), or labels are
+        out of range where the kernel indexes with them.
     """
     kernel = _kernel()
+    call = "lloyd_step"
+    _check_buffer(call, "scores", scores)
+    if scores.dim() != 2:
+        raise _inconsistent(call, f"scores must be 2-d, got shape {tuple(scores.shape)}")
     k = scores.shape[0] if transposed else scores.shape[1]
-    n_rows, n_features = x.shape
-    _check_rows("lloyd_step", x, k, weight, labels, accumulators,
-                scores.is_contiguous() and scores.dtype == x.dtype
-                and scores.numel() == n_rows * k, f"scores {tuple(scores.shape)}")
-    if weight is not None:
-        weight = weight.to(x.dtype).contiguous()
+    if accumulators is None:
+        raise _fail(call, "takes accumulators (from new_accumulators)")
+    n_rows, n_features = _check_rows(call, x, k, weight, labels, accumulators, incremental)
+    expected = (k, n_rows) if transposed else (n_rows, k)
+    _check_buffer(call, "scores", scores, dtype=x.dtype, shape=expected)
+    weight = _weight_buffer(weight, x.dtype)
     row_stride, center_stride = (1, n_rows) if transposed else (k, 1)
     kernel.steps[x.dtype](
         n_rows, k, n_features, scores.data_ptr(), row_stride, center_stride,
@@ -318,25 +408,31 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
     best_out : Tensor, optional
         Without ``accumulators``: a contiguous ``(rows,)`` tensor of the rows' dtype
         that receives each row's minimum score ``||c||^2 - 2 x.c``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`lloyd_step`, or rows of a width the kernel does not score.
     """
     kernel = _kernel()
-    n_rows, n_features = x.shape
-    k = centers.shape[0]
+    call = "lloyd_direct"
+    n_rows, n_features = _check_x(call, x)
     if not direct_applies(n_features):
         most = ("any number of" if kernel.tiled_vector_bytes
                 else f"1 to {kernel.direct_max_features}")
         raise ValueError(f"lloyd_direct takes {most} features on this CPU, not {n_features}")
+    _check_buffer(call, "centers", centers, contiguous=False)
+    _check_buffer(call, "sq_norms", sq_norms, contiguous=False)
     centers, sq_norms = centers.contiguous(), sq_norms.contiguous()
-    _check_rows("lloyd_direct", x, k, weight, labels, accumulators,
-                centers.shape == (k, n_features) and sq_norms.numel() == k
-                and centers.dtype == sq_norms.dtype == x.dtype,
-                f"centers {tuple(centers.shape)} {centers.dtype}, norms {sq_norms.numel()}")
-    if best_out is not None and (accumulators is not None or not best_out.is_contiguous()
-                                 or best_out.dtype != x.dtype or best_out.numel() != n_rows):
-        raise ValueError(f"lloyd_direct: best_out must be a contiguous ({n_rows},) {x.dtype} "
-                         "tensor, and only without accumulators")
-    if weight is not None:
-        weight = weight.to(x.dtype).contiguous()
+    k = centers.shape[0] if centers.dim() else 0
+    _check_rows(call, x, k, weight, labels, accumulators, incremental)
+    _check_buffer(call, "centers", centers, dtype=x.dtype, shape=(k, n_features))
+    _check_buffer(call, "sq_norms", sq_norms, dtype=x.dtype, shape=(k,))
+    if best_out is not None:
+        if accumulators is not None:
+            raise _fail(call, "best_out is written only without accumulators")
+        _check_buffer(call, "best_out", best_out, dtype=x.dtype, shape=(n_rows,))
+    weight = _weight_buffer(weight, x.dtype)
     n_acc = kernel.max_threads() if accumulators is None else accumulators.shape[0]
     tiled = n_features > kernel.direct_max_features
     failed = (kernel.tiled if tiled else kernel.direct)[x.dtype](
@@ -348,8 +444,6 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
     if tiled and failed:
         raise MemoryError(f"lloyd_direct: no memory for the packed centers ({k} x "
                           f"{n_features}) or a tile of rows")
-
-
 
 
 def sq_distances_to(x: Tensor, centers: Tensor, labels: Tensor) -> Tensor:
@@ -374,21 +468,20 @@ def sq_distances_to(x: Tensor, centers: Tensor, labels: Tensor) -> Tensor:
         ``(rows,)`` squared distances in the rows' dtype.
     """
     kernel = _kernel()
-    n_rows, n_features = x.shape
+    call = "sq_distances_to"
+    n_rows, n_features = _check_x(call, x)
+    _check_buffer(call, "centers", centers, contiguous=False)
+    _check_buffer(call, "labels", labels, contiguous=False)
     centers, labels = centers.contiguous(), labels.contiguous()
-    k = centers.shape[0]
-    if not (_unit_feature_stride(x) and x.dtype in kernel.sq_distances
-            and centers.dtype == x.dtype and centers.shape == (k, n_features)
-            and labels.dtype == torch.int64 and labels.numel() == n_rows):
-        raise ValueError(f"sq_distances_to: inconsistent sizes, layouts or dtypes (rows "
-                         f"{tuple(x.shape)} {x.dtype}, centers {tuple(centers.shape)} "
-                         f"{centers.dtype}, labels {labels.numel()} {labels.dtype})")
-    if n_rows and not 0 <= int(labels.min()) <= int(labels.max()) < k:
-        raise ValueError(f"sq_distances_to: labels outside 0..{k - 1}")
+    k = centers.shape[0] if centers.dim() else 0
+    _check_buffer(call, "centers", centers, dtype=x.dtype, shape=(k, n_features))
+    _check_buffer(call, "labels", labels, dtype=torch.int64, shape=(n_rows,))
+    _check_labels_range(call, labels, k, "each row's center is read at its label")
     out = torch.empty(n_rows, dtype=x.dtype)
     kernel.sq_distances[x.dtype](n_rows, n_features, x.data_ptr(), x.stride(0),
                                  centers.data_ptr(), labels.data_ptr(), out.data_ptr())
     return out
+
 
 def elkan_pass(x: Tensor, row_sq_norms: Tensor, margin: Tensor, centers: Tensor,
                center_sq_norms: Tensor, drift: Tensor, half_gaps: Tensor, upper: Tensor,
@@ -416,7 +509,7 @@ def elkan_pass(x: Tensor, row_sq_norms: Tensor, margin: Tensor, centers: Tensor,
         ``(rows,)`` and contiguous ``(rows, k)`` bounds on the distances to the own
         and to every other center (``lower[i, labels[i]]`` is +inf).
     labels : Tensor
-        ``(rows,)`` int64 labels, updated.
+        ``(rows,)`` int64 labels in ``0..k-1``, updated.
 
     Returns
     -------
@@ -424,29 +517,27 @@ def elkan_pass(x: Tensor, row_sq_norms: Tensor, margin: Tensor, centers: Tensor,
         Rows whose upper bound was tightened, and rows whose other centers were tested.
     """
     kernel = _kernel()
-    n_rows, n_features = x.shape
-    k = centers.shape[0]
+    call = "elkan_pass"
+    n_rows, n_features = _check_x(call, x)
     dtype = x.dtype
-    vectors = (row_sq_norms, margin, center_sq_norms, drift, half_gaps, upper)
-    centers = centers.contiguous()
     if not direct_applies(n_features):
         raise ValueError(f"elkan_pass: rows of {n_features} features are not scored natively "
                          "on this CPU")
-    if n_rows >= 2**31 or k >= 2**31:
-        raise ValueError(f"elkan_pass takes fewer than 2**31 rows and centers ({n_rows}, {k})")
-    if not (_unit_feature_stride(x) and dtype in kernel.elkan
-            and all(v.dtype == dtype and v.is_contiguous() and v.dim() == 1 for v in vectors)
-            and row_sq_norms.numel() == margin.numel() == upper.numel() == n_rows
-            and center_sq_norms.numel() == drift.numel() == half_gaps.numel() == k
-            and centers.shape == (k, n_features) and centers.dtype == dtype
-            and lower.shape == (n_rows, k) and lower.dtype == dtype and lower.is_contiguous()
-            and labels.dtype == torch.int64 and labels.is_contiguous()
-            and labels.numel() == n_rows):
-        raise ValueError(f"elkan_pass: inconsistent sizes, layouts or dtypes (rows "
-                         f"{tuple(x.shape)} {dtype}, centers {tuple(centers.shape)}, lower "
-                         f"{tuple(lower.shape)} {lower.dtype})")
-    if n_rows and not 0 <= int(labels.min()) <= int(labels.max()) < k:
-        raise ValueError(f"elkan_pass: labels outside 0..{k - 1}")
+    _check_buffer(call, "centers", centers, contiguous=False)
+    centers = centers.contiguous()
+    k = centers.shape[0] if centers.dim() else 0
+    _check_k(call, k)
+    if n_rows >= INT32_LIMIT:
+        raise _fail(call, f"takes fewer than 2**31 rows, not {n_rows}")
+    _check_buffer(call, "centers", centers, dtype=dtype, shape=(k, n_features))
+    for name, vector, size in (("row_sq_norms", row_sq_norms, n_rows), ("margin", margin, n_rows),
+                               ("upper", upper, n_rows), ("center_sq_norms", center_sq_norms, k),
+                               ("drift", drift, k), ("half_gaps", half_gaps, k),
+                               ("lower", lower, None)):
+        _check_buffer(call, name, vector, dtype=dtype, shape=(size,) if size is not None
+                      else (n_rows, k))
+    _check_buffer(call, "labels", labels, dtype=torch.int64, shape=(n_rows,))
+    _check_labels_range(call, labels, k, "the bounds are read at each row's label")
     counts = torch.zeros(2, dtype=torch.int64)
     failed = kernel.elkan[dtype](
         n_rows, k, n_features, x.data_ptr(), x.stride(0), row_sq_norms.data_ptr(),
@@ -457,6 +548,7 @@ def elkan_pass(x: Tensor, row_sq_norms: Tensor, margin: Tensor, centers: Tensor,
         raise MemoryError(f"elkan_pass: no memory for the pair buffers ({k} centers)")
     tightened, recomputed = counts.tolist()
     return tightened, recomputed
+
 
 class TiledRows:
     """Rows held once in the tiled kernel's layout, to compare candidate centers on them.
@@ -481,7 +573,10 @@ class TiledRows:
         kernel = _kernel()
         if not tiled_available():
             raise RuntimeError("TiledRows needs the tiled kernel (AVX2 or AVX-512)")
-        self.n_rows, n_features = x.shape
+        call = "TiledRows"
+        self.n_rows, n_features = _check_x(call, x)
+        if weight is not None:
+            _check_buffer(call, "weight", weight, shape=(self.n_rows,), contiguous=False)
         self.tile = kernel.potential_tile_rows[x.dtype]
         self.function = kernel.seeding_steps[x.dtype]
         n_tiles, full = -(-self.n_rows // self.tile), self.n_rows // self.tile
@@ -491,7 +586,8 @@ class TiledRows:
         self.tiles[full:, :, : self.n_rows - full * self.tile] = x[full * self.tile :].T
         self.sq_norms = self.padded(torch.cat([part.square().sum(dim=1)  # a bounded temporary
                                                for part in x.split(1 << 14)]))
-        self.weight = None if weight is None else self.padded(weight)
+        # in the rows' dtype: the kernel reads it as such
+        self.weight = None if weight is None else self.padded(weight.to(x.dtype))
 
     def padded(self, values: Tensor) -> Tensor:
         """Return a zero-padded copy of per-row ``values`` (for ``closest``)."""
@@ -516,21 +612,43 @@ class TiledRows:
         Tensor
             The winners' positions in the pool (int64), one per step run.
         """
-        n_pool, n_features = pool.shape
-        dtype = self.tiles.dtype
-        vectors = (pool_sq_norms, pool_now, thresholds)
-        if not (n_features == self.tiles.shape[1] and pool.dtype == dtype and pool.is_contiguous()
-                and closest.dtype == dtype and closest.is_contiguous()
-                and closest.numel() == self.sq_norms.numel()
-                and all(v.dtype == dtype and v.is_contiguous() and v.numel() == n_pool
-                        for v in vectors)):
-            raise ValueError("TiledRows.seeding_steps: inconsistent sizes, layouts or dtypes")
-        if n_trials < 1 or max_steps < 0:
-            raise ValueError(f"TiledRows.seeding_steps: n_trials={n_trials} (at least 1), "
-                             f"max_steps={max_steps} (at least 0)")
+        call = "TiledRows.seeding_steps"
+        tiles = self.tiles
+        dtype = tiles.dtype
+        _check_buffer(call, "tiles", tiles)
+        if tiles.dim() != 3 or tiles.shape[2] != self.tile or dtype not in KERNEL_DTYPES:
+            raise _inconsistent(call, f"tiles {tuple(tiles.shape)} {dtype} are not "
+                                      f"(tiles, d, {self.tile}) float32/float64")
+        n_tiles, n_features, _ = tiles.shape
+        n_padded = n_tiles * self.tile
+        _check_buffer(call, "row norms", self.sq_norms, dtype=dtype, shape=(n_padded,))
+        if self.weight is not None:
+            _check_buffer(call, "weight", self.weight, dtype=dtype, shape=(n_padded,))
+        _check_buffer(call, "closest", closest, dtype=dtype, shape=(n_padded,))
+        _check_buffer(call, "pool", pool, dtype=dtype)
+        if pool.dim() != 2 or pool.shape[1] != n_features:
+            raise _inconsistent(call, f"pool has shape {tuple(pool.shape)}, expected "
+                                      f"(proposals, {n_features})")
+        n_pool = pool.shape[0]
+        for name, vector in (("pool_sq_norms", pool_sq_norms), ("pool_now", pool_now),
+                             ("thresholds", thresholds)):
+            _check_buffer(call, name, vector, dtype=dtype, shape=(n_pool,))
+        try:
+            counts = operator.index(n_trials), operator.index(max_steps)
+        except TypeError:
+            counts = (-1, -1)
+        if counts[0] < 1 or counts[1] < 0:
+            raise ValueError(f"TiledRows.seeding_steps: n_trials={n_trials!r} (an integer, at "
+                             f"least 1), max_steps={max_steps!r} (an integer, at least 0)")
+        n_trials, max_steps = counts
+        # The kernel's buffers hold n_trials candidates' distances to every row: their
+        # sizes must not overflow (each step takes at least one proposal: at most n_pool).
+        if (n_trials + 16) * (n_padded + n_features + n_tiles + 2) * 8 >= 2**62:
+            raise MemoryError(f"{call}: {n_trials} candidates do not fit in memory")
+        max_steps = min(max_steps, n_pool)
         winners = torch.empty(max_steps, dtype=torch.int64)
         steps = self.function(
-            self.tiles.shape[0], n_features, self.tiles.data_ptr(), self.sq_norms.data_ptr(),
+            n_tiles, n_features, tiles.data_ptr(), self.sq_norms.data_ptr(),
             closest.data_ptr(), None if self.weight is None else self.weight.data_ptr(),
             n_pool, pool.data_ptr(), pool_sq_norms.data_ptr(), pool_now.data_ptr(),
             thresholds.data_ptr(), n_trials, max_steps, winners.data_ptr())

@@ -475,17 +475,36 @@ def inertia_of(data: KMeansData, centers: Tensor, labels: Tensor, *,
     return inertia
 
 
+NEAR_PAIR_SCALE = 16.0
+"""A squared distance at most ``NEAR_PAIR_SCALE * sqrt(eps) * (||x||^2 + ||c||^2)`` comes out
+of the norm expansion with a large relative error (the terms cancel); :func:`pairwise_distances`
+recomputes it from the difference of the vectors."""
+
+
 def pairwise_distances(
     data: KMeansData, centers: Tensor, *, chunk_bytes: int | None = None
 ) -> Tensor:
     """Return the ``(n_samples, k)`` Euclidean distances of every row to every center.
 
-    This is the output of ``transform``; it is filled chunk by chunk.
+    This is the output of ``transform``; it is filled chunk by chunk by the norm
+    expansion, except where that cancels (see ``NEAR_PAIR_SCALE``): those pairs, rows
+    on or near a center, are recomputed from the difference of the vectors, so every
+    distance has a small relative error and a row equal to a center is at 0.
     """
     terms = center_terms(centers)
     rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
     out = torch.empty(data.n_samples, centers.shape[0], dtype=centers.dtype, device=data.device)
+    cancels = NEAR_PAIR_SCALE * torch.finfo(centers.dtype).eps ** 0.5
     for chunk in data.chunks(rows):
-        scores = chunk_scores(data, chunk, terms, out[chunk.start : chunk.stop])
-        scores.add_(chunk.sq_norms[:, None]).clamp_(min=0).sqrt_()
+        block = out[chunk.start : chunk.stop]
+        scores = chunk_scores(data, chunk, terms, block)
+        scores.add_(chunk.sq_norms[:, None]).clamp_(min=0)
+        near = scores <= cancels * (chunk.sq_norms[:, None] + terms.sq_norms[None, :])
+        pairs = torch.nonzero(near)
+        for start in range(0, pairs.shape[0], rows):
+            row, center = pairs[start : start + rows].unbind(dim=1)
+            x = data.select(chunk, row).x
+            x = x.to_dense() if x.layout != torch.strided else x
+            block[row, center] = (x.to(centers.dtype) - centers[center]).square_().sum(dim=1)
+        scores.sqrt_()
     return out

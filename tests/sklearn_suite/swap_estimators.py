@@ -1,0 +1,53 @@
+"""A pytest plugin that runs scikit-learn's own ``test_k_means.py`` against torchmeans.
+
+Loaded with ``-p swap_estimators`` before collection, it replaces
+``sklearn.cluster.KMeans`` and ``sklearn.cluster.MiniBatchKMeans`` by torchmeans' classes,
+so the test module, imported afterwards from the installed scikit-learn, tests ours
+(``from sklearn.cluster import KMeans, MiniBatchKMeans``). Nothing is copied: the tests
+are those of the installed wheel. The only tests deselected are listed in ``EXCLUDED``
+with the reason: each tests a private helper of scikit-learn or one of its module-level
+functions, never the estimators.
+"""
+
+import sklearn.cluster
+
+import torchmeans
+
+sklearn.cluster.KMeans = torchmeans.KMeans
+sklearn.cluster.MiniBatchKMeans = torchmeans.MiniBatchKMeans
+
+EXCLUDED = {
+    "test_relocate_empty_clusters": "scikit-learn's private _relocate_empty_clusters_* helpers",
+    "test_minibatch_update_consistency": "scikit-learn's private _mini_batch_step and "
+                                         "_labels_inertia helpers",
+    "test_minibatch_reassign": "scikit-learn's private _mini_batch_step helper",
+    "test_k_means_function": "scikit-learn's module-level k_means function",
+    "test_euclidean_distance": "scikit-learn's private _euclidean_*_wrapper helpers",
+    "test_inertia": "scikit-learn's private _inertia_* helpers",
+    "test_kmeans_plusplus_wrong_params": "scikit-learn's module-level kmeans_plusplus function",
+    "test_kmeans_plusplus_output": "scikit-learn's module-level kmeans_plusplus function",
+    "test_kmeans_plusplus_norms": "scikit-learn's module-level kmeans_plusplus function",
+    "test_kmeans_plusplus_dataorder": "scikit-learn's module-level kmeans_plusplus function",
+    "test_is_same_clustering": "scikit-learn's private _is_same_clustering helper",
+}
+"""Tests of scikit-learn's private helpers and module-level functions (not of the estimators)."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect ``EXCLUDED``; check the module under test sees torchmeans' classes."""
+    kept, dropped = [], []
+    for item in items:
+        module = item.module
+        if module.KMeans is not torchmeans.KMeans or (
+                module.MiniBatchKMeans is not torchmeans.MiniBatchKMeans):
+            raise RuntimeError(f"{module.__name__} did not import torchmeans' estimators")
+        (dropped if item.originalname in EXCLUDED else kept).append(item)
+    items[:] = kept
+    config.hook.pytest_deselected(items=dropped)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the scikit-learn whose tests ran, and against what."""
+    terminalreporter.write_line(
+        f"scikit-learn {sklearn.__version__} ({sklearn.__file__}) against torchmeans "
+        f"{torchmeans.__version__}")
