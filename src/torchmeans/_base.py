@@ -105,6 +105,15 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         """Check the parameters against their constraints (``InvalidParameterError``)."""
         validate_parameters(self.get_params(deep=False), type(self).__name__)
 
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """Return the constructor's parameter names, read from its signature once per class."""
+        names = cls.__dict__.get("_parameter_names")
+        if names is None:
+            names = super()._get_param_names()
+            cls._parameter_names = names
+        return list(names)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True

@@ -29,6 +29,7 @@ from torchmeans._lloyd import (
 from torchmeans._validation import (
     as_tensor,
     check_init_array,
+    check_n_samples,
     check_params,
     check_sample_weight,
     make_data,
@@ -36,6 +37,8 @@ from torchmeans._validation import (
     normalize_rows,
     prepare_data,
     resolve_device,
+    resolve_n_init,
+    validate_parameters,
 )
 from torchmeans._warnings import warn
 from torchmeans.data import DenseData, KMeansData
@@ -381,25 +384,22 @@ def kmeans(
     >>> result.centers.shape, result.labels.shape
     (torch.Size([2, 2]), torch.Size([200]))
     """
+    validate_parameters(dict(
+        n_clusters=n_clusters, init=init, n_init=n_init, max_iter=max_iter, tol=tol,
+        chunk_bytes=chunk_bytes, algorithm=algorithm, init_size=init_size, backend=backend,
+        metric=metric, oversampling_factor=oversampling_factor, init_rounds=init_rounds,
+        precision=precision, deterministic=deterministic, random_state=random_state,
+        device=device, verbose=verbose), "kmeans")
     compute_device = resolve_device(device, X)
     streamed = is_source(X)
     X_tensor = X if streamed else as_tensor(X, compute_device)
-    known_rows = X.n_samples if streamed else X_tensor.shape[0]
-
-    def check(n_samples: int) -> int:
-        return check_params(n_clusters=n_clusters, n_samples=n_samples, init=init,
-                            n_init=n_init, max_iter=max_iter, tol=tol, chunk_bytes=chunk_bytes,
-                            algorithm=algorithm, init_size=init_size, backend=backend,
-                            metric=metric, oversampling_factor=oversampling_factor,
-                            init_rounds=init_rounds, precision=precision,
-                            deterministic=deterministic, random_state=random_state,
-                            device=device, verbose=verbose, caller="kmeans")
-
-    check(known_rows if known_rows is not None else n_clusters)
+    if not streamed or X.n_samples is not None:  # (a stream's count: after its first pass)
+        check_n_samples(X.n_samples if streamed else X_tensor.shape[0], n_clusters)
     data = prepare_data(X_tensor, sample_weight, copy=copy, metric=metric,
                         device=compute_device, precision=precision,
                         deterministic=deterministic)
-    effective_n_init = check(data.n_samples)
+    check_n_samples(data.n_samples, n_clusters)
+    effective_n_init = resolve_n_init(n_init, init, default=10, caller="kmeans")
     n_features = data.n_features
     init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
                            callable_input=X, init_size=init_size, metric=metric,

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+from sklearn import get_config
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import (
     Interval,
@@ -400,8 +401,12 @@ def validate_parameters(params: dict[str, Any], caller: str) -> None:
     """Check ``params`` against :data:`PARAMETER_CONSTRAINTS` (``InvalidParameterError``).
 
     Counts are integers, not booleans (scikit-learn's ``Interval(Integral)`` takes
-    ``True`` for 1): a boolean where an integer count is expected raises too.
+    ``True`` for 1): a boolean where an integer count is expected raises too. As in
+    scikit-learn, nothing is checked under
+    ``sklearn.config_context(skip_parameter_validation=True)``.
     """
+    if get_config()["skip_parameter_validation"]:
+        return
     table = constraints(*params)
     validate_parameter_constraints(table, params, caller_name=caller)
     for name, value in params.items():

@@ -234,9 +234,9 @@ def _check_buffer(call: str, name: str, tensor: Any, *, dtype: torch.dtype | Non
     """Raise ``ValueError`` unless ``tensor`` is a dense CPU tensor of ``dtype`` and ``shape``."""
     if not isinstance(tensor, Tensor):
         raise _fail(call, f"{name} must be a tensor, got {type(tensor).__name__}")
-    if tensor.device.type != "cpu":
+    if not tensor.is_cpu:
         raise _fail(call, f"{name} is on {tensor.device}; the native kernel reads CPU memory")
-    if tensor.layout != torch.strided:
+    if tensor.layout is not torch.strided:
         raise _fail(call, f"{name} must be a dense tensor, not {tensor.layout}")
     if dtype is not None and tensor.dtype != dtype:
         raise _inconsistent(call, f"{name} has dtype {tensor.dtype}, expected {dtype}")
