@@ -1,10 +1,13 @@
 """Each bad input raises the right error type with a message that names the problem."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from sklearn.exceptions import NotFittedError
 
+import torchmeans
 from torchmeans import KMeans, kmeans, kmeans_plusplus
 from torchmeans._validation import all_finite
 
@@ -370,3 +373,14 @@ def test_an_absent_device_is_named():
             estimator.fit(GOOD)
     with pytest.raises(ValueError, match="device='nope' is not a torch device"):
         kmeans(GOOD, 2, device="nope")
+
+
+@pytest.mark.parametrize(("shape", "message"), [
+    ((3, 2), "does not match the number of clusters 2"),
+    ((2, 3), "does not match the number of features of the data 2"),
+])
+def test_init_shape_messages_are_scikit_learns(shape, message):
+    for estimator in (KMeans, torchmeans.MiniBatchKMeans):
+        expected = re.escape(f"The shape of the initial centers {shape} {message}.")
+        with pytest.raises(ValueError, match=expected):
+            estimator(2, init=np.zeros(shape), n_init=1).fit(GOOD)

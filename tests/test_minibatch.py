@@ -179,3 +179,34 @@ def test_batches_are_drawn_by_weight():
     weight = np.concatenate([weight, np.zeros(200)])
     km = MiniBatchKMeans(4, random_state=0, compute_labels=False).fit(X, sample_weight=weight)
     assert np.abs(km.cluster_centers_).max() < 100
+
+
+def test_dense_and_sparse_input_give_the_same_fit():
+    X, _ = make_blobs(n_samples=400, centers=3, n_features=5, random_state=6)
+    weight = np.random.default_rng(6).random(len(X))
+    dense = MiniBatchKMeans(3, random_state=1, n_init=1).fit(X, sample_weight=weight)
+    sparse = MiniBatchKMeans(3, random_state=1, n_init=1).fit(sp.csr_matrix(X),
+                                                              sample_weight=weight)
+    np.testing.assert_array_equal(dense.labels_, sparse.labels_)
+    np.testing.assert_allclose(dense.cluster_centers_, sparse.cluster_centers_, rtol=1e-10)
+
+
+@pytest.mark.parametrize(("tol", "max_no_improvement", "message"), [
+    (1e-4, None, "Converged (small centers change) at step"),
+    (0.0, 10, "Converged (lack of improvement in inertia) at step"),
+])
+def test_verbose_prints_scikit_learns_lines(capsys, tol, max_no_improvement, message):
+    X, _, centers = make_blobs(centers=3, random_state=0, return_centers=True)
+    MiniBatchKMeans(3, init=centers, batch_size=20, tol=tol, random_state=0, max_iter=10,
+                    n_init=1, verbose=1, max_no_improvement=max_no_improvement).fit(X)
+    out = capsys.readouterr().out
+    assert "Init 1/1 with method array" in out
+    assert "Minibatch step 1/" in out
+    assert message in out
+
+
+def test_init_size_below_n_clusters_warns_as_scikit_learn():
+    X, _ = make_blobs(n_samples=300, centers=3, random_state=0)
+    with pytest.warns(RuntimeWarning, match=r"init_size=10 should be larger than n_clusters=20"):
+        km = MiniBatchKMeans(20, init_size=10, random_state=0).fit(X)
+    assert km._init_size == 60

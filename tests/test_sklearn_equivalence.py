@@ -5,6 +5,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 from sklearn.cluster import KMeans as SKKMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics.pairwise import euclidean_distances
 
 from _helpers import blob_data, random_row_data, to_numpy
 from torchmeans import KMeans, kmeans
@@ -262,3 +264,18 @@ def test_far_from_origin_torch_input(device):
     np.testing.assert_array_equal(
         to_numpy(ours.predict(torch.tensor(X, device=device))), ref.labels_
     )
+
+
+@pytest.mark.parametrize("kind", ["numpy", "sparse", "torch"])
+def test_transform_is_exact_near_the_centers(kind):
+    # The norm expansion cancels for rows on a center; transform recomputes those pairs.
+    X, _ = make_blobs(n_samples=500, centers=4, n_features=5, random_state=2)
+    X = X + 1000.0  # far from the origin: the expansion's terms are large
+    as_kind = {"numpy": np.asarray, "sparse": sp.csr_matrix, "torch": torch.as_tensor}[kind]
+    km = KMeans(4, random_state=0).fit(as_kind(X))
+    centers = np.asarray(km.cluster_centers_)
+    own = np.asarray(km.transform(as_kind(centers)))
+    assert (np.diag(own) == 0).all()
+    np.testing.assert_allclose(own, euclidean_distances(centers), rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(km.transform(as_kind(X))),
+                               euclidean_distances(X, centers), rtol=1e-7)
