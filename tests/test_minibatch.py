@@ -10,6 +10,11 @@ from sklearn.datasets import load_digits, make_blobs
 import torchmeans
 from _helpers import to_numpy
 from torchmeans import MiniBatchKMeans, sources
+from torchmeans._validation import make_generator as _make_generator
+
+
+def make_generator(seed):
+    return _make_generator(seed, torch.device("cpu"))
 
 
 def mean_inertia(estimator, X, seeds=5, **params):
@@ -143,21 +148,57 @@ def test_fit_then_partial_fit_continues_from_the_fit():
 
 
 def test_partial_fit_only_then_save_load_and_partial_fit(tmp_path):
-    X, _ = make_blobs(n_samples=4000, centers=4, n_features=3, random_state=3)
-    batches = np.array_split(X, 8)
-    model = MiniBatchKMeans(4, random_state=0)
-    for batch in batches[:4]:
+    # Many clusters and a high reassignment ratio: the steps draw random rows, so a loaded
+    # model must go on with the saved generator, not restart it.
+    X, _ = make_blobs(n_samples=3000, centers=20, n_features=3, random_state=3)
+    batches = np.array_split(X, 30)
+    params = {"n_clusters": 20, "random_state": 0, "reassignment_ratio": 0.5}
+    model = MiniBatchKMeans(**params)
+    for batch in batches[:15]:
         model.partial_fit(batch)
     assert not hasattr(model, "n_iter_")  # as scikit-learn: partial_fit counts steps only
     path = model.save(tmp_path / "online.safetensors")
-    loaded = torchmeans.load(path)
+    loaded, restarted = torchmeans.load(path), torchmeans.load(path)
     assert isinstance(loaded, MiniBatchKMeans)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
-    for batch in batches[4:]:  # the loaded model and the original go on alike
-        model.partial_fit(batch)
-        loaded.partial_fit(batch)
+    del restarted._generator  # as if the file had no generator state: a fresh stream
+    for batch in batches[15:]:  # the loaded model and the original go on alike
+        for estimator in (model, loaded, restarted):
+            estimator.partial_fit(batch)
     np.testing.assert_allclose(loaded.cluster_centers_, model.cluster_centers_, rtol=1e-12)
-    assert loaded.n_steps_ == model.n_steps_ == 8
+    assert loaded.n_steps_ == model.n_steps_ == 30
+    assert np.abs(restarted.cluster_centers_ - model.cluster_centers_).max() > 1e-3
+
+
+def test_fit_then_partial_fit_goes_on_with_the_fits_random_stream():
+    X, _ = make_blobs(n_samples=2000, centers=20, n_features=3, random_state=4)
+    params = {"n_clusters": 20, "random_state": 0, "reassignment_ratio": 0.5, "max_iter": 2}
+    a, b = MiniBatchKMeans(**params).fit(X), MiniBatchKMeans(**params).fit(X)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    for model in (a, b):
+        model.partial_fit(X[:100])
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    assert not torch.equal(a._generator.get_state(), make_generator(0).get_state())
+
+
+def test_a_failed_partial_fit_leaves_the_model_as_it_was():
+    X, _ = make_blobs(n_samples=500, centers=3, n_features=2, random_state=5)
+    model = MiniBatchKMeans(3, random_state=0).fit(X)
+    before = (model.cluster_centers_.copy(), model._counts.clone(), model.n_steps_,
+              model._generator.get_state())
+    for bad in (np.full((10, 2), np.nan), np.full((10, 2), 1e160), X[:10, :1],
+                np.array([["a", "b"]])):
+        with pytest.raises(ValueError, match=r"NaN|too large|features|could not convert"):
+            model.partial_fit(bad)
+        np.testing.assert_array_equal(model.cluster_centers_, before[0])
+        assert torch.equal(model._counts, before[1])
+        assert model.n_steps_ == before[2]
+        assert torch.equal(model._generator.get_state(), before[3])
+    fresh = MiniBatchKMeans(3)
+    with pytest.raises(ValueError, match="n_samples=2 should be >= n_clusters=3"):
+        fresh.partial_fit(X[:2])
+    assert not hasattr(fresh, "n_features_in_")
+    assert not hasattr(fresh, "cluster_centers_")
 
 
 def test_partial_fit_keeps_the_dtype_and_checks_features():

@@ -327,3 +327,23 @@ def test_a_kmeans_file_may_not_carry_online_state(tmp_path):
     _tamper(path, {"center_weights": torch.ones(3, dtype=torch.float64)})
     with pytest.raises(ModelFileError, match=r"center_weights.*KMeans model"):
         torchmeans.load(path)
+
+
+def test_parameters_are_checked_even_when_scikit_learn_skips_validation(tmp_path):
+    from sklearn import config_context
+
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    fitted = KMeans(3, random_state=0).fit(X)
+    path = fitted.save(tmp_path / "k.st")
+    _tamper(path, params=_params((None, fitted), chunk_bytes=-4096))
+    with config_context(skip_parameter_validation=True), pytest.raises(
+            ModelFileError, match="chunk_bytes"):
+        torchmeans.load(path)
+
+
+def test_a_forged_generator_state_is_refused(tmp_path):
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    path = MiniBatchKMeans(4, random_state=0, batch_size=64).fit(X).save(tmp_path / "m.st")
+    _tamper(path, {"generator_state": torch.zeros(7, dtype=torch.uint8)})
+    with pytest.raises(ModelFileError, match="generator_state"):
+        torchmeans.load(path)

@@ -107,21 +107,24 @@ def data_sets():
     yield "duplicates", np.repeat(np.random.default_rng(2).normal(size=(40, 3)), 6, axis=0)
 
 
+@pytest.mark.parametrize("tiled", [True, False], ids=["native tiled", "torch windows"])
 @pytest.mark.parametrize(("name", "X"), list(data_sets()), ids=lambda v: v if
                          isinstance(v, str) else "")
 @pytest.mark.parametrize("seed", range(3))
-def test_float32_float64_sparse_and_threads_draw_the_same_seeds(name, X, seed):
+def test_float32_float64_sparse_and_threads_draw_the_same_seeds(name, X, seed, tiled):
     k = 20
     weight = np.random.default_rng(seed).uniform(0.5, 2.0, len(X))
     reference = kmeans_plusplus(X, k, sample_weight=weight, random_state=seed)[1].tolist()
     threads = torch.get_num_threads()
     try:
-        for n_threads in (1, 2):
-            torch.set_num_threads(n_threads)
-            for variant in (X, X.astype(np.float32), sp.csr_matrix(X),
-                            sp.csr_matrix(X.astype(np.float32)), torch.as_tensor(X)):
-                indices = kmeans_plusplus(variant, k, sample_weight=weight, random_state=seed)[1]
-                assert indices.tolist() == reference, (name, n_threads, type(variant))
+        with tiled_kernel(tiled):
+            for n_threads in (1, 2, 3):
+                torch.set_num_threads(n_threads)
+                for variant in (X, X.astype(np.float32), sp.csr_matrix(X),
+                                sp.csr_matrix(X.astype(np.float32)), torch.as_tensor(X)):
+                    indices = kmeans_plusplus(variant, k, sample_weight=weight,
+                                              random_state=seed)[1]
+                    assert indices.tolist() == reference, (name, n_threads, type(variant))
     finally:
         torch.set_num_threads(threads)
 

@@ -10,6 +10,7 @@ helpers and module-level functions.
 
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -24,8 +25,9 @@ from packaging.version import Version
 SUITE = Path(__file__).parent / "sklearn_suite"
 SEEDS = range(40, 45)
 """Values of ``SKLEARN_TESTS_GLOBAL_RANDOM_SEED`` (scikit-learn's default, 42, among them)."""
-FEWEST_TESTS_PER_SEED = 150
-"""Fewer passing tests than this at a seed means the module was not really run."""
+FEWEST_TESTS_PER_SEED = 250
+"""Fewer passing tests than this at a seed means the module was not really run (1.6 and 1.9
+run 256 at each seed: 132 with the seed, 124 without)."""
 
 
 def claimed_scikit_learn() -> Requirement:
@@ -69,17 +71,22 @@ def outcomes_by_seed(report: Path) -> dict[str, Counter]:
 
 
 def check_outcomes(result: subprocess.CompletedProcess, report: Path, version: str) -> None:
+    """Every test ran and passed at every seed; only the listed exclusions were deselected."""
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert f"scikit-learn {version}" in result.stdout  # the version meant was the one run
     counts = outcomes_by_seed(report)
     print(f"scikit-learn {version}: {summary}; by seed: "
           + ", ".join(f"{seed}: {dict(c)}" for seed, c in sorted(counts.items())))
-    for seed in SEEDS:
-        seed_counts = counts[str(seed)]
-        assert seed_counts["failure"] == seed_counts["error"] == 0
-        assert seed_counts["passed"] + counts["none"]["passed"] >= FEWEST_TESTS_PER_SEED
-    assert "deselected" in summary  # the exclusions were applied, and only those
+    outcomes = re.findall(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)",
+                          summary)
+    assert {word for _, word in outcomes} == {"passed", "deselected"}, summary
+    deselected = int(dict((word, n) for n, word in outcomes)["deselected"])
+    assert f"deselected {deselected} tests of scikit-learn's own helpers" in result.stdout
+    per_seed = {seed: counts[str(seed)] for seed in SEEDS}
+    assert all(c == per_seed[SEEDS[0]] for c in per_seed.values()), per_seed  # same tests
+    assert set(per_seed[SEEDS[0]]) == {"passed"}
+    assert per_seed[SEEDS[0]]["passed"] + counts["none"]["passed"] >= FEWEST_TESTS_PER_SEED
 
 
 @pytest.mark.slow

@@ -17,8 +17,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+import secrets
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -393,23 +393,20 @@ def replace_atomically(path: str | os.PathLike, write: Callable[[str], None]) ->
     not ``mkstemp``'s private ``0600``.
     """
     target = Path(path)
-    handle, scratch = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                       suffix=f".tmp{target.suffix}")
-    os.close(handle)
+    while True:  # a fresh name, created here (O_EXCL) with mode 0o666 less the umask
+        scratch = str(target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp{target.suffix}")
+        try:
+            os.close(os.open(scratch, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         write(scratch)
-        os.chmod(scratch, 0o666 & ~_umask())
         os.replace(scratch, target)
     except BaseException:
         Path(scratch).unlink(missing_ok=True)
         raise
     return target
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def write_array(path: str | os.PathLike, values: Any, name: str) -> Path:

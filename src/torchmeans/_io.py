@@ -3,8 +3,9 @@
 A model file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the
 tensors ``cluster_centers`` ``(k, d)`` and ``offset`` ``(d,)`` (the training mean that
 ``predict`` subtracts, so predictions after a round trip are identical), optionally
-``init`` (an array init) and, for ``MiniBatchKMeans``, ``center_weights`` ``(k,)`` (what
-``partial_fit`` goes on from, with its step counts in ``online_state``), and string
+``init`` (an array init) and, for ``MiniBatchKMeans``, ``center_weights`` ``(k,)`` and
+``generator_state`` (what ``partial_fit`` goes on from, with its step counts in
+``online_state``: a loaded model steps as the saved one would have), and string
 metadata: the format name and version, the torchmeans version, the parameters and a
 training summary as JSON, and a ``checksum``
 (sha256 over the other metadata and every tensor's name, dtype, shape and bytes).
@@ -274,6 +275,8 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
     online = None
     if hasattr(estimator, "_counts"):  # MiniBatchKMeans: what partial_fit goes on from
         tensors["center_weights"] = _as_cpu_tensor(estimator._counts)
+        if hasattr(estimator, "_generator"):
+            tensors["generator_state"] = _cpu_generator_state(estimator._generator)
         online = {"n_steps": int(estimator.n_steps_),
                   "n_since_last_reassign": int(estimator._n_since_last_reassign),
                   "batch_size": int(estimator._batch_size)}
@@ -293,6 +296,21 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
         metadata["feature_names_in"] = json.dumps([str(n) for n in estimator.feature_names_in_])
     metadata["checksum"] = content_checksum(tensors, metadata)
     return write_atomically(Path(path), tensors, metadata)
+
+
+def _cpu_generator_state(generator: torch.Generator) -> torch.Tensor:
+    """Return the state of a CPU generator that goes on with ``generator``'s stream.
+
+    A CPU generator's own state; for another device's (whose state a CPU generator cannot
+    take), the state of a CPU generator seeded by a draw from a copy of it (the live
+    generator is not advanced by saving).
+    """
+    if generator.device.type == "cpu":
+        return generator.get_state()
+    twin = torch.Generator(device=generator.device)
+    twin.set_state(generator.get_state())
+    seed = int(torch.randint(2**62, (1,), generator=twin, device=generator.device))
+    return torch.Generator().manual_seed(seed).get_state()
 
 
 def write_atomically(path: Path, tensors: dict[str, torch.Tensor],
@@ -341,10 +359,11 @@ def load(path: str | os.PathLike) -> Any:
 
     Returns
     -------
-    KMeans
+    KMeans or MiniBatchKMeans
         Fitted: ``predict``, ``transform`` and ``score`` give what the saved
-        estimator gave. ``cluster_centers_`` is a numpy array; ``labels_`` is
-        not stored (it has one entry per training sample). Execution settings
+        estimator gave (and a ``MiniBatchKMeans``'s ``partial_fit`` goes on as it would
+        have). ``cluster_centers_`` is a numpy array; ``labels_`` is not stored (it has
+        one entry per training sample). Execution settings
         (:data:`EXECUTION_SETTINGS`) have their defaults.
 
     Raises
@@ -375,7 +394,7 @@ def _build(fields: Fields, tensors: Mapping[str, torch.Tensor]) -> Any:
     """Return the estimator of a file whose format and checksum passed, every field checked."""
     from torchmeans._kmeans import KMeans
     from torchmeans._minibatch import MiniBatchKMeans
-    from torchmeans._validation import METRICS
+    from torchmeans._validation import METRICS, validate_parameters
 
     estimators = {"KMeans": KMeans, "MiniBatchKMeans": MiniBatchKMeans}
     kind = fields.text("estimator")
@@ -389,7 +408,8 @@ def _build(fields: Fields, tensors: Mapping[str, torch.Tensor]) -> Any:
     centers = fields.tensor(tensors, "cluster_centers", _CENTER_DTYPES,
                             (n_clusters, n_features), finite=True)
     offset = fields.tensor(tensors, "offset", [centers.dtype], (n_features,), finite=True)
-    fields.only_tensors(tensors, ["cluster_centers", "offset", "init", "center_weights"])
+    fields.only_tensors(tensors, ["cluster_centers", "offset", "init", "center_weights",
+                                  "generator_state"])
     params = _checked_params(fields, params, tensors, metric, n_clusters, n_features)
     summary = _checked_summary(fields, fields.json("summary"), n_clusters)
     names = None
@@ -403,11 +423,10 @@ def _build(fields: Fields, tensors: Mapping[str, torch.Tensor]) -> Any:
         estimator = estimators[kind](**params)
     except TypeError as error:
         raise fields.fail("params", f"unknown parameters: {error}") from error
-    if getattr(type(estimator), "_parameter_constraints", None) is not None:
-        try:
-            estimator._validate_params()
-        except (ValueError, TypeError) as error:
-            raise fields.fail("params", f"invalid parameters: {error}") from error
+    try:  # (whatever scikit-learn's skip_parameter_validation says: a file is untrusted)
+        validate_parameters(estimator.get_params(deep=False), kind, always=True)
+    except (ValueError, TypeError) as error:
+        raise fields.fail("params", f"invalid parameters: {error}") from error
     estimator.cluster_centers_ = centers.numpy()
     estimator._offset = offset
     estimator.n_features_in_ = n_features
@@ -433,6 +452,8 @@ def _restore_online_state(fields: Fields, tensors: Mapping[str, torch.Tensor], e
     has_weights = "center_weights" in tensors
     fields.check(not has_weights or kind == "MiniBatchKMeans", "tensor 'center_weights'",
                  f"present in a {kind} model")
+    fields.check(has_weights or "generator_state" not in tensors, "tensor 'generator_state'",
+                 "present without tensor 'center_weights'")
     fields.check(has_weights == ("online_state" in fields.metadata), "online_state",
                  "must be given exactly with tensor 'center_weights'")
     if not has_weights:
@@ -447,6 +468,19 @@ def _restore_online_state(fields: Fields, tensors: Mapping[str, torch.Tensor], e
     estimator._n_since_last_reassign = fields.int_value(
         state["n_since_last_reassign"], "online_state.n_since_last_reassign", 0)
     estimator._batch_size = fields.int_value(state["batch_size"], "online_state.batch_size", 1)
+    if "generator_state" in tensors:
+        saved = tensors["generator_state"]
+        generator = torch.Generator()
+        try:
+            fields.check(saved.dtype == torch.uint8 and saved.dim() == 1,
+                         "tensor 'generator_state'", "must be a 1-d uint8 tensor")
+            generator.set_state(saved.contiguous())
+        except (RuntimeError, ValueError, TypeError) as error:
+            if isinstance(error, ModelFileError):
+                raise
+            raise fields.fail("tensor 'generator_state'",
+                              f"not a generator state: {str(error)[:100]}") from error
+        estimator._generator = generator
 
 
 def _checked_params(fields: Fields, params: dict[str, Any], tensors: Mapping[str, torch.Tensor],

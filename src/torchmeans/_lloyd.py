@@ -530,7 +530,11 @@ def lloyd(
     rows = chunk_rows_for(data, n_clusters, chunk_bytes)
     labels = torch.full((data.n_samples,), -1, dtype=torch.int64, device=data.device)
     first_iteration = 0
-    inertia_offset = reduce((data.sq_norms @ data.sample_weight).reshape(1))[0]
+    # Running totals (sums, weights, inertia) in float64 where the device has it: they do
+    # not drift as rows move in and out, and float32 inertias would overflow at 3e38.
+    total_dtype = torch.float64 if supports_float64(data.device) else data.acc_dtype
+    inertia_offset = reduce((data.sq_norms.to(total_dtype)
+                             @ data.sample_weight.to(total_dtype)).reshape(1))[0]
     history: list[IterationStats] = []
     labels_are_final = False
     # Running per-cluster sums and weights. With unit weights, once few labels change,
@@ -538,7 +542,6 @@ def lloyd(
     # float64 so that adding and removing rows does not drift, and the weights stay
     # exact integer counts (so "empty" is exactly weight 0). After a relocation, or
     # with general weights, every pass recomputes the totals from all rows.
-    total_dtype = torch.float64 if supports_float64(data.device) else data.acc_dtype
     sums = weights = torch.empty(0)
     incremental = False
     if start is not None:
@@ -578,8 +581,9 @@ def lloyd(
         new_centers = update(sums, weights)
         shift = (new_centers - centers).square().sum()
         n_changed, n_empty, shift_value, inertia = torch.stack(
-            [acc.n_changed, (weights == 0).sum().to(shift.dtype), shift,
-             (acc.partial_inertia + inertia_offset).clamp(min=0)]
+            [acc.n_changed.to(total_dtype), (weights == 0).sum().to(total_dtype),
+             shift.to(total_dtype),
+             (acc.partial_inertia.to(total_dtype) + inertia_offset).clamp(min=0)]
         ).tolist()
         if n_empty:
             _relocate_empty_clusters(data, centers, labels, sums, weights, rows, gather)

@@ -23,6 +23,8 @@ batch arithmetic (assignment GEMM, scatter sums) runs on the estimator's device.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -340,6 +342,7 @@ class MiniBatchKMeans(_BaseKMeans):
                 break
         self.n_steps_ = step + 1
         self.n_iter_ = int(np.ceil(self.n_steps_ * batch_size / n_samples))
+        self._generator = generator  # partial_fit goes on with the same stream
         self._finish(data, output)
         if not self.compute_labels:
             self.inertia_ = (self._ewa_inertia or 0.0) * float(data.sample_weight.sum())
@@ -368,6 +371,33 @@ class MiniBatchKMeans(_BaseKMeans):
             Updated estimator.
         """
         self._validate_params()
+        with self._all_or_nothing():
+            return self._partial_fit(X, sample_weight)
+
+    _STATE = ("cluster_centers_", "labels_", "inertia_", "n_steps_", "n_features_in_",
+              "feature_names_in_", "_centers", "_counts", "_offset", "_n_since_last_reassign",
+              "_batch_size", "_init_size", "_n_init", "_generator", "_n_features_out")
+    """What ``partial_fit`` changes."""
+
+    @contextlib.contextmanager
+    def _all_or_nothing(self) -> Iterator[None]:
+        """Give the model its state back if the step fails: a bad batch never half-updates it."""
+        saved = {name: getattr(self, name) for name in self._STATE if hasattr(self, name)}
+        generator = saved.get("_generator")
+        generator_state = None if generator is None else generator.get_state()
+        try:
+            yield
+        except BaseException:
+            for name in self._STATE:
+                if name in saved:
+                    setattr(self, name, saved[name])
+                elif hasattr(self, name):
+                    delattr(self, name)
+            if generator is not None:
+                generator.set_state(generator_state)
+            raise
+
+    def _partial_fit(self, X: Any, sample_weight: Any) -> MiniBatchKMeans:
         has_centers = hasattr(self, "cluster_centers_")
         X_tensor, validated, output = self._prepare(X, reset=not has_centers)
         if not isinstance(X_tensor, Tensor):
@@ -394,6 +424,8 @@ class MiniBatchKMeans(_BaseKMeans):
     def _resume_state(self, X: Tensor) -> None:
         """Bring a fitted model's state to ``X``'s device (and rebuild it after a load)."""
         device = X.device
+        # (a generator of another device: one drawn from it, on this one)
+        self._generator = make_generator(self._generator, device)
         if not hasattr(self, "_counts"):
             raise ValueError(
                 "this MiniBatchKMeans has no per-center weights to continue from (a model "

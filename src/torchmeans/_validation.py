@@ -327,8 +327,9 @@ def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str =
     else:
         weight = check_sample_weight(sample_weight, X.shape[0], X.dtype, X.device)
         data = make_data(X, weight, offset=offset, copy=copy, metric=metric)
-    if not data.unit_weights:  # (unit weights: checked with the rows' norms alone)
-        check_magnitudes(data.sq_norms, data.sample_weight)
+    # Before anything uses the rows (data too large to take distances of are refused here,
+    # once, not deep inside a pass).
+    check_magnitudes(data.sq_norms, None if data.unit_weights else data.sample_weight)
     if data.dense_rows:
         data.low_dtype = low_precision_dtype(data.dtype, precision, data.device)
     data.deterministic = deterministic
@@ -397,15 +398,16 @@ def constraints(*names: str) -> dict[str, list[Any]]:
     return {name: PARAMETER_CONSTRAINTS[name] for name in names}
 
 
-def validate_parameters(params: dict[str, Any], caller: str) -> None:
+def validate_parameters(params: dict[str, Any], caller: str, *, always: bool = False) -> None:
     """Check ``params`` against :data:`PARAMETER_CONSTRAINTS` (``InvalidParameterError``).
 
     Counts are integers, not booleans (scikit-learn's ``Interval(Integral)`` takes
     ``True`` for 1): a boolean where an integer count is expected raises too. As in
     scikit-learn, nothing is checked under
-    ``sklearn.config_context(skip_parameter_validation=True)``.
+    ``sklearn.config_context(skip_parameter_validation=True)``, unless ``always`` (values
+    read from a file).
     """
-    if get_config()["skip_parameter_validation"]:
+    if get_config()["skip_parameter_validation"] and not always:
         return
     table = constraints(*params)
     validate_parameter_constraints(table, params, caller_name=caller)

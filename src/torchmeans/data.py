@@ -72,28 +72,32 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def check_magnitudes(sq_norms: Tensor, weight: Tensor | None = None) -> Tensor:
-    """Return ``sq_norms`` (of the shifted rows) after checking their distances cannot overflow.
+def check_magnitudes(sq_norms: Tensor, weight: Tensor | None = None) -> None:
+    """Raise ``ValueError`` where the distances of these rows would overflow.
 
-    A squared distance between two rows, or a row and a center (a mean of rows), is at
-    most four times the largest squared norm; the inertia at most the (weighted) sum of
-    them. Where that overflows the dtype, every distance would be ``inf`` and every row
-    fall into one cluster, or the inertia be ``inf``: raise instead, naming the fix.
+    ``sq_norms`` are the squared norms of the shifted rows. A squared distance between two
+    rows, or a row and a center (a mean of rows), is at most four times the largest: where
+    that overflows the rows' dtype, the distances are ``inf``, every row falls into one
+    cluster (or a NaN score gives no label at all). The inertia, summed in float64 (the
+    accumulators' dtype, where the device has it), is at most four times the weighted sum:
+    where that overflows, the weights are too large. Both are refused with the fix named.
     """
-    total = sq_norms.sum() if weight is None else (sq_norms * weight).sum()
-    if sq_norms.numel() and not bool(torch.isfinite(4 * total)):
-        dtype = str(sq_norms.dtype).removeprefix("torch.")
-        if weight is not None and bool(torch.isfinite(4 * sq_norms.sum())):
-            raise ValueError(
-                f"sample_weight is too large for these data in {dtype} arithmetic: the "
-                f"weighted squared distances overflow (the largest weight is "
-                f"{float(weight.max()):.3g}). Scale the weights down (only their ratios "
-                "matter to the centers).")
+    if not sq_norms.numel():
+        return
+    dtype = str(sq_norms.dtype).removeprefix("torch.")
+    largest = sq_norms.max()
+    if not bool(torch.isfinite(4 * largest)):
         raise ValueError(
             f"X has values too large for {dtype} arithmetic: the squared distances overflow "
-            f"(the largest squared norm of a centered row is {float(sq_norms.max()):.3g}). "
-            "Scale the data down, e.g. with sklearn.preprocessing.StandardScaler.")
-    return sq_norms
+            f"(the largest squared norm of a centered row is {float(largest):.3g}). Scale "
+            "the data down, e.g. with sklearn.preprocessing.StandardScaler.")
+    if weight is not None:
+        wide = torch.float64 if supports_float64(sq_norms.device) else sq_norms.dtype
+        if not bool(torch.isfinite(4 * (sq_norms.to(wide) @ weight.to(wide)))):
+            raise ValueError(
+                f"sample_weight is too large for these data: the weighted squared distances "
+                f"overflow (the largest weight is {float(weight.max()):.3g}). Scale the "
+                "weights down (only their ratios matter to the centers).")
 
 
 @dataclass(frozen=True)
@@ -405,7 +409,7 @@ class DenseData(DenseRows):
             x = self._shifted(start, stop).to(self.acc_dtype)
             norms[start:stop] = x.square().sum(dim=1)
             total += x.sum(dim=0)
-        self._sq_norms, self._column_sums = check_magnitudes(norms), total
+        self._sq_norms, self._column_sums = norms, total
 
     def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
         for start, stop in _row_chunks(self.n_samples, rows):
@@ -453,7 +457,7 @@ class SparseData(KMeansData):
         self._crow_host = self._crow.cpu()
         norms = torch.zeros(self.n_samples, dtype=self.acc_dtype, device=self.device)
         norms.index_add_(0, self._row_ids, self._values.to(self.acc_dtype).square())
-        self.sq_norms = check_magnitudes(norms)
+        self.sq_norms = norms
 
     def _slice(self, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         lo, hi = int(self._crow_host[start]), int(self._crow_host[stop])
@@ -505,13 +509,18 @@ class SparseData(KMeansData):
         sums.view(-1).index_add_(0, flat_index, values.to(sums.dtype), alpha=alpha)
 
     def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:  # noqa: D102
-        # ||x||^2 - 2 x.c + ||c||^2 with x.c gathered per non-zero: O(nnz), no dense row.
+        # ||c||^2 + sum over the row's non-zeros of (x_j - c_j)^2 - c_j^2: O(nnz), no dense
+        # row, and no cancellation of ||x||^2 against 2 x.c (a row on its center is at 0).
+        # In float64 where the device has it: ||c||^2 less the support's part cancels when
+        # the center lies on the row's support.
         rows, col, values = self._coo(chunk)
-        dots = torch.zeros(labels.numel(), dtype=centers.dtype, device=self.device)
-        dots.index_add_(0, rows, values * centers[labels[rows], col])
-        center_sq_norms = centers.square().sum(dim=1)
-        distances = chunk.sq_norms - 2 * dots + center_sq_norms[labels]
-        return distances.clamp_(min=0)
+        wide = torch.float64 if supports_float64(self.device) else centers.dtype
+        wide_centers = centers.to(wide)
+        on_support = wide_centers[labels[rows], col]
+        distances = wide_centers.square().sum(dim=1)[labels]
+        distances.index_add_(0, rows, (values.to(wide) - on_support).square_()
+                             - on_support.square())
+        return distances.clamp_(min=0).to(centers.dtype)
 
     def take(self, indices: Tensor) -> Tensor:  # noqa: D102
         crow, col, values = _gather_csr_rows(self._crow, self._col, self._values, indices)

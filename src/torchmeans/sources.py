@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from torchmeans._validation import safe_row_norms
-from torchmeans.data import Chunk, DenseData, DenseRows, check_magnitudes, supports_float64
+from torchmeans.data import Chunk, DenseData, DenseRows, supports_float64
 
 __all__ = ["DataSource", "StreamData", "from_array", "from_batches", "from_npy"]
 
@@ -353,7 +353,7 @@ class StreamData(DenseRows):
             x = _wait_ready(block) - self.offset
             norms[start : start + len(x)] = x.square().sum(dim=1)
             sums += x.sum(dim=0)
-        self.sq_norms, self._column_sums = check_magnitudes(norms), sums
+        self.sq_norms, self._column_sums = norms, sums
 
     def set_sample_weight(self, sample_weight: Tensor | None) -> None:
         """Set the ``(n_samples,)`` weights (None: ones), once the rows are counted."""

@@ -44,10 +44,13 @@ def pytest_collection_modifyitems(config, items):
         (dropped if item.originalname in EXCLUDED else kept).append(item)
     items[:] = kept
     config.hook.pytest_deselected(items=dropped)
+    config._torchmeans_deselected = len(dropped)
 
 
 def pytest_terminal_summary(terminalreporter):
     """Name the scikit-learn whose tests ran, and against what."""
     terminalreporter.write_line(
         f"scikit-learn {sklearn.__version__} ({sklearn.__file__}) against torchmeans "
-        f"{torchmeans.__version__}")
+        f"{torchmeans.__version__}; deselected "
+        f"{getattr(terminalreporter.config, '_torchmeans_deselected', 0)} tests of "
+        "scikit-learn's own helpers")

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from torchmeans.data import Chunk, KMeansData, rows_per_chunk, supports_float64, weighted_sum
+from torchmeans.data import Chunk, KMeansData, rows_per_chunk, supports_float64
 from torchmeans.ops import _native
 from torchmeans.ops.precision import certify, largest_norm, resolve_in_float64, top2
 
@@ -441,7 +441,7 @@ def assign(
     labels = labels_out
     if labels is None:
         labels = torch.empty(data.n_samples, dtype=torch.int64, device=data.device)
-    inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
+    inertia = torch.zeros((), dtype=_inertia_dtype(data), device=data.device)
     buffer = None if direct else score_buffer(data, centers, rows)
     if direct:
         rows = direct_pass_rows(data, rows, centers.shape[0])
@@ -456,8 +456,18 @@ def assign(
                                               previous=chunk_previous)
             labels[chunk.start : chunk.stop] = chunk_labels
         distances = exact_sq_distances(data, chunk, centers, chunk_labels, native=direct)
-        inertia += weighted_sum(distances, chunk.weight)
+        inertia += _weighted_total(distances, chunk.weight, inertia.dtype)
     return Assignment(labels, inertia)
+
+
+def _inertia_dtype(data: KMeansData) -> torch.dtype:
+    """Inertia is summed in float64 where the device has it: float32 totals overflow at 3e38."""
+    return torch.float64 if supports_float64(data.device) else data.acc_dtype
+
+
+def _weighted_total(distances: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tensor:
+    wide = distances.to(dtype)
+    return wide.sum() if weight is None else weight.to(dtype) @ wide
 
 
 def inertia_of(data: KMeansData, centers: Tensor, labels: Tensor, *,
@@ -467,11 +477,11 @@ def inertia_of(data: KMeansData, centers: Tensor, labels: Tensor, *,
     ``native``: distances from the compiled kernel (see :func:`exact_sq_distances`).
     """
     rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
-    inertia = torch.zeros((), dtype=centers.dtype, device=data.device)
+    inertia = torch.zeros((), dtype=_inertia_dtype(data), device=data.device)
     for chunk in data.chunks(rows):
         distances = exact_sq_distances(data, chunk, centers, labels[chunk.start : chunk.stop],
                                        native=native)
-        inertia += weighted_sum(distances, chunk.weight)
+        inertia += _weighted_total(distances, chunk.weight, inertia.dtype)
     return inertia
 
 
@@ -487,24 +497,35 @@ def pairwise_distances(
     """Return the ``(n_samples, k)`` Euclidean distances of every row to every center.
 
     This is the output of ``transform``; it is filled chunk by chunk by the norm
-    expansion, except where that cancels (see ``NEAR_PAIR_SCALE``): those pairs, rows
-    on or near a center, are recomputed from the difference of the vectors, so every
-    distance has a small relative error and a row equal to a center is at 0.
+    expansion, except where that cancels: each row's distance to its nearest center is
+    recomputed from the difference of the vectors (:func:`exact_sq_distances`, one pass),
+    and so is any other pair the expansion put within ``NEAR_PAIR_SCALE`` of cancelling.
+    So every distance has a small relative error, and a row equal to a center is at 0.
+    (Sparse rows' own distances are exact but for float64 rounding of ``||c||^2``, so
+    their near pairs are recomputed too; gathered rows are densified a few at a time.)
     """
     terms = center_terms(centers)
     rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
     out = torch.empty(data.n_samples, centers.shape[0], dtype=centers.dtype, device=data.device)
     cancels = NEAR_PAIR_SCALE * torch.finfo(centers.dtype).eps ** 0.5
+    native = native_rows_apply(data)
+    itemsize = torch.finfo(centers.dtype).bits // 8
+    gathered = max(1, chunk_budget(data, chunk_bytes) // (data.n_features * itemsize))
     for chunk in data.chunks(rows):
         block = out[chunk.start : chunk.stop]
         scores = chunk_scores(data, chunk, terms, block)
         scores.add_(chunk.sq_norms[:, None]).clamp_(min=0)
+        nearest = scores.argmin(dim=1)
         near = scores <= cancels * (chunk.sq_norms[:, None] + terms.sq_norms[None, :])
-        pairs = torch.nonzero(near)
-        for start in range(0, pairs.shape[0], rows):
-            row, center = pairs[start : start + rows].unbind(dim=1)
-            x = data.select(chunk, row).x
-            x = x.to_dense() if x.layout != torch.strided else x
-            block[row, center] = (x.to(centers.dtype) - centers[center]).square_().sum(dim=1)
+        block.scatter_(1, nearest[:, None], exact_sq_distances(
+            data, chunk, centers, nearest, native=native).to(block.dtype)[:, None])
+        if data.dense_rows:  # (the own center's distance is exact now)
+            near[torch.arange(near.shape[0], device=near.device), nearest] = False
+        if bool(near.any()):  # other near pairs (a row between close centers): gathered
+            for pairs in torch.nonzero(near).split(gathered):
+                row, center = pairs.unbind(dim=1)
+                x = data.select(chunk, row).x
+                x = x.to_dense() if x.layout != torch.strided else x
+                block[row, center] = (x.to(centers.dtype) - centers[center]).square_().sum(1)
         scores.sqrt_()
     return out
