@@ -215,7 +215,7 @@ def blocked_kmeans_plusplus_centers(
     while chosen < n_clusters:
         block_start = chosen
         block = min(chosen, BLOCKED_SEEDING_MAX_BLOCK, n_clusters - chosen)
-        pool_ids = _weighted_choice(weight * closest, 2 * n_local_trials * block, generator)
+        pool_ids = _weighted_choice(weight, 2 * n_local_trials * block, generator, closest)
         pool = data.take(pool_ids)
         pool_sq = pool.square().sum(dim=1)
         # A proposal is accepted with probability D^2 / D_0^2 when its turn comes: with one
@@ -531,8 +531,12 @@ class WeightedRows:
         return _search_cumulative(self.cumulative, draws * self.cumulative[-1:])
 
 
-def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator) -> Tensor:
+def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator,
+                     times: Tensor | None = None) -> Tensor:
     """``size`` indices along the last dimension drawn with replacement, by weight.
+
+    With ``times``, by ``weight * times`` (the product formed in the draws' dtype, in
+    place: no copy of it in the data's dtype).
 
     Leading dimensions are independent draws (batched problems). Uniform draws scaled
     by the total weight, then ``searchsorted`` in the cumulative weights (any number of
@@ -543,17 +547,22 @@ def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator) -> T
     dtype = draw_dtype(weight.device)
     draws = torch.rand(*weight.shape[:-1], size, generator=generator, device=weight.device,
                        dtype=dtype)
-    cumulative = _cumulative_weights(weight.to(dtype))
+    values = weight.to(dtype) if times is None else times.to(dtype, copy=True).mul_(weight)
+    cumulative = _cumulative_weights(values)
     return _search_cumulative(cumulative, draws * cumulative[..., -1:])
 
 
 def _cumulative_weights(weight: Tensor) -> Tensor:
     """Non-decreasing cumulative weights in which rows of zero weight have empty intervals.
 
-    A zero-weight row's entry is pinned to the previous one (and ``cummax`` keeps the
-    sums non-decreasing even where a parallel scan rounds out of order).
+    On the CPU ``cumsum`` is a sequential scan: adding a zero repeats the previous entry
+    exactly, and the sums never decrease. Elsewhere a parallel scan may round out of order,
+    so a zero-weight row's entry is pinned to the previous one by ``cummax``.
     """
-    return torch.where(weight > 0, torch.cumsum(weight, dim=-1), 0).cummax(dim=-1).values
+    cumulative = torch.cumsum(weight, dim=-1)
+    if weight.device.type == "cpu":
+        return cumulative
+    return torch.where(weight > 0, cumulative, 0).cummax(dim=-1).values
 
 
 def _search_cumulative(cumulative: Tensor, targets: Tensor) -> Tensor:

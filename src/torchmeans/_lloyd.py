@@ -21,7 +21,7 @@ from torch import Tensor
 
 from torchmeans._bounds import BoundedPass, center_groups
 from torchmeans._warnings import warn
-from torchmeans.data import KMeansData, supports_float64, weighted_sum
+from torchmeans.data import KMeansData, supports_float64, weighted_sum, wide_dot
 from torchmeans.ops import _native, _triton
 from torchmeans.ops.assign import (
     center_terms,
@@ -533,8 +533,8 @@ def lloyd(
     # Running totals (sums, weights, inertia) in float64 where the device has it: they do
     # not drift as rows move in and out, and float32 inertias would overflow at 3e38.
     total_dtype = torch.float64 if supports_float64(data.device) else data.acc_dtype
-    inertia_offset = reduce((data.sq_norms.to(total_dtype)
-                             @ data.sample_weight.to(total_dtype)).reshape(1))[0]
+    inertia_offset = reduce(wide_dot(data.sq_norms, None if data.unit_weights
+                                     else data.sample_weight, total_dtype).reshape(1))[0]
     history: list[IterationStats] = []
     labels_are_final = False
     # Running per-cluster sums and weights. With unit weights, once few labels change,

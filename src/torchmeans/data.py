@@ -38,6 +38,7 @@ __all__ = [
     "csr_tensor",
     "supports_float64",
     "weighted_sum",
+    "wide_dot",
 ]
 
 
@@ -72,6 +73,19 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
+def wide_dot(values: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """``weight @ values`` (or ``values.sum()``) accumulated in ``dtype``, a block at a time.
+
+    No ``dtype`` copy of the whole vectors (8 MiB per million rows in float64).
+    """
+    total = torch.zeros((), dtype=dtype, device=values.device)
+    for start in range(0, values.numel(), 1 << 16):
+        part = values[start : start + (1 << 16)].to(dtype)
+        total += part.sum() if weight is None else part @ weight[start : start + (1 << 16)].to(
+            dtype)
+    return total
+
+
 def check_magnitudes(sq_norms: Tensor, weight: Tensor | None = None) -> None:
     """Raise ``ValueError`` where the distances of these rows would overflow.
 
@@ -93,7 +107,7 @@ def check_magnitudes(sq_norms: Tensor, weight: Tensor | None = None) -> None:
             "the data down, e.g. with sklearn.preprocessing.StandardScaler.")
     if weight is not None:
         wide = torch.float64 if supports_float64(sq_norms.device) else sq_norms.dtype
-        if not bool(torch.isfinite(4 * (sq_norms.to(wide) @ weight.to(wide)))):
+        if not bool(torch.isfinite(4 * wide_dot(sq_norms, weight, wide))):
             raise ValueError(
                 f"sample_weight is too large for these data: the weighted squared distances "
                 f"overflow (the largest weight is {float(weight.max()):.3g}). Scale the "
