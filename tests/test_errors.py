@@ -384,3 +384,23 @@ def test_init_shape_messages_are_scikit_learns(shape, message):
         expected = re.escape(f"The shape of the initial centers {shape} {message}.")
         with pytest.raises(ValueError, match=expected):
             estimator(2, init=np.zeros(shape), n_init=1).fit(GOOD)
+
+
+@pytest.mark.parametrize(("dtype", "scale"), [(np.float64, 1e160), (np.float32, 1e19)])
+def test_values_whose_distances_overflow_are_refused(dtype, scale):
+    # They used to give one cluster holding every row and an infinite inertia.
+    X = (np.random.default_rng(0).normal(size=(50, 3)) * scale).astype(dtype)
+    for fit in (lambda: KMeans(3, random_state=0).fit(X),
+                lambda: torchmeans.MiniBatchKMeans(3, random_state=0).fit(X),
+                lambda: kmeans(X, 3, random_state=0)):
+        with pytest.raises(ValueError, match="too large for float"):
+            fit()
+    model = KMeans(3, random_state=0).fit(X / scale)
+    for method in (model.predict, model.transform, model.score):
+        with pytest.raises(ValueError, match="too large for float"):
+            method(X)
+
+
+def test_weights_whose_inertia_overflows_are_refused():
+    with pytest.raises(ValueError, match="sample_weight is too large"):
+        KMeans(2, random_state=0).fit(GOOD * 1e150, sample_weight=np.full(len(GOOD), 1e300))

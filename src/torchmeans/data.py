@@ -87,24 +87,25 @@ def wide_dot(values: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tenso
 
 
 def check_magnitudes(sq_norms: Tensor, weight: Tensor | None = None) -> None:
-    """Raise ``ValueError`` where the distances of these rows would overflow.
+    """Raise ``ValueError`` where these rows' squared norms, or the inertia, overflow.
 
-    ``sq_norms`` are the squared norms of the shifted rows. A squared distance between two
-    rows, or a row and a center (a mean of rows), is at most four times the largest: where
-    that overflows the rows' dtype, the distances are ``inf``, every row falls into one
-    cluster (or a NaN score gives no label at all). The inertia, summed in float64 (the
-    accumulators' dtype, where the device has it), is at most four times the weighted sum:
-    where that overflows, the weights are too large. Both are refused with the fix named.
+    ``sq_norms`` are the squared norms of the shifted rows. Where one is ``inf`` in the
+    rows' dtype, so are its distances: every such row falls into one cluster, or a NaN
+    score gives it no label at all. (Finite norms whose scores overflow are resolved by
+    the certified products, :mod:`torchmeans.ops.precision`.) The inertia, summed in
+    float64 (the accumulators' dtype, where the device has it), is at most four times the
+    weighted sum of the norms: where that overflows, the weights are too large. Both are
+    refused with the fix named.
     """
     if not sq_norms.numel():
         return
     dtype = str(sq_norms.dtype).removeprefix("torch.")
     largest = sq_norms.max()
-    if not bool(torch.isfinite(4 * largest)):
+    if not bool(torch.isfinite(largest)):
         raise ValueError(
-            f"X has values too large for {dtype} arithmetic: the squared distances overflow "
-            f"(the largest squared norm of a centered row is {float(largest):.3g}). Scale "
-            "the data down, e.g. with sklearn.preprocessing.StandardScaler.")
+            f"X has values too large for {dtype} arithmetic: the squared norm of a "
+            "centered row overflows. Scale the data down, e.g. with "
+            "sklearn.preprocessing.StandardScaler.")
     if weight is not None:
         wide = torch.float64 if supports_float64(sq_norms.device) else sq_norms.dtype
         if not bool(torch.isfinite(4 * wide_dot(sq_norms, weight, wide))):
