@@ -5,8 +5,8 @@ same seed gives the same centers on the same device, and no global random state
 is touched. The draws do not depend on the data's dtype, layout or the thread count:
 uniform numbers are drawn in float64 (where the device has it) and compared with
 float64 cumulative weights; k-means++ has one random stream whichever kernel judges
-its candidates, and their potentials are summed in float64 in an order fixed by the
-shapes alone (:func:`fixed_order_potentials`). float32 and float64 copies of the same
+its candidates, and their potentials are summed in an order fixed by the shapes alone,
+the block sums in float64 (:func:`fixed_order_potentials`). float32 and float64 copies of the same
 data therefore draw the same seeds, unless a draw falls within rounding of a boundary
 (probability of order ``1e-7 * sqrt(n_samples)`` per draw).
 """
