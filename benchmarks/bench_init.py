@@ -32,7 +32,7 @@ from sklearn.cluster import kmeans_plusplus
 from threadpoolctl import threadpool_limits
 
 import torchmeans
-from torchmeans import _init
+from torchmeans.core import seeding as _init
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from bench_lloyd import make_data

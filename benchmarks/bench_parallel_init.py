@@ -22,9 +22,9 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import torchmeans
-from torchmeans._init import kmeans_parallel_centers, kmeans_plusplus_centers
-from torchmeans._validation import make_data
-from torchmeans.ops.assign import assign
+from torchmeans.core.assign import assign
+from torchmeans.core.seeding import kmeans_parallel_centers, kmeans_plusplus_centers
+from torchmeans.core.validation import make_data
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from bench_lloyd import make_data as make_mixture

@@ -20,9 +20,9 @@ import time
 import torch
 
 import torchmeans
-from torchmeans._validation import prepare_data
-from torchmeans.ops import assign as assign_module
-from torchmeans.ops.assign import center_terms, certified_nearest, chunk_rows_for
+from torchmeans.core import assign as assign_module
+from torchmeans.core.assign import center_terms, certified_nearest, chunk_rows_for
+from torchmeans.core.validation import prepare_data
 
 
 def make_data(n: int, d: int, k: int, seed: int = 0) -> torch.Tensor:

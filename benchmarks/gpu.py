@@ -82,11 +82,11 @@ try:
 except ImportError:  # a checkout that is not installed (e.g. a bare GPU machine): its src/
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
     import torchmeans
-from torchmeans._lloyd import lloyd, resolve_backend
-from torchmeans._validation import prepare_data
-from torchmeans.ops import _triton
-from torchmeans.ops.assign import assign
-from torchmeans.ops.precision import full_float32_matmul
+from torchmeans.backends.triton import kernels as _triton
+from torchmeans.core.assign import assign
+from torchmeans.core.lloyd import lloyd, resolve_backend
+from torchmeans.core.precision import full_float32_matmul
+from torchmeans.core.validation import prepare_data
 
 SEED = 0
 DEFAULT_SHAPES = ((1_000_000, 128, 1024), (1_000_000, 1024, 4096), (8_000_000, 128, 1024))

@@ -1,7 +1,7 @@
-"""Candidate rewrites of ``torchmeans._lloyd.accumulate``, timed end to end against scikit-learn.
+"""Candidate rewrites of ``core.lloyd.accumulate``, timed end to end against scikit-learn.
 
 Scratch code for issue 2: each variant has the signature of ``accumulate`` and is
-monkeypatched into ``torchmeans._lloyd`` for the fits it times (src/ is untouched). For
+monkeypatched into ``torchmeans.core.lloyd`` for the fits it times (src/ is untouched). For
 each shape, scikit-learn and every ``variant@budget`` fit the same data from the same
 centers, alternating, ``--repeats`` times; the table gives the median time per
 iteration, its ratio to scikit-learn's, the final inertia against scikit-learn's and the
@@ -54,10 +54,10 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torchmeans
-import torchmeans._lloyd as lloyd_module
+import torchmeans.core.lloyd as lloyd_module
 from bench_lloyd import DEFAULT_SHAPES, make_data, parse_shape
 from profile_lloyd_step import parse_bytes
-from torchmeans._lloyd import _split
+from torchmeans.core.lloyd import _split
 from torchmeans.data import KMeansData
 
 Accumulate = Callable[[KMeansData, Tensor, Tensor, int], Tensor]

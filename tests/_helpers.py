@@ -127,7 +127,7 @@ def tiled_kernel(on: bool):
     Without it: torch's GEMM and the kernel's step (``lloyd_step``) for Lloyd, and the
     windows of products for the blocked seeding.
     """
-    from torchmeans.ops import _native
+    from torchmeans.backends.native import kernel as _native
 
     if _native.unavailable_reason() is not None:
         yield

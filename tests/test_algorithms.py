@@ -1,6 +1,6 @@
 """``algorithm='elkan' | 'hamerly' | 'yinyang' | 'auto'`` give Lloyd's fit exactly.
 
-The bound-based algorithms (``torchmeans._bounds``) only skip samples that provably
+The bound-based algorithms (``torchmeans.core.bounds``) only skip samples that provably
 keep their label, so from the same explicit init they must reproduce
 ``algorithm='lloyd'``: the same labels, centers (to float rounding), ``n_iter_`` and
 per-iteration history (labels changed, clusters relocated). One difference is by
@@ -30,12 +30,12 @@ from sklearn.exceptions import ConvergenceWarning
 
 from _helpers import EXACT_TIES, blob_data, exact_lloyd, random_row_data, to_numpy
 from torchmeans import KMeans, kmeans
-from torchmeans._bounds import BoundedPass, center_groups
-from torchmeans._lloyd import lloyd
-from torchmeans._validation import make_data
+from torchmeans.backends.native import kernel as _native
+from torchmeans.core.assign import center_terms, chunk_rows_for
+from torchmeans.core.bounds import BoundedPass, center_groups
+from torchmeans.core.lloyd import lloyd
+from torchmeans.core.validation import make_data
 from torchmeans.data import DenseData, SparseData, csr_tensor
-from torchmeans.ops import _native
-from torchmeans.ops.assign import center_terms, chunk_rows_for
 
 BOUNDED = ["elkan", "hamerly", "yinyang", "auto"]
 RTOL = {np.float64: 1e-12, np.float32: 1e-5}
@@ -648,8 +648,8 @@ def test_bounds_take_over_from_lloyd_passes_mid_fit(algorithm):
 
 
 def test_auto_picks_by_clusters_and_dimension():
-    from torchmeans._lloyd import resolve_algorithm
-    from torchmeans._validation import prepare_data
+    from torchmeans.core.lloyd import resolve_algorithm
+    from torchmeans.core.validation import prepare_data
 
     def data(n_features):
         return prepare_data(torch.zeros(300, n_features), None)
@@ -681,8 +681,8 @@ def test_auto_runs_lloyd_where_the_kernel_computes_the_scores():
 
 
 def test_auto_keeps_elkans_bounds_off_sparse_data():
-    from torchmeans._lloyd import resolve_algorithm
-    from torchmeans._validation import prepare_data
+    from torchmeans.core.lloyd import resolve_algorithm
+    from torchmeans.core.validation import prepare_data
 
     sparse = prepare_data(torch.eye(300, 400).to_sparse_csr(), None)
     assert resolve_algorithm("auto", sparse, 256) == "hamerly"

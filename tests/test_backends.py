@@ -15,9 +15,9 @@ pytest.importorskip("triton")
 
 import torchmeans
 from torchmeans import KMeans
-from torchmeans._lloyd import resolve_backend
-from torchmeans._validation import prepare_data
-from torchmeans.ops import _triton
+from torchmeans.backends.triton import kernels as _triton
+from torchmeans.core.lloyd import resolve_backend
+from torchmeans.core.validation import prepare_data
 
 pytestmark = pytest.mark.triton
 

@@ -13,8 +13,8 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 import torchmeans
-from torchmeans import batched as batched_module
-from torchmeans.batched import BatchedKMeans, batched_kmeans
+from torchmeans.estimators import batched as batched_module
+from torchmeans.estimators.batched import BatchedKMeans, batched_kmeans
 
 
 def _problems(n_problems: int, n_samples: int, n_features: int, seed: int) -> torch.Tensor:

@@ -7,12 +7,12 @@ import pytest
 import torch
 from sklearn.datasets import make_blobs
 
-import torchmeans._init as init_module
+import torchmeans.core.seeding as init_module
 from _helpers import tiled_kernel
 from torchmeans import KMeans, sources
-from torchmeans._init import blocked_kmeans_plusplus_centers, kmeans_plusplus_centers
-from torchmeans._validation import make_data, make_generator
-from torchmeans.ops import _native
+from torchmeans.backends.native import kernel as _native
+from torchmeans.core.seeding import blocked_kmeans_plusplus_centers, kmeans_plusplus_centers
+from torchmeans.core.validation import make_data, make_generator
 
 needs_tiled = pytest.mark.skipif(
     _native.unavailable_reason() is not None or not _native.tiled_available(),

@@ -16,8 +16,8 @@ from sklearn.datasets import make_blobs
 
 import torchmeans
 from torchmeans import KMeans
-from torchmeans._checkpoint import CheckpointError, data_fingerprint
 from torchmeans.data import DenseData
+from torchmeans.io.checkpoint import CheckpointError, data_fingerprint
 
 PARAMS = {"n_clusters": 30, "n_init": 3, "init": "random", "random_state": 5, "tol": 0.0,
           "max_iter": 60}
@@ -42,17 +42,17 @@ def test_resume_from_every_checkpoint_gives_the_uninterrupted_fit(data, tmp_path
     path = tmp_path / "state.safetensors"
     snapshots = []
     # Keep a copy of each checkpoint as it is written, then resume from each one.
-    original = torchmeans._checkpoint.Checkpointer.save
+    original = torchmeans.io.checkpoint.Checkpointer.save
 
     def save_and_copy(self, *args, **kwargs):
         original(self, *args, **kwargs)
         snapshots.append(self.path.read_bytes())
 
-    torchmeans._checkpoint.Checkpointer.save = save_and_copy
+    torchmeans.io.checkpoint.Checkpointer.save = save_and_copy
     try:
         full = KMeans(**PARAMS, algorithm=algorithm, checkpoint=path, checkpoint_every=4).fit(data)
     finally:
-        torchmeans._checkpoint.Checkpointer.save = original
+        torchmeans.io.checkpoint.Checkpointer.save = original
     np.testing.assert_array_equal(full.labels_, reference.labels_)
     assert len(snapshots) >= 3
     runs = set()
@@ -76,7 +76,7 @@ def test_sigkill_mid_fit_then_resume(data, tmp_path):
     path = tmp_path / "state.safetensors"
     code = textwrap.dedent(f"""
         import time, numpy as np, torchmeans
-        from torchmeans import _lloyd
+        from torchmeans.core import lloyd as _lloyd
         slow = _lloyd.accumulate_native, _lloyd.accumulate
         def slowed(function):
             def run(*args, **kwargs):

@@ -19,8 +19,8 @@ import torch
 from click.testing import CliRunner
 
 import torchmeans
-from torchmeans._files import replace_atomically
 from torchmeans.cli import build_cli
+from torchmeans.io.data_files import replace_atomically
 
 COMMAND = [sys.executable, "-m", "torchmeans"]
 

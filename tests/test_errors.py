@@ -9,7 +9,7 @@ from sklearn.exceptions import NotFittedError
 
 import torchmeans
 from torchmeans import KMeans, kmeans, kmeans_plusplus
-from torchmeans._validation import all_finite
+from torchmeans.core.validation import all_finite
 
 GOOD = np.array([[0.0, 1.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0], [5.0, 5.0]])
 

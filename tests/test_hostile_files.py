@@ -28,9 +28,9 @@ from safetensors.torch import save_file
 
 import torchmeans
 from torchmeans import KMeans, ModelFileError
-from torchmeans._checkpoint import Checkpointer, CheckpointError
-from torchmeans._io import content_checksum
-from torchmeans.ops import _native
+from torchmeans.backends.native import kernel as _native
+from torchmeans.io.checkpoint import Checkpointer, CheckpointError
+from torchmeans.io.model_files import content_checksum
 
 FIT = {"n_clusters": 3, "n_init": 2, "init": "random", "random_state": 0, "max_iter": 50,
        "tol": 0.0}
@@ -326,8 +326,8 @@ import numpy as np, torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 import torchmeans
-from torchmeans._io import content_checksum
-from torchmeans.ops import _native
+from torchmeans.io.model_files import content_checksum
+from torchmeans.backends.native import kernel as _native
 
 root = sys.argv[1]
 X = np.load(f"{root}/X.npy")
@@ -505,8 +505,8 @@ from hypothesis import given, settings, strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
 import torchmeans
-from torchmeans._checkpoint import CheckpointError
-from torchmeans._io import content_checksum
+from torchmeans.io.checkpoint import CheckpointError
+from torchmeans.io.model_files import content_checksum
 
 root = sys.argv[1]
 X = np.load(f"{root}/X.npy")

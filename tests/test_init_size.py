@@ -7,8 +7,8 @@ import torch
 from sklearn.datasets import make_blobs
 
 import torchmeans
-from torchmeans._functional import resolve_init
-from torchmeans._validation import make_data, make_generator
+from torchmeans.core.functional import resolve_init
+from torchmeans.core.validation import make_data, make_generator
 
 
 def _seeds(X, weight, init, init_size, k=6, seed=0):

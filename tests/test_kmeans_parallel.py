@@ -9,8 +9,8 @@ from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
 from torchmeans import KMeans, kmeans
-from torchmeans._init import kmeans_parallel_centers, kmeans_plusplus_centers
-from torchmeans._validation import make_data
+from torchmeans.core.seeding import kmeans_parallel_centers, kmeans_plusplus_centers
+from torchmeans.core.validation import make_data
 
 
 def potential(X, centers):

@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits, make_blobs
 import torchmeans
 from _helpers import to_numpy
 from torchmeans import MiniBatchKMeans, sources
-from torchmeans._validation import make_generator as _make_generator
+from torchmeans.core.validation import make_generator as _make_generator
 
 
 def make_generator(seed):
@@ -126,7 +126,7 @@ def test_tensor_outputs_stay_tensors():
 
 def test_is_not_a_kmeans_but_shares_the_base():
     from torchmeans import KMeans
-    from torchmeans._base import _BaseKMeans
+    from torchmeans.estimators.base import _BaseKMeans
 
     assert not isinstance(MiniBatchKMeans(), KMeans)
     assert not isinstance(KMeans(), MiniBatchKMeans)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 import torchmeans
 from _helpers import to_numpy
 from torchmeans import KMeans, MiniBatchKMeans, ModelFileError
-from torchmeans._io import FORMAT_VERSION, content_checksum
+from torchmeans.io.model_files import FORMAT_VERSION, content_checksum
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """``backend='native'``: the compiled CPU Lloyd kernel equals the torch path.
 
-The kernel (``torchmeans/ops/_lloyd_kernel.c``) reads the same score GEMM as the torch
+The kernel (``torchmeans/backends/native/lloyd_kernel.c``) reads the same score GEMM as the torch
 path, so one pass must give *identical* labels and the same sums, weights, inertia and
 changed count (the kernel adds in float64, so only to rounding). Whole fits from the
 same init must then give identical labels and ``n_iter_`` on data without near-ties.
@@ -22,11 +22,11 @@ from threadpoolctl import threadpool_limits
 
 from _helpers import EXACT_TIES, exact_lloyd, random_row_data, tiled_kernel, to_numpy
 from torchmeans import KMeans, kmeans
-from torchmeans._lloyd import accumulate, accumulate_native
+from torchmeans.backends.native import kernel as _native
+from torchmeans.core import assign as assign_module
+from torchmeans.core.assign import SMALL_K, assign
+from torchmeans.core.lloyd import accumulate, accumulate_native
 from torchmeans.data import DenseData
-from torchmeans.ops import _native
-from torchmeans.ops import assign as assign_module
-from torchmeans.ops.assign import SMALL_K, assign
 
 REASON = _native.unavailable_reason()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"native kernel: {REASON}")
@@ -67,7 +67,7 @@ def test_kernel_links_torchs_openmp_runtime_and_loads_no_other():
             return {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
                     if "gomp" in line or "libomp" in line or "iomp" in line}
         before = runtimes()
-        from torchmeans.ops import _native
+        from torchmeans.backends.native import kernel as _native
         assert _native.available()
         runtime = _native._openmp_runtime()
         assert runtime.resolve().is_relative_to(Path(torch.__file__).resolve().parent), runtime
@@ -213,7 +213,7 @@ def test_without_a_compiler_auto_falls_back_and_native_raises(tmp_path):
     done = _run("""
         import numpy as np, pytest
         from torchmeans import KMeans
-        from torchmeans.ops import _native
+        from torchmeans.backends.native import kernel as _native
         reason = _native.unavailable_reason()
         assert "no C compiler" in reason, reason
         X = np.random.default_rng(0).normal(size=(200, 3))
@@ -230,7 +230,8 @@ def test_without_a_compiler_auto_falls_back_and_native_raises(tmp_path):
 
 
 def test_disabled_by_environment():
-    done = _run("from torchmeans.ops import _native; print(_native.unavailable_reason())",
+    done = _run("from torchmeans.backends.native import kernel as _native; "
+                "print(_native.unavailable_reason())",
                 TORCHMEANS_NATIVE="0")
     assert done.returncode == 0, done.stderr
     assert "TORCHMEANS_NATIVE=0" in done.stdout
@@ -238,7 +239,8 @@ def test_disabled_by_environment():
 
 @needs_kernel
 def test_build_is_cached_per_source_and_cpu(tmp_path):
-    code = "from torchmeans.ops import _native; assert _native.available(); print('ok')"
+    code = ("from torchmeans.backends.native import kernel as _native; "
+            "assert _native.available(); print('ok')")
     for _ in range(2):
         done = _run(code, TORCHMEANS_CACHE_DIR=str(tmp_path))
         assert done.returncode == 0, done.stderr
@@ -421,7 +423,7 @@ def test_tiled_labels_do_not_depend_on_threads_or_chunks():
 
 def test_tiled_kernel_can_be_turned_off():
     done = _run("""
-        from torchmeans.ops import _native
+        from torchmeans.backends.native import kernel as _native
         print(_native.available(), _native.direct_applies(16), _native.direct_applies(17))
     """, TORCHMEANS_NATIVE_TILED="0")
     assert done.returncode == 0, done.stderr
@@ -441,7 +443,8 @@ def test_avx2_build_passes_the_tiled_tests(tmp_path):
     compiler.write_text(f'#!/bin/sh\nexec {os.environ.get("CC", "cc")} "$@" -mno-avx512f\n')
     compiler.chmod(0o755)
     env = {**os.environ, "CC": str(compiler), "TORCHMEANS_CACHE_DIR": str(tmp_path / "cache")}
-    probe = subprocess.run([sys.executable, "-c", "from torchmeans.ops import _native; "
+    probe = subprocess.run([sys.executable, "-c",
+                            "from torchmeans.backends.native import kernel as _native; "
                             "print(_native._kernel().tiled_vector_bytes)"],
                            capture_output=True, text=True, env=env)
     assert probe.stdout.split() == ["32"], probe.stderr

@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 
 from _helpers import EXACT_TIES, blob_data, exact_lloyd, to_numpy
 from test_algorithms import CASES, assert_same_as_lloyd, fit, problems
-from torchmeans import KMeans, _lloyd
-from torchmeans._bounds import BoundedPass, center_groups
-from torchmeans._lloyd import lloyd
-from torchmeans._validation import make_data
-from torchmeans.ops import _native
-from torchmeans.ops.assign import chunk_rows_for
+from torchmeans import KMeans
+from torchmeans.backends.native import kernel as _native
+from torchmeans.core import lloyd as _lloyd
+from torchmeans.core.assign import chunk_rows_for
+from torchmeans.core.bounds import BoundedPass, center_groups
+from torchmeans.core.lloyd import lloyd
+from torchmeans.core.validation import make_data
 
 pytestmark = pytest.mark.skipif(not _native.direct_applies(1),
                                 reason="no native kernel with hardware FMA here")

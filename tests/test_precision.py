@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 import torchmeans
 from torchmeans import KMeans
-from torchmeans._validation import prepare_data
-from torchmeans.batched import batched_kmeans
-from torchmeans.ops.assign import center_terms, certified_nearest, nearest_centers
-from torchmeans.ops.precision import full_float32_matmul, score_error_bound
+from torchmeans.core.assign import center_terms, certified_nearest, nearest_centers
+from torchmeans.core.precision import full_float32_matmul, score_error_bound
+from torchmeans.core.validation import prepare_data
+from torchmeans.estimators.batched import batched_kmeans
 
 
 def _near_ties(n: int, n_features: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,7 +292,7 @@ def test_per_backend_precision_settings_are_honoured_and_restored():
 @pytest.mark.parametrize("shape", [(500,), (500, 7)])
 def test_sorted_segment_sums_equal_index_add_and_repeat_bit_for_bit(shape):
     """The path CUDA takes by default (sort + segment_reduce), run on the CPU."""
-    from torchmeans.ops.update import sorted_segment_sums
+    from torchmeans.core.accumulate import sorted_segment_sums
 
     generator = torch.Generator().manual_seed(0)
     values = torch.randn(*shape, generator=generator, dtype=torch.float64)

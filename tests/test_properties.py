@@ -245,14 +245,14 @@ def test_nearest_centers_with_previous_labels_equals_plain_argmin(
     # Both fast paths (first-hit labels on transposed scores; keeping the previous label
     # when it is still the strict minimum) must give exactly torch's first-minimum
     # `min` on the same scores, ties included.
-    from torchmeans.data import DenseData
-    from torchmeans.ops.assign import (
+    from torchmeans.core.assign import (
         SMALL_K,
         center_terms,
         chunk_scores,
         nearest_centers,
         update_nearest,
     )
+    from torchmeans.data import DenseData
 
     generator = torch.Generator().manual_seed(seed)
     X = torch.randn(257, 3, generator=generator, dtype=torch.float64)

@@ -31,7 +31,7 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from torchmeans import KMeans
-from torchmeans._functional import DISTRIBUTED_SEEDING_ROWS
+from torchmeans.core.functional import DISTRIBUTED_SEEDING_ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

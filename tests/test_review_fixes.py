@@ -10,9 +10,9 @@ from sklearn.datasets import make_blobs
 
 import torchmeans
 from torchmeans import KMeans, sources
-from torchmeans._lloyd import resolve_backend
-from torchmeans._validation import make_data
-from torchmeans.ops import _native
+from torchmeans.backends.native import kernel as _native
+from torchmeans.core.lloyd import resolve_backend
+from torchmeans.core.validation import make_data
 
 
 class Growing:
@@ -110,7 +110,7 @@ def test_kmeans_parallel_cosine_seeds_are_unit_vectors():
 
 
 def test_csv_first_row_with_a_missing_value_is_data_not_a_header(tmp_path):
-    from torchmeans._files import DataFileError, read_matrix
+    from torchmeans.io.data_files import DataFileError, read_matrix
 
     path = tmp_path / "na.csv"
     path.write_text("1.0,NA\n2.0,3.0\n4.0,5.0\n")
@@ -135,7 +135,7 @@ def test_batches_source_counts_its_rows():
 
 
 def test_weighted_draws_never_return_a_zero_weight_row():
-    from torchmeans._init import _search_weights
+    from torchmeans.core.seeding import _search_weights
 
     weight = torch.tensor([0.0, 0.0, 1.0, 2.0, 0.0])
     targets = torch.tensor([0.0, 0.5, 1.0, 2.999, 3.0, 3.5])  # 0, inside, edges, past total

@@ -10,7 +10,7 @@ from sklearn.cluster import KMeans as SKKMeans
 
 from _helpers import to_numpy
 from torchmeans import KMeans, kmeans_plusplus
-from torchmeans._validation import _scipy_to_csr_tensor
+from torchmeans.core.validation import _scipy_to_csr_tensor
 from torchmeans.data import SparseData
 
 

@@ -12,11 +12,11 @@ import scipy.sparse as sp
 import torch
 from sklearn.datasets import make_blobs
 
-import torchmeans._init as init_module
+import torchmeans.core.seeding as init_module
 from _helpers import tiled_kernel
 from torchmeans import KMeans, MiniBatchKMeans, kmeans_plusplus
-from torchmeans._init import kmeans_plusplus_centers
-from torchmeans._validation import make_data, make_generator
+from torchmeans.core.seeding import kmeans_plusplus_centers
+from torchmeans.core.validation import make_data, make_generator
 
 
 def reference_indices(X, weight, k, trials, seed):

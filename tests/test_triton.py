@@ -20,7 +20,7 @@ if not torch.cuda.is_available():
 
 pytest.importorskip("triton")
 
-from torchmeans.ops import _triton
+from torchmeans.backends.triton import kernels as _triton
 
 pytestmark = pytest.mark.triton
 
@@ -317,7 +317,7 @@ def test_module_imports_without_triton():
         import sys
         sys.modules["triton"] = None  # import triton now raises ImportError
         import torch
-        from torchmeans.ops import _triton
+        from torchmeans.backends.triton import kernels as _triton
         print(_triton.unavailable_reason(torch.device("cuda")))
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

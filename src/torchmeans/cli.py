@@ -78,7 +78,7 @@ def _device(name: str | None, option: str = "--device") -> str | None:
     """
     import torch
 
-    from torchmeans._validation import check_device_available
+    from torchmeans.core.validation import check_device_available
 
     if name is None or name == "auto":
         return None
@@ -284,7 +284,7 @@ def build_cli() -> Any:
         return click.ClickException(_one_line(str(error)) or repr(error))
 
     def read(path: str, columns: str | None, array: str | None) -> tuple[Any, list | None]:
-        from torchmeans._files import read_matrix
+        from torchmeans.io.data_files import read_matrix
 
         try:
             return read_matrix(path, columns=columns, array=array)
@@ -294,7 +294,7 @@ def build_cli() -> Any:
     def output(path: str | None, option: str, suffixes: tuple[str, ...],
                inputs: list[tuple[str, str | None]]) -> None:
         """Check an output path up front; add it to ``inputs`` so outputs stay distinct."""
-        from torchmeans._files import check_output
+        from torchmeans.io.data_files import check_output
 
         if path is None:
             return
@@ -379,7 +379,7 @@ def build_cli() -> Any:
             out: str | None, labels_path: str | None, plot: str | None, as_json: bool,
             quiet: bool) -> None:
         """Cluster DATA (.npy, .npz, .csv, .tsv, .parquet, or - for CSV on stdin)."""
-        from torchmeans._files import ARRAY_OUTPUTS, write_array
+        from torchmeans.io.data_files import ARRAY_OUTPUTS, write_array
 
         weight_file = sample_weight is not None and Path(sample_weight).is_file()
         files: list[tuple[str, str | None]] = [
@@ -407,7 +407,7 @@ def build_cli() -> Any:
                                                     last=columns is not None, data=data,
                                                     fail=fail)
         elif sample_weight is not None:
-            from torchmeans._files import read_vector
+            from torchmeans.io.data_files import read_vector
 
             try:
                 weight = read_vector(sample_weight, len(X))
@@ -431,8 +431,8 @@ def build_cli() -> Any:
         for warning in caught:  # one line each, on stderr, after the progress line
             click.echo(f"Warning: {_one_line(str(warning.message))}", err=True)
         seconds = time.perf_counter() - start
-        from torchmeans._distributed import Collective
-        from torchmeans._validation import resolve_device
+        from torchmeans.core.validation import resolve_device
+        from torchmeans.data.distributed import Collective
 
         collective = Collective(world > 1)
         sizes = _sizes(km.labels_, n_clusters)
@@ -481,7 +481,7 @@ def build_cli() -> Any:
     def predict(model: str, data: str, out: str, transform: bool, columns: str | None,
                 array: str | None, device: str, as_json: bool) -> None:
         """Label DATA with a saved MODEL (nearest center of each row)."""
-        from torchmeans._files import ARRAY_OUTPUTS, write_array
+        from torchmeans.io.data_files import ARRAY_OUTPUTS, write_array
 
         output(out, "--out", ARRAY_OUTPUTS, [("MODEL", model), ("DATA", data)])
         device_name = device_of(device)
@@ -607,12 +607,12 @@ def build_cli() -> Any:
         """Cluster 300 points in 4 blobs (k=4) and draw them, centers as red X marks."""
         import dataclasses
 
-        from torchmeans._files import replace_atomically
+        from torchmeans.io.data_files import replace_atomically
 
         output(out, "--out", FIGURE_OUTPUTS, [])
         needs_matplotlib("demo")
         device_name = device_of(device)
-        from torchmeans._demo import run_demo
+        from torchmeans.demo import run_demo
 
         summaries = []
         try:
@@ -679,7 +679,7 @@ def environment() -> dict[str, Any]:
 
     import torch
 
-    from torchmeans.ops import _native
+    from torchmeans.backends.native import kernel as _native
 
     def version(package: str) -> str:
         try:
@@ -783,7 +783,7 @@ def _save_figure(figure: Any, path: str, fail: Any) -> None:
 
 def _write_figure(figure: Any, path: str) -> None:
     """Save ``figure`` atomically, in the format ``path``'s extension names."""
-    from torchmeans._files import replace_atomically
+    from torchmeans.io.data_files import replace_atomically
 
     replace_atomically(path, lambda scratch: figure.savefig(
         scratch, format=Path(path).suffix.lower()[1:], dpi=120, bbox_inches="tight"))

@@ -21,8 +21,8 @@ import torch
 from sklearn.utils import check_random_state
 from torch import Tensor
 
-from torchmeans._validation import as_tensor, resolve_device
-from torchmeans.data import accumulation_dtype, rows_per_chunk, supports_float64
+from torchmeans.core.validation import as_tensor, resolve_device
+from torchmeans.data.base import accumulation_dtype, rows_per_chunk, supports_float64
 
 __all__ = [
     "calinski_harabasz_score",

@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from torchmeans._validation import safe_row_norms
-from torchmeans.data import accumulation_dtype
-from torchmeans.ops.assign import transposed_layout
+from torchmeans.core.assign import transposed_layout
+from torchmeans.core.validation import safe_row_norms
+from torchmeans.data.base import accumulation_dtype
 
 __all__ = ["KMeansModule"]
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from torchmeans import metrics
-from torchmeans._kmeans import KMeans
-from torchmeans._validation import as_tensor, normalize_rows, resolve_device
+from torchmeans.core.validation import as_tensor, normalize_rows, resolve_device
+from torchmeans.estimators.kmeans import KMeans
 
 __all__ = ["SweepPoint", "SweepResult", "elbow", "sweep"]
 

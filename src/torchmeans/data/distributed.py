@@ -6,7 +6,7 @@ runs the same iterations on the same centers:
 
 - the shift (global column means) and the row count, before any pass;
 - per iteration, one flat ``all_reduce`` of (sums, weights, partial inertia, changed
-  labels) -- the ``reduce`` hook of :func:`torchmeans._lloyd.lloyd`;
+  labels) -- the ``reduce`` hook of :func:`torchmeans.core.lloyd.lloyd`;
 - the tolerance's mean variance, the inertia of the final assignment, ``n_init``'s choice;
 - the candidates for empty-cluster relocation (gathered, then chosen identically);
 - the seeding sample: every rank draws the same global row indices (same seed), takes the

@@ -31,17 +31,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from torchmeans._base import OutputFn, _BaseKMeans
-from torchmeans._functional import resolve_init
-from torchmeans._init import WeightedRows
-from torchmeans._lloyd import project_to_sphere
-from torchmeans._validation import constraints, make_generator, prepare_data, resolve_device
-from torchmeans._warnings import warn
-from torchmeans.data import KMeansData, supports_float64
-from torchmeans.ops.assign import assign
-from torchmeans.ops.precision import with_full_float32_matmul
-from torchmeans.ops.update import segment_sums
-from torchmeans.sources import is_source
+from torchmeans.core.accumulate import segment_sums
+from torchmeans.core.assign import assign
+from torchmeans.core.functional import resolve_init
+from torchmeans.core.lloyd import project_to_sphere
+from torchmeans.core.precision import with_full_float32_matmul
+from torchmeans.core.seeding import WeightedRows
+from torchmeans.core.validation import constraints, make_generator, prepare_data, resolve_device
+from torchmeans.core.warning import warn
+from torchmeans.data.base import KMeansData, supports_float64
+from torchmeans.data.stream import is_source
+from torchmeans.estimators.base import OutputFn, _BaseKMeans
 
 __all__ = ["MiniBatchKMeans"]
 

@@ -11,20 +11,20 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from torchmeans._base import _BaseKMeans, warn_elkan_single_cluster
-from torchmeans._checkpoint import Checkpointer, data_fingerprint
-from torchmeans._distributed import Collective, global_mean
-from torchmeans._functional import fit_data, resolve_init
-from torchmeans._lloyd import uses_direct_labels
-from torchmeans._validation import (
+from torchmeans.core.functional import fit_data, resolve_init
+from torchmeans.core.lloyd import uses_direct_labels
+from torchmeans.core.precision import with_full_float32_matmul
+from torchmeans.core.validation import (
     constraints,
     make_generator,
     prepare_data,
     resolve_device,
 )
-from torchmeans.data import accumulation_dtype
-from torchmeans.ops.precision import with_full_float32_matmul
-from torchmeans.sources import is_source
+from torchmeans.data.base import accumulation_dtype
+from torchmeans.data.distributed import Collective, global_mean
+from torchmeans.data.stream import is_source
+from torchmeans.estimators.base import _BaseKMeans, warn_elkan_single_cluster
+from torchmeans.io.checkpoint import Checkpointer, data_fingerprint
 
 __all__ = ["KMeans"]
 
@@ -134,7 +134,7 @@ class KMeans(_BaseKMeans):
         their own precision), keeping only the labels proven equal to the float32
         ones (a margin test against a proven error bound) and resolving the others
         exactly, so labels equal the float32 computation's (see
-        :mod:`torchmeans.ops.precision`). Applies to Lloyd passes and ``predict``;
+        :mod:`torchmeans.core.precision`). Applies to Lloyd passes and ``predict``;
         the bound-based algorithms and ``backend='native'`` compute in float32. Not
         yet faster than ``'exact'`` where measured (benchmarks/RESULTS.md).
     deterministic : bool, default=True

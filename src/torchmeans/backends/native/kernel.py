@@ -53,7 +53,7 @@ __all__ = ["TiledRows", "available", "direct_applies", "elkan_pass", "lloyd_dire
 
 logger = logging.getLogger("torchmeans")
 
-SOURCE = Path(__file__).with_name("_lloyd_kernel.c")
+SOURCE = Path(__file__).with_name("lloyd_kernel.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-std=c99",
          "-Werror=implicit-function-declaration")
 OPENMP_RUNTIMES = ("libgomp", "libomp", "libiomp5")
@@ -401,7 +401,7 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
     centers : Tensor
         ``(k, d)`` centers, same dtype.
     sq_norms : Tensor
-        ``(k,)`` their squared norms (as :func:`~torchmeans.ops.assign.center_terms`
+        ``(k,)`` their squared norms (as :func:`~torchmeans.core.assign.center_terms`
         computes them).
     weight, labels, accumulators, incremental
         As for :func:`lloyd_step`; ``accumulators`` may be None (labels only).

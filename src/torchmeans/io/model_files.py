@@ -319,7 +319,7 @@ def write_atomically(path: Path, tensors: dict[str, torch.Tensor],
 
     A crash (even ``SIGKILL``) leaves the old file or the new one, never half of one.
     """
-    from torchmeans._files import replace_atomically
+    from torchmeans.io.data_files import replace_atomically
 
     safetensors = _safetensors()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -392,9 +392,9 @@ def load(path: str | os.PathLike) -> Any:
 
 def _build(fields: Fields, tensors: Mapping[str, torch.Tensor]) -> Any:
     """Return the estimator of a file whose format and checksum passed, every field checked."""
-    from torchmeans._kmeans import KMeans
-    from torchmeans._minibatch import MiniBatchKMeans
-    from torchmeans._validation import METRICS, validate_parameters
+    from torchmeans.core.validation import METRICS, validate_parameters
+    from torchmeans.estimators.kmeans import KMeans
+    from torchmeans.estimators.minibatch import MiniBatchKMeans
 
     estimators = {"KMeans": KMeans, "MiniBatchKMeans": MiniBatchKMeans}
     kind = fields.text("estimator")

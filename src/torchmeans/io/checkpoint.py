@@ -6,7 +6,7 @@ iteration count, centers, labels, the float64 running sums and weights (and whet
 next pass adds only moved rows), the per-iteration history, the random generator's state
 after that run's seeding, the best finished run so far, and a fingerprint of the data and
 parameters (a checkpoint of another fit is refused). It is a safetensors file with JSON
-metadata and a content checksum (as model files, :mod:`torchmeans._io`): loading never
+metadata and a content checksum (as model files, :mod:`torchmeans.io.model_files`): loading never
 runs code. Writes go to a temporary file in the same directory and are renamed over the
 old checkpoint, so a crash (even ``SIGKILL``) never leaves a half-written one.
 
@@ -30,7 +30,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchmeans._io import (
+from torchmeans.core.lloyd import IterationStats, RunState
+from torchmeans.data.base import accumulation_dtype, supports_float64
+from torchmeans.io.model_files import (
     Fields,
     ModelFileError,
     _safetensors,
@@ -38,8 +40,6 @@ from torchmeans._io import (
     read_safetensors,
     write_atomically,
 )
-from torchmeans._lloyd import IterationStats, RunState
-from torchmeans.data import accumulation_dtype, supports_float64
 
 __all__ = ["BestRun", "CheckpointError", "Checkpointer", "Resumed", "data_fingerprint"]
 

@@ -19,9 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchmeans.data import KMeansData, supports_float64
-from torchmeans.ops import _native
-from torchmeans.ops.assign import (
+from torchmeans.backends.native import kernel as _native
+from torchmeans.core.assign import (
     center_terms,
     chunk_budget,
     chunk_minima,
@@ -29,6 +28,7 @@ from torchmeans.ops.assign import (
     chunk_scores,
     kernel_scores_apply,
 )
+from torchmeans.data.base import KMeansData, supports_float64
 
 __all__ = [
     "WeightedRows",
@@ -241,9 +241,9 @@ class _CandidateJudge:
 
     A step's candidates are compared by the potential they leave on the rows; ``closest``
     (the rows' current ``D^2``) is lowered to the winner's distances (:meth:`run_steps`).
-    Where the native tiled kernel runs (:func:`~torchmeans.ops._native.tiled_available`,
+    Where the native tiled kernel runs (:func:`~torchmeans.backends.native.kernel.tiled_available`,
     dense float32/float64 rows on the CPU) the rows are held in its layout
-    (:class:`~torchmeans.ops._native.TiledRows`) and all steps over a pool are one call:
+    (:class:`~torchmeans.backends.native.kernel.TiledRows`) and all steps over a pool are one call:
     each step a fused GEMM against its own candidates only, no products of proposals that
     are rejected, no Python or thread-pool wake-up between steps. Elsewhere dense rows are
     held as one block, and their products with the pool are computed a window of
@@ -361,7 +361,7 @@ def _lower_closest(data: KMeansData, points: Tensor, first_id: int, closest: Ten
 
     ``nearest``, if given, records for the rows that moved the id of their new nearest
     point (``first_id`` + its index in ``points``). The minima come from
-    :func:`~torchmeans.ops.assign.chunk_minima` (the native kernel where it applies).
+    :func:`~torchmeans.core.assign.chunk_minima` (the native kernel where it applies).
     """
     for chunk, values, index in chunk_minima(data, points, chunk_bytes,
                                              with_labels=nearest is not None):
@@ -404,9 +404,9 @@ def kmeans_parallel_centers(
     candidates : Tensor
         Row indices of the candidates that were reclustered.
     """
-    from torchmeans._lloyd import lloyd  # the engine reclusters the candidates
-    from torchmeans.data import DenseData
-    from torchmeans.ops.assign import assign
+    from torchmeans.core.assign import assign
+    from torchmeans.core.lloyd import lloyd  # the engine reclusters the candidates
+    from torchmeans.data.dense import DenseData
 
     rounds = PARALLEL_ROUNDS if rounds is None else rounds
     weight = data.sample_weight

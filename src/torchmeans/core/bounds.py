@@ -12,7 +12,7 @@ costs nothing. The others first tighten ``u`` to their exact distance, and the
 ones that still fail get their distances to all centers recomputed, gathered into
 a dense block so the recomputation is still one GEMM. Elkan with the native
 backend (CPU) instead runs its own center-by-center test in the compiled kernel
-(:func:`torchmeans.ops._native.elkan_pass`): scores only for the centers whose own
+(:func:`torchmeans.backends.native.kernel.elkan_pass`): scores only for the centers whose own
 bound fails, computed exactly as the native Lloyd pass computes them.
 
 One engine covers the three published variants; they differ only in the groups:
@@ -29,7 +29,7 @@ keeps a margin ``2 E`` that covers the rounding of the scores Lloyd computes
 ``n_features`` terms, ``R`` the largest center norm): a skipped sample is one whose
 label Lloyd's floating-point scores could not change either. Recomputed samples
 use the same score primitive as Lloyd. Center updates, relocation of empty
-clusters and the convergence tests are Lloyd's own (:func:`torchmeans._lloyd.lloyd`
+clusters and the convergence tests are Lloyd's own (:func:`torchmeans.core.lloyd.lloyd`
 runs this pass in place of its full one).
 """
 
@@ -38,9 +38,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from torchmeans.data import Chunk, KMeansData
-from torchmeans.ops import _native
-from torchmeans.ops.assign import (
+from torchmeans.backends.native import kernel as _native
+from torchmeans.core.assign import (
     SMALL_K,
     CenterTerms,
     _first_minimum,
@@ -50,6 +49,7 @@ from torchmeans.ops.assign import (
     inertia_of,
     score_buffer,
 )
+from torchmeans.data.base import Chunk, KMeansData
 
 __all__ = ["BoundedPass", "center_groups"]
 
@@ -101,7 +101,7 @@ def _group_minimum(values: Tensor, groups: Tensor, n_groups: int) -> Tensor:
 class BoundedPass:
     """The assignment pass of a bound-based algorithm, with its per-sample bounds.
 
-    Called like :func:`torchmeans._lloyd.accumulate` (same flat accumulator) once
+    Called like :func:`torchmeans.core.lloyd.accumulate` (same flat accumulator) once
     per iteration with the current centers; it remembers the previous centers to
     move the bounds by how far each center drifted.
 
@@ -118,10 +118,10 @@ class BoundedPass:
         the flat accumulator carries NaN there.
     native : bool
         Elkan's passes after the first run in the native kernel
-        (:func:`~torchmeans.ops._native.elkan_pass`): scores only for the rows and
+        (:func:`~torchmeans.backends.native.kernel.elkan_pass`): scores only for the rows and
         centers whose own bounds fail, as a native Lloyd pass computes them; the first
         pass takes its labels from the kernel too. Only where Lloyd's labels come from
-        that kernel (:func:`torchmeans._lloyd.native_elkan_applies`).
+        that kernel (:func:`torchmeans.core.lloyd.native_elkan_applies`).
     """
 
     def __init__(self, data: KMeansData, groups: Tensor, rows: int, *,
@@ -232,7 +232,7 @@ class BoundedPass:
     def __call__(self, centers: Tensor, labels: Tensor, incremental: bool) -> Tensor:
         """Assign every row (updating ``labels`` in place); return the flat accumulator.
 
-        See :func:`torchmeans._lloyd.accumulate` for the layout and for ``incremental``.
+        See :func:`torchmeans.core.lloyd.accumulate` for the layout and for ``incremental``.
         """
         n_clusters, n_features = centers.shape
         # The native pass sums in float64, as a native Lloyd pass does (same centers).

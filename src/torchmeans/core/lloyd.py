@@ -19,11 +19,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from torchmeans._bounds import BoundedPass, center_groups
-from torchmeans._warnings import warn
-from torchmeans.data import KMeansData, supports_float64, weighted_sum, wide_dot
-from torchmeans.ops import _native, _triton
-from torchmeans.ops.assign import (
+from torchmeans.backends.native import kernel as _native
+from torchmeans.backends.triton import kernels as _triton
+from torchmeans.core.assign import (
     center_terms,
     certified_nearest,
     chunk_budget,
@@ -35,17 +33,20 @@ from torchmeans.ops.assign import (
     transposed_layout,
     update_nearest,
 )
+from torchmeans.core.bounds import BoundedPass, center_groups
+from torchmeans.core.warning import warn
+from torchmeans.data.base import KMeansData, supports_float64, weighted_sum, wide_dot
 
 __all__ = ["ALGORITHMS", "BACKENDS", "IterationStats", "LloydResult", "lloyd"]
 
 ALGORITHMS = ("lloyd", "elkan", "hamerly", "yinyang", "auto")
-"""``algorithm`` values: Lloyd, the bound-based variants (``torchmeans._bounds``), or auto."""
+"""``algorithm`` values: Lloyd, the bound-based variants (``torchmeans.core.bounds``), or auto."""
 
 BACKENDS = ("auto", "torch", "native", "triton")
 """``backend`` values: how a Lloyd pass runs. ``'torch'``: a score GEMM and torch ops
 (the reference, every device). ``'native'``: the GEMM, then the compiled CPU kernel
-of :mod:`torchmeans.ops._native` (dense float32/float64 rows on the CPU).
-``'triton'``: the fused Triton kernels of :mod:`torchmeans.ops._triton` (distances
+of :mod:`torchmeans.backends.native.kernel` (dense float32/float64 rows on the CPU).
+``'triton'``: the fused Triton kernels of :mod:`torchmeans.backends.triton.kernels` (distances
 and argmin in registers, deterministic sort-based sums; dense float32/float16/
 bfloat16 rows on CUDA, or anywhere under ``TRITON_INTERPRET=1``). ``'auto'``: native
 on the CPU and Triton on CUDA where they apply, torch otherwise."""
@@ -175,7 +176,7 @@ def uses_direct_labels(backend: str, data: KMeansData, n_clusters: int,
     """Whether labels of ``data`` come from the native kernel's own scores.
 
     True where ``backend`` resolves to ``'native'`` (:func:`resolve_backend`) and
-    :func:`~torchmeans.ops._native.lloyd_direct` takes rows of this width (up to 16
+    :func:`~torchmeans.backends.native.kernel.lloyd_direct` takes rows of this width (up to 16
     features anywhere with FMA; any width on AVX2/AVX-512 CPUs).
     The fit's passes, its final assignment and predict follow this one rule.
     """
@@ -310,9 +311,9 @@ def accumulate_native(data: KMeansData, centers: Tensor, labels: Tensor, rows: i
                       incremental: bool = False) -> Tensor:
     """:func:`accumulate` with the compiled kernel after each chunk's GEMM (float64 result).
 
-    Same scores (:func:`~torchmeans.ops.assign.chunk_scores_into`), so the same
+    Same scores (:func:`~torchmeans.core.assign.chunk_scores_into`), so the same
     labels; the sums are added per thread in float64. Where it applies
-    (:func:`~torchmeans.ops._native.direct_applies`) the kernel computes the scores
+    (:func:`~torchmeans.backends.native.kernel.direct_applies`) the kernel computes the scores
     itself, summed in a BLAS kernel's order; :func:`uses_direct_labels` then makes
     predict use it too, so a fit's labels equal predict's on any BLAS.
     """
@@ -343,7 +344,7 @@ def accumulate_triton(data: KMeansData, centers: Tensor, labels: Tensor, rows: i
     ``rows x k`` block in memory). float32 scores are summed in the kernel's own
     order, so a float32 near-tie can go the other way than in the torch path's GEMM
     (as between two BLAS libraries); low-precision scores are certified against the
-    float32 torch path (:func:`~torchmeans.ops.assign.certified_nearest`). The sums
+    float32 torch path (:func:`~torchmeans.core.assign.certified_nearest`). The sums
     come from the deterministic sort-based reduction (incremental passes: the moved
     rows, added to their new clusters and removed from their old ones).
     """
@@ -504,7 +505,7 @@ def lloyd(
         Print each iteration to stdout (scikit-learn's lines).
     algorithm : {'lloyd', 'hamerly', 'yinyang', 'elkan'}
         The assignment pass: all distances, or the bound-based pass of
-        :mod:`torchmeans._bounds` (same labels, same iterations, less work).
+        :mod:`torchmeans.core.bounds` (same labels, same iterations, less work).
     backend : {'torch', 'native', 'triton'}
         How a Lloyd pass runs after its score GEMM (see :data:`BACKENDS`; resolved
         by :func:`resolve_backend`).

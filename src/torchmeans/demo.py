@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from sklearn.datasets import make_blobs
 
-from torchmeans._kmeans import KMeans
+from torchmeans.estimators.kmeans import KMeans
 
 __all__ = ["DemoSummary", "run_demo"]
 

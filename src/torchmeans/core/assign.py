@@ -16,9 +16,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from torchmeans.data import Chunk, KMeansData, rows_per_chunk, supports_float64
-from torchmeans.ops import _native
-from torchmeans.ops.precision import certify, largest_norm, resolve_in_float64, top2
+from torchmeans.backends.native import kernel as _native
+from torchmeans.core.precision import certify, largest_norm, resolve_in_float64, top2
+from torchmeans.data.base import Chunk, KMeansData, rows_per_chunk, supports_float64
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -147,7 +147,7 @@ def kernel_scores_apply(data: KMeansData) -> bool:
 
     Dense rows on the CPU in float32/float64 chunks (half-precision rows are shifted into
     float32; ``precision='fast'`` only concerns the fit's products), with a compiled
-    kernel for their width (:func:`~torchmeans.ops._native.direct_applies`): see
+    kernel for their width (:func:`~torchmeans.backends.native.kernel.direct_applies`): see
     :func:`chunk_minima`. The seeding uses it whatever the fit's ``backend`` and
     ``precision``, so a ``random_state`` gives the same seeds with all of them.
     """
@@ -426,9 +426,9 @@ def assign(
         ``(n_samples,)`` labels from a nearby set of centers (e.g. the last Lloyd
         iteration's): speeds up the search, same result (see :func:`nearest_centers`).
     direct : bool
-        Label with the native kernel's own scores (:func:`~torchmeans.ops._native.
+        Label with the native kernel's own scores (:func:`~torchmeans.backends.native.kernel.
         lloyd_direct`; the caller checks that it applies, see
-        :func:`torchmeans._lloyd.uses_direct_labels`) instead of the GEMM's, and take
+        :func:`torchmeans.core.lloyd.uses_direct_labels`) instead of the GEMM's, and take
         the inertia's distances from the kernel too.
 
     Returns

@@ -25,9 +25,12 @@ from sklearn.base import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor
 
-from torchmeans._functional import resolve_init
-from torchmeans._lloyd import native_unsupported
-from torchmeans._validation import (
+from torchmeans.backends.native import kernel as _native
+from torchmeans.core.assign import assign, pairwise_distances
+from torchmeans.core.functional import resolve_init
+from torchmeans.core.lloyd import native_unsupported
+from torchmeans.core.precision import with_full_float32_matmul
+from torchmeans.core.validation import (
     NUMPY_FLOAT_DTYPES,
     _from_numpy,
     _scipy_to_csr_tensor,
@@ -42,13 +45,10 @@ from torchmeans._validation import (
     to_device,
     validate_parameters,
 )
-from torchmeans._warnings import warn
-from torchmeans.data import KMeansData, accumulation_dtype
+from torchmeans.core.warning import warn
+from torchmeans.data.base import KMeansData, accumulation_dtype
+from torchmeans.data.stream import is_source
 from torchmeans.module import KMeansModule
-from torchmeans.ops import _native
-from torchmeans.ops.assign import assign, pairwise_distances
-from torchmeans.ops.precision import with_full_float32_matmul
-from torchmeans.sources import is_source
 
 __all__ = ["OutputFn"]
 
@@ -339,7 +339,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         Path
             The path written.
         """
-        from torchmeans._io import save
+        from torchmeans.io.model_files import save
 
         return save(self, path)
 

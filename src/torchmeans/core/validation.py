@@ -20,18 +20,18 @@ from sklearn.utils._param_validation import (
 )
 from torch import Tensor
 
-from torchmeans._lloyd import ALGORITHMS, BACKENDS
-from torchmeans._warnings import warn
-from torchmeans.data import (
-    DenseData,
+from torchmeans.core.lloyd import ALGORITHMS, BACKENDS
+from torchmeans.core.precision import PRECISIONS, low_precision_dtype
+from torchmeans.core.warning import warn
+from torchmeans.data.base import (
     KMeansData,
-    SparseData,
     accumulation_dtype,
     check_magnitudes,
     csr_tensor,
     supports_float64,
 )
-from torchmeans.ops.precision import PRECISIONS, low_precision_dtype
+from torchmeans.data.dense import DenseData
+from torchmeans.data.sparse import SparseData
 
 __all__ = [
     "as_tensor",
@@ -314,10 +314,10 @@ def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str =
 
     Sample weights are checked against the row count (for a source, known after its
     first pass). ``precision`` sets the certified low-precision products of dense
-    rows (:func:`~torchmeans.ops.precision.low_precision_dtype`); ``deterministic``
-    the order of the per-cluster sums on accelerators (:mod:`torchmeans.ops.update`).
+    rows (:func:`~torchmeans.core.precision.low_precision_dtype`); ``deterministic``
+    the order of the per-cluster sums on accelerators (:mod:`torchmeans.core.accumulate`).
     """
-    from torchmeans.sources import StreamData, is_source
+    from torchmeans.data.stream import StreamData, is_source
 
     if is_source(X):
         data = StreamData(X, None, device or resolve_device(None), offset=offset,

@@ -33,9 +33,12 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from torch import Tensor
 
-from torchmeans._init import _weighted_choice, default_local_trials, weighted_sample
-from torchmeans._lloyd import _average, _relocate_empty_clusters, project_to_sphere
-from torchmeans._validation import (
+from torchmeans.core.accumulate import segment_sums
+from torchmeans.core.assign import DEFAULT_CHUNK_BYTES, FALLBACK_CHUNK_BYTES
+from torchmeans.core.lloyd import _average, _relocate_empty_clusters, project_to_sphere
+from torchmeans.core.precision import full_float32_matmul, with_full_float32_matmul
+from torchmeans.core.seeding import _weighted_choice, default_local_trials, weighted_sample
+from torchmeans.core.validation import (
     METRICS,
     _is_int,
     _target_dtype,
@@ -44,10 +47,8 @@ from torchmeans._validation import (
     resolve_device,
     to_device,
 )
-from torchmeans.data import DenseData, accumulation_dtype
-from torchmeans.ops.assign import DEFAULT_CHUNK_BYTES, FALLBACK_CHUNK_BYTES
-from torchmeans.ops.precision import full_float32_matmul, with_full_float32_matmul
-from torchmeans.ops.update import segment_sums
+from torchmeans.data.base import accumulation_dtype
+from torchmeans.data.dense import DenseData
 
 __all__ = ["BatchedKMeans", "BatchedKMeansResult", "batched_kmeans"]
 
@@ -439,7 +440,7 @@ def batched_kmeans(
         on the CPU, 256 MiB on accelerators).
     deterministic : bool
         Sum clusters in a fixed order on accelerators too (bit-identical repeated
-        fits); False allows atomic additions (see :mod:`torchmeans.ops.update`).
+        fits); False allows atomic additions (see :mod:`torchmeans.core.accumulate`).
 
     Returns
     -------

@@ -25,17 +25,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from torchmeans.ops.update import segment_sums
+from torchmeans.core.accumulate import segment_sums
 
 __all__ = [
     "Chunk",
-    "DenseData",
     "DenseRows",
     "KMeansData",
-    "SparseData",
     "accumulation_dtype",
     "check_magnitudes",
     "csr_tensor",
+    "expand_scores",
+    "row_ranges",
+    "rows_per_chunk",
     "supports_float64",
     "weighted_sum",
     "wide_dot",
@@ -92,7 +93,7 @@ def check_magnitudes(sq_norms: Tensor, weight: Tensor | None = None) -> None:
     ``sq_norms`` are the squared norms of the shifted rows. Where one is ``inf`` in the
     rows' dtype, so are its distances: every such row falls into one cluster, or a NaN
     score gives it no label at all. (Finite norms whose scores overflow are resolved by
-    the certified products, :mod:`torchmeans.ops.precision`.) The inertia, summed in
+    the certified products, :mod:`torchmeans.core.precision`.) The inertia, summed in
     float64 (the accumulators' dtype, where the device has it), is at most four times the
     weighted sum of the norms: where that overflows, the weights are too large. Both are
     refused with the fix named.
@@ -164,10 +165,10 @@ class KMeansData(ABC):
     """True when a chunk's ``x`` is a view of rows held in memory (no copy per chunk), so
     passes that touch few rows may read the data in larger chunks than the budget."""
     deterministic: bool = True
-    """Add per-cluster sums in a fixed order on accelerators (:mod:`torchmeans.ops.update`)."""
+    """Add per-cluster sums in a fixed order on accelerators (:mod:`torchmeans.core.accumulate`)."""
     low_dtype: torch.dtype | None = None
     """float16/bfloat16: distance products are computed in this precision and certified
-    exact (:mod:`torchmeans.ops.precision`); None: in the accumulation dtype."""
+    exact (:mod:`torchmeans.core.precision`); None: in the accumulation dtype."""
     streamed: bool = False
     """True when the rows are read from outside memory on every pass
     (:mod:`torchmeans.sources`): then nothing may gather a large subset of them."""
@@ -278,7 +279,7 @@ class KMeansData(ABC):
         """
 
 
-def _expand(products: Tensor, center_sq_norms: Tensor, out: Tensor | None,
+def expand_scores(products: Tensor, center_sq_norms: Tensor, out: Tensor | None,
             transposed: bool) -> Tensor:
     """Return ``center_sq_norms - 2 * products`` in the norms' dtype, into ``out`` if given.
 
@@ -291,7 +292,8 @@ def _expand(products: Tensor, center_sq_norms: Tensor, out: Tensor | None,
     return torch.add(norms, products, alpha=-2, out=out)
 
 
-def _row_chunks(n_samples: int, rows: int) -> Iterator[tuple[int, int]]:
+def row_ranges(n_samples: int, rows: int) -> Iterator[tuple[int, int]]:
+    """Yield ``(start, stop)`` of consecutive chunks of ``rows`` rows covering ``n_samples``."""
     rows = max(1, int(rows))
     for start in range(0, n_samples, rows):
         yield start, min(start + rows, n_samples)
@@ -346,231 +348,6 @@ class DenseRows(KMeansData):
         mean = self._column_sums.to(dtype) / self.n_samples
         mean_square = sq_norms.sum(dtype=dtype) / (self.n_samples * self.n_features)
         return (mean_square - mean.square().mean()).clamp(min=0).to(self.acc_dtype)
-
-
-class DenseData(DenseRows):
-    """A dense ``(n_samples, n_features)`` tensor held in memory (on any device).
-
-    Parameters
-    ----------
-    X : Tensor
-        The rows; never written to.
-    sample_weight : Tensor
-        ``(n_samples,)`` non-negative weights.
-    offset : Tensor or None
-        Point subtracted from every row before any product. ``None`` means the
-        column mean of ``X``.
-    precompute_shift : bool
-        If True, store one shifted copy of ``X`` (fast repeated passes, as
-        scikit-learn's ``copy_x=True``); if False, shift each chunk as it is
-        read and keep no copy (saves the memory of ``X``). float16/bfloat16
-        rows are always shifted per chunk, in float32: chunks of half-precision
-        data are float32 (products in half precision overflow past 65504).
-    shifted : bool
-        ``X`` is already shifted, in the accumulation dtype (rows taken from other
-        data): used as it is, no copy; ``offset`` is only recorded.
-    """
-
-    def __init__(
-        self,
-        X: Tensor,
-        sample_weight: Tensor,
-        offset: Tensor | None = None,
-        *,
-        precompute_shift: bool = True,
-        shifted: bool = False,
-    ) -> None:
-        self.n_samples, self.n_features = X.shape
-        self.dense_rows = True
-        self.dense_width = self.n_features
-        self.dtype = X.dtype
-        self.device = X.device
-        self._set_sample_weight(sample_weight)
-        if offset is None:
-            offset = X.mean(dim=0, dtype=self.acc_dtype)
-        self.offset = offset.to(self.acc_dtype)
-        if shifted:
-            self._rows = X
-            self._lazy_offset = None
-        elif precompute_shift and X.dtype == self.acc_dtype:
-            self._rows = X - self.offset
-            self._lazy_offset = None
-        else:
-            # Half-precision rows stay as they are (half the memory) and each chunk is
-            # cast and shifted in float32: shifting in half precision would round.
-            self._rows = X
-            self._lazy_offset = self.offset
-        self._sq_norms: Tensor | None = None
-        self.chunks_are_views = self._lazy_offset is None
-
-    def _shifted(self, start: int, stop: int) -> Tensor:
-        x = self._rows[start:stop]
-        return x if self._lazy_offset is None else x.to(self.acc_dtype) - self._lazy_offset
-
-    @property
-    def sq_norms(self) -> Tensor:
-        """``||x||^2`` of every shifted row, computed on first use."""
-        if self._sq_norms is None:
-            self._row_statistics()
-        return self._sq_norms
-
-    def _row_statistics(self) -> None:
-        """One pass: squared norms of the shifted rows, and their column sums."""
-        # Chunks of ~1M elements: the temporaries stay in cache (no fresh pages per pass).
-        norms = torch.empty(self.n_samples, dtype=self.acc_dtype, device=self.device)
-        total = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
-        rows = max(1, (1 << 20) // max(1, self.n_features))
-        for start, stop in _row_chunks(self.n_samples, rows):
-            x = self._shifted(start, stop).to(self.acc_dtype)
-            norms[start:stop] = x.square().sum(dim=1)
-            total += x.sum(dim=0)
-        self._sq_norms, self._column_sums = norms, total
-
-    def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
-        for start, stop in _row_chunks(self.n_samples, rows):
-            yield Chunk(start, stop, self._shifted(start, stop), self._chunk_weight(start, stop),
-                        self)
-
-    def subset(self, indices: Tensor) -> DenseData:  # noqa: D102
-        return DenseData(self.take(indices), self.sample_weight[indices],
-                         torch.zeros_like(self.offset), shifted=True)
-
-    def take(self, indices: Tensor) -> Tensor:  # noqa: D102
-        rows = self._rows.index_select(0, indices).to(self.acc_dtype)
-        return rows if self._lazy_offset is None else rows - self.offset
-
-class SparseData(KMeansData):
-    """A sparse CSR matrix (e.g. TF-IDF features) held in memory, never densified.
-
-    Parameters
-    ----------
-    X : Tensor
-        A ``torch.sparse_csr`` tensor of shape ``(n_samples, n_features)``.
-    sample_weight : Tensor
-        ``(n_samples,)`` non-negative weights.
-
-    Notes
-    -----
-    Like scikit-learn, sparse data are not shifted by their mean (that would
-    make them dense): ``offset`` is zero.
-    """
-
-    def __init__(self, X: Tensor, sample_weight: Tensor) -> None:
-        self.n_samples, self.n_features = X.shape
-        self.dense_rows = False
-        self.dense_width = 0
-        self.dtype = X.dtype
-        self.device = X.device
-        self._set_sample_weight(sample_weight)
-        self.offset = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
-        self._crow = X.crow_indices()
-        self._col = X.col_indices()
-        self._values = X.values()
-        self._row_ids = torch.repeat_interleave(
-            torch.arange(self.n_samples, device=self.device), self._crow.diff()
-        )
-        self._crow_host = self._crow.cpu()
-        norms = torch.zeros(self.n_samples, dtype=self.acc_dtype, device=self.device)
-        norms.index_add_(0, self._row_ids, self._values.to(self.acc_dtype).square())
-        self.sq_norms = norms
-
-    def _slice(self, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        lo, hi = int(self._crow_host[start]), int(self._crow_host[stop])
-        crow = self._crow[start : stop + 1] - lo
-        return crow, self._col[lo:hi], self._values[lo:hi], self._row_ids[lo:hi] - start
-
-    def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
-        for start, stop in _row_chunks(self.n_samples, rows):
-            crow, col, values, _ = self._slice(start, stop)
-            x = csr_tensor(crow, col, values, (stop - start, self.n_features))
-            yield Chunk(start, stop, x, self._chunk_weight(start, stop), self)
-
-    def scores(self, x: Tensor, centers_t: Tensor, center_sq_norms: Tensor,  # noqa: D102
-               out: Tensor | None = None, transposed: bool = False) -> Tensor:
-        return _expand(x @ centers_t.to(x.dtype), center_sq_norms, out, transposed)
-
-    def _coo(self, chunk: Chunk) -> tuple[Tensor, Tensor, Tensor]:
-        if chunk.index is None:
-            _, col, values, rows = self._slice(chunk.start, chunk.stop)
-        else:
-            crow, col, values = chunk.x.crow_indices(), chunk.x.col_indices(), chunk.x.values()
-            rows = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=self.device),
-                                           crow.diff())
-        return rows, col, values.to(self.acc_dtype)
-
-    def _select_rows(self, x: Tensor, rows: Tensor) -> Tensor:
-        crow, col, values = _gather_csr_rows(x.crow_indices(), x.col_indices(), x.values(), rows)
-        return csr_tensor(crow, col, values, (rows.numel(), self.n_features))
-
-    def subset(self, indices: Tensor) -> SparseData:  # noqa: D102
-        crow, col, values = _gather_csr_rows(self._crow, self._col, self._values, indices)
-        rows = csr_tensor(crow, col, values, (indices.numel(), self.n_features))
-        return SparseData(rows, self.sample_weight[indices])
-
-    def _add_sums(self, chunk: Chunk, labels: Tensor, sums: Tensor, rows: Tensor | None,
-                  alpha: float) -> None:
-        row, col, values = self._coo(chunk)
-        if rows is not None:
-            # Labels are given for the selected rows only: spread them over the chunk.
-            full = torch.full((chunk.stop - chunk.start,), -1, dtype=labels.dtype,
-                              device=self.device)
-            full[rows] = labels
-            labels = full
-            keep = labels[row] >= 0
-            row, col, values = row[keep], col[keep], values[keep]
-        if chunk.weight is not None:
-            values = values * chunk.weight[row]
-        flat_index = labels[row] * self.n_features + col
-        sums.view(-1).index_add_(0, flat_index, values.to(sums.dtype), alpha=alpha)
-
-    def sq_distances_to(self, chunk: Chunk, centers: Tensor, labels: Tensor) -> Tensor:  # noqa: D102
-        # ||c||^2 + sum over the row's non-zeros of (x_j - c_j)^2 - c_j^2: O(nnz), no dense
-        # row, and no cancellation of ||x||^2 against 2 x.c (a row on its center is at 0).
-        # In float64 where the device has it: ||c||^2 less the support's part cancels when
-        # the center lies on the row's support.
-        rows, col, values = self._coo(chunk)
-        wide = torch.float64 if supports_float64(self.device) else centers.dtype
-        wide_centers = centers.to(wide)
-        on_support = wide_centers[labels[rows], col]
-        distances = wide_centers.square().sum(dim=1)[labels]
-        distances.index_add_(0, rows, (values.to(wide) - on_support).square_()
-                             - on_support.square())
-        return distances.clamp_(min=0).to(centers.dtype)
-
-    def take(self, indices: Tensor) -> Tensor:  # noqa: D102
-        crow, col, values = _gather_csr_rows(self._crow, self._col, self._values, indices)
-        out_rows = torch.repeat_interleave(torch.arange(indices.numel(), device=self.device),
-                                           crow.diff())
-        dense = torch.zeros(len(indices), self.n_features, dtype=self.acc_dtype, device=self.device)
-        dense[out_rows, col] = values.to(self.acc_dtype)
-        return dense
-
-    def mean_variance(self) -> Tensor:  # noqa: D102
-        # Two passes in float64: sum (v - mean)^2 over the stored values, plus
-        # mean^2 for each implicit zero of the column.
-        dtype = torch.float64 if supports_float64(self.device) else self.acc_dtype
-        values = self._values.to(dtype)
-        total = torch.zeros(self.n_features, dtype=dtype, device=self.device)
-        mean = total.index_add(0, self._col, values) / self.n_samples
-        stored = torch.bincount(self._col, minlength=self.n_features).to(dtype)
-        deviations = total.index_add(0, self._col, (values - mean[self._col]).square())
-        variance = (deviations + (self.n_samples - stored) * mean.square()) / self.n_samples
-        return variance.mean().to(self.acc_dtype)
-
-
-def _gather_csr_rows(crow: Tensor, col: Tensor, values: Tensor,
-                     rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """CSR parts (crow, col, values) of the rows ``rows`` of a CSR matrix, in that order."""
-    starts = crow[rows]
-    lengths = crow[rows + 1] - starts
-    first = torch.cumsum(lengths, 0) - lengths
-    positions = (
-        torch.arange(int(lengths.sum()), device=crow.device)
-        - torch.repeat_interleave(first, lengths)
-        + torch.repeat_interleave(starts, lengths)
-    )
-    new_crow = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)])
-    return new_crow, col[positions], values[positions]
 
 
 def rows_per_chunk(chunk_bytes: int, n_clusters: int, n_features: int, itemsize: int) -> int:

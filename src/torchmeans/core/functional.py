@@ -11,10 +11,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
-from torchmeans._checkpoint import BestRun, Checkpointer
-from torchmeans._distributed import Collective, global_mean_variance
-from torchmeans._init import kmeans_parallel_centers, kmeans_plusplus_centers, random_centers
-from torchmeans._lloyd import (
+from torchmeans.core.assign import Assignment, assign, inertia_of
+from torchmeans.core.lloyd import (
     IterationStats,
     Reducer,
     RunState,
@@ -26,7 +24,9 @@ from torchmeans._lloyd import (
     resolve_backend,
     uses_direct_labels,
 )
-from torchmeans._validation import (
+from torchmeans.core.precision import with_full_float32_matmul
+from torchmeans.core.seeding import kmeans_parallel_centers, kmeans_plusplus_centers, random_centers
+from torchmeans.core.validation import (
     as_tensor,
     check_init_array,
     check_n_samples,
@@ -40,11 +40,12 @@ from torchmeans._validation import (
     resolve_n_init,
     validate_parameters,
 )
-from torchmeans._warnings import warn
-from torchmeans.data import DenseData, KMeansData
-from torchmeans.ops.assign import Assignment, assign, inertia_of
-from torchmeans.ops.precision import with_full_float32_matmul
-from torchmeans.sources import is_source
+from torchmeans.core.warning import warn
+from torchmeans.data.base import KMeansData
+from torchmeans.data.dense import DenseData
+from torchmeans.data.distributed import Collective, global_mean_variance
+from torchmeans.data.stream import is_source
+from torchmeans.io.checkpoint import BestRun, Checkpointer
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
 

@@ -1,0 +1,1 @@
+"""How the engine's passes run: the torch reference, the native CPU kernel, Triton."""

@@ -1,0 +1,1 @@
+"""The compiled CPU kernel (``backend='native'``)."""

@@ -1,0 +1,1 @@
+"""The fused Triton kernels (``backend='triton'``)."""

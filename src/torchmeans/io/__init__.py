@@ -1,0 +1,1 @@
+"""Files: model files, fit checkpoints, data files (all read as untrusted input)."""

@@ -1,1 +1,0 @@
-"""Assignment and accumulation kernels (the torch reference path)."""
