@@ -1,13 +1,15 @@
 /* The fused CPU step of a Lloyd pass: first-minimum label, label update and weighted sums.
  *
- * Built on first use by torchmeans/ops/_native.py (plain C99 + OpenMP, linked against the
- * OpenMP runtime torch already loaded, so both share one thread pool and threadpoolctl
- * limits apply to both). Entry points per dtype:
+ * Built at install, once per CPU level (build.py: x86-64-v4 "avx512", x86-64-v3 "avx2" and
+ * a portable baseline; the macros below pick each one's code paths), as plain C99 + OpenMP
+ * that links no OpenMP runtime: kernel.py loads the runtime torch already loaded first, so
+ * both share one thread pool and threadpoolctl limits apply to both, then the best variant
+ * tm_cpu_level() (below) allows. Entry points per dtype:
  *
  * - tm_lloyd_step_*: runs after torch's GEMM has written a chunk's scores ||c||^2 - 2 x.c
  *   and replaces the separate torch ops (minimum, label compare and update, index_add_,
  *   bincount) by one pass over the scores and the rows. Same scores in, same labels out as
- *   the torch path in torchmeans/ops/assign.py (the first center holding the minimum).
+ *   the torch path in torchmeans/core/assign.py (the first center holding the minimum).
  * - tm_lloyd_tiled_*: the same for more features (x86 AVX2 / AVX-512), as a GEMM
  *   micro-kernel whose epilogue is the first minimum (see the comment above it).
  * - tm_seeding_steps_*: the blocked k-means++ seeding's steps over one pool of proposals.
@@ -20,7 +22,7 @@
  *   a chain of fused multiply-adds over the features in order, then ||c||^2 - 2 (x.c) with
  *   one rounding (2 (x.c) is exact), so it matches torch's GEMM to the bit wherever that
  *   GEMM does the same (tests/test_native.py checks it on this machine's BLAS). Labels
- *   for predict come from the same kernel (torchmeans/ops/assign.py), so a fit's labels_
+ *   for predict come from the same kernel (torchmeans/core/assign.py), so a fit's labels_
  *   equal predict's whichever way a float near-tie falls.
  *
  * scores[i * row_stride + j * center_stride]: score of row i against center j; the layout is
@@ -40,6 +42,9 @@
 #ifndef TM_KERNEL_BODY
 #define TM_KERNEL_BODY
 #define _POSIX_C_SOURCE 200112L /* posix_memalign */
+#if defined(__APPLE__)
+#define _DARWIN_C_SOURCE /* sysctlbyname */
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,6 +52,65 @@
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
+#if defined(__x86_64__)
+#include <cpuid.h>
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+#endif
+
+/* The CPU level this library was compiled for: 4 (x86-64-v4: AVX-512 F/BW/CD/DQ/VL), 3
+   (x86-64-v3: AVX2, FMA, BMI1/2, ...) or 0 (the platform's baseline). */
+int tm_build_level(void) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512CD__) && \
+    defined(__AVX512DQ__) && defined(__AVX512VL__)
+    return 4;
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__BMI2__)
+    return 3;
+#else
+    return 0;
+#endif
+}
+
+/* The highest level whose library this CPU and OS can run: 4, 3 or 0, as tm_build_level.
+   Called only in the portable library (the others may use their instructions anywhere).
+   Every feature that -march=x86-64-v3 / -v4 lets the compiler use is checked, and the OS
+   must save the registers: XCR0 bits 1-2 (SSE, AVX state) for level 3, and also 5-7
+   (opmask, ZMM) for level 4. macOS turns the AVX-512 state on at a thread's first use, so
+   XCR0 does not show it there: the kernel's hw.optional.avx512f says instead. */
+int tm_cpu_level(void) {
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, 0) < 7 || !__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    /* ECX: SSE3 0, SSSE3 9, FMA 12, CX16 13, SSE4.1 19, SSE4.2 20, MOVBE 22, POPCNT 23,
+       OSXSAVE 27, AVX 28, F16C 29 */
+    const unsigned v3_ecx = 1u << 0 | 1u << 9 | 1u << 12 | 1u << 13 | 1u << 19 | 1u << 20 |
+                            1u << 22 | 1u << 23 | 1u << 27 | 1u << 28 | 1u << 29;
+    if ((c & v3_ecx) != v3_ecx) return 0;
+    if (__get_cpuid_max(0x80000000u, 0) < 0x80000001u) return 0;
+    __cpuid(0x80000001u, a, b, c, d);
+    if ((c & (1u << 0 | 1u << 5)) != (1u << 0 | 1u << 5)) return 0; /* LAHF-SAHF, LZCNT */
+    __cpuid_count(7, 0, a, b, c, d);
+    const unsigned v3_ebx = 1u << 3 | 1u << 5 | 1u << 8; /* BMI1, AVX2, BMI2 */
+    if ((b & v3_ebx) != v3_ebx) return 0;
+    unsigned xcr0_low, xcr0_high;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0)); /* OSXSAVE: allowed */
+    if ((xcr0_low & 0x6u) != 0x6u) return 0;
+    /* EBX: AVX512F 16, AVX512DQ 17, AVX512CD 28, AVX512BW 30, AVX512VL 31 */
+    const unsigned v4_ebx = 1u << 16 | 1u << 17 | 1u << 28 | 1u << 30 | 1u << 31;
+    if ((b & v4_ebx) != v4_ebx) return 3;
+#if defined(__APPLE__)
+    int enabled = 0;
+    size_t size = sizeof enabled;
+    if (sysctlbyname("hw.optional.avx512f", &enabled, &size, 0, 0) || !enabled) return 3;
+#else
+    if ((xcr0_low & 0xe6u) != 0xe6u) return 3;
+#endif
+    return 4;
+#else
+    return 0;
+#endif
+}
 
 #define BLOCK 256
 #define LANES 16 /* rows per register block; divides BLOCK */
