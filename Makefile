@@ -11,28 +11,43 @@ TORCH_SPEC ?= $(if $(HAS_NVIDIA_GPU),torch>=2.3,torch==2.13.0)
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint bench clean
+# The native kernel (backend='native'): compiled by the install (hatch_build.py), again
+# before demo/test/bench whenever its source or build script changed, and by `make native`.
+# No compiler: a warning, and torchmeans runs its torch path.
+NATIVE_DIR := src/torchmeans/backends/native
+NATIVE_INFO := $(NATIVE_DIR)/_build_info.json
 
-$(BIN)/.installed: pyproject.toml
+.PHONY: demo test test-fast lint bench native clean
+
+$(BIN)/.installed: pyproject.toml hatch_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[cli,test,bench]"
 	touch $@
 
-demo: $(BIN)/.installed
+# (the test: a fresh install has just built it, as a side effect make does not see)
+$(NATIVE_INFO): $(NATIVE_DIR)/lloyd_kernel.c $(NATIVE_DIR)/build.py | $(BIN)/.installed
+	@test $@ -nt $(NATIVE_DIR)/lloyd_kernel.c -a $@ -nt $(NATIVE_DIR)/build.py || \
+	$(BIN)/python $(NATIVE_DIR)/build.py || echo "torchmeans: no native kernel (see above): the torch path runs"
+
+native: | $(BIN)/.installed  # always rebuilds (e.g. after installing a compiler)
+	$(BIN)/python $(NATIVE_DIR)/build.py
+
+demo: $(BIN)/.installed $(NATIVE_INFO)
 	$(BIN)/torchmeans demo --out blobs.png
 
-test: $(BIN)/.installed lint
+test: $(BIN)/.installed $(NATIVE_INFO) lint
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
-test-fast: $(BIN)/.installed
+test-fast: $(BIN)/.installed $(NATIVE_INFO)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed $(NATIVE_INFO)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench_lloyd.py --markdown
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis blobs.png
+	rm -f $(NATIVE_DIR)/_lloyd_kernel_*.so $(NATIVE_INFO)
