@@ -687,6 +687,19 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return "not installed"
 
+    reason, info = _native.unavailable_reason(), _native.build_info()
+    if reason is None:
+        native_kernel = f"available: the {_native.variant()} variant"
+        if _native.variant() != _native.cpu_variant():
+            native_kernel += f" (TORCHMEANS_NATIVE_ISA; this CPU runs {_native.cpu_variant()})"
+    else:
+        native_kernel = f"unavailable, the torch path runs: {reason}"
+    if info is None:
+        native_build = "not built (a source tree: run `make native`)"
+    elif info.get("variants"):
+        native_build = f"{', '.join(info['variants'])} by {info.get('compiler')}"
+    else:
+        native_build = f"nothing built: {info.get('error')}"
     devices = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})"
                          for i in range(torch.cuda.device_count())]
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -701,7 +714,8 @@ def environment() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda or "none",
         "devices": devices,
-        "native_kernel": _native.unavailable_reason() or "available",
+        "native_kernel": native_kernel,
+        "native_build": native_build,
     }
 
 

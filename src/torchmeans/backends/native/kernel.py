@@ -1,21 +1,24 @@
 """The optional compiled CPU kernel of a Lloyd pass (``backend='native'``).
 
-``_lloyd_kernel.c`` fuses what follows torch's score GEMM in a Lloyd pass (first
+``lloyd_kernel.c`` fuses what follows torch's score GEMM in a Lloyd pass (first
 minimum, label update, weighted sums, inertia, changed count) into one pass over a
 chunk. At small ``k`` those separate torch ops cost more than the GEMM itself
 (benchmarks/RESULTS.md). It can also compute the scores itself (:func:`lloyd_direct`),
 so no score block is written at all: with at most 16 features in registers, and with
 more as a tiled GEMM whose epilogue is the first minimum (AVX2 or AVX-512 CPUs; at the
-GEMM floor here). The kernel is plain C99 + OpenMP (+ x86 intrinsics), compiled on
-first use with the system C compiler (``$CC``, else ``cc``) in a few seconds, and cached
-per user:
+GEMM floor here). The kernel is plain C99 + OpenMP (+ x86 intrinsics), compiled when
+torchmeans is installed (``hatch_build.py``, :mod:`.build`; docs/native_build.md), never
+at run time:
 
-- It links against the OpenMP runtime torch has already loaded (found in
-  ``/proc/self/maps``). Torch and the kernel then share one thread pool, and
-  ``torch.set_num_threads`` and ``threadpoolctl`` limits apply to both.
-- It is built with ``-march=native``; the cache key holds the source, the
-  compiler, the flags, the runtime and the CPU's feature flags, so a cache shared
-  between different machines never loads code built for another CPU.
+- Variants per CPU level sit next to this file: on x86-64 ``avx512`` (x86-64-v4),
+  ``avx2`` (x86-64-v3) and ``portable``, elsewhere ``portable``. The portable one's
+  ``tm_cpu_level()`` (CPUID, and whether the OS saves the vector registers) picks the best
+  this machine runs; ``TORCHMEANS_NATIVE_ISA=portable|avx2|avx512`` asks for a given one
+  (no higher than the CPU runs). :func:`variant` says which one is loaded.
+- The libraries link no OpenMP runtime: their OpenMP symbols bind to the runtime torch
+  has already loaded (found among the process's libraries and made global first). Torch
+  and the kernel then share one thread pool, and ``torch.set_num_threads`` and
+  ``threadpoolctl`` limits apply to both.
 - It has no torch ABI: it takes raw pointers through :mod:`ctypes`, which releases
   the GIL during the call. There is nothing to rebuild when torch is upgraded.
 - The C code trusts every size, stride and index it is given, so each entry point here
@@ -23,9 +26,10 @@ per user:
   labels wherever the kernel indexes with them) and raises ``ValueError`` naming the
   call and the problem: no argument makes it read or write out of bounds.
 
-When any step fails (no compiler, not Linux, no OpenMP runtime in the process, a
-read-only cache) the kernel is unavailable and ``backend='auto'`` uses the torch
-path; :func:`unavailable_reason` says why. ``TORCHMEANS_NATIVE=0`` turns it off;
+When it cannot run (not built at install for want of a compiler, a source tree never
+built, built from another ``lloyd_kernel.c``, not Linux or macOS, no OpenMP runtime in
+the process) the kernel is unavailable and ``backend='auto'`` uses the torch path;
+:func:`unavailable_reason` says why. ``TORCHMEANS_NATIVE=0`` turns it off;
 ``TORCHMEANS_NATIVE_TILED=0`` keeps torch's GEMM (then the kernel's step) above 16
 features.
 """
@@ -33,14 +37,11 @@ features.
 from __future__ import annotations
 
 import ctypes
-import hashlib
+import json
 import logging
 import operator
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -48,22 +49,34 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["TiledRows", "available", "direct_applies", "elkan_pass", "lloyd_direct",
-           "lloyd_step", "sq_distances_to", "tiled_available", "unavailable_reason"]
+from torchmeans.backends.native import build as _build
+
+__all__ = ["TiledRows", "available", "build_info", "direct_applies", "elkan_pass",
+           "lloyd_direct", "lloyd_step", "sq_distances_to", "tiled_available",
+           "unavailable_reason", "variant"]
 
 logger = logging.getLogger("torchmeans")
 
-SOURCE = Path(__file__).with_name("lloyd_kernel.c")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-std=c99",
-         "-Werror=implicit-function-declaration")
+LIBRARY_DIR = Path(__file__).resolve().parent
+"""Where the built variants and their ``_build_info.json`` are looked for."""
+SOURCE = LIBRARY_DIR / "lloyd_kernel.c"
 OPENMP_RUNTIMES = ("libgomp", "libomp", "libiomp5")
+VARIANT_LEVELS = _build.LEVELS
+"""Variant names, best first, and the ``tm_cpu_level()`` each needs."""
+REBUILD = ("rebuild it: `make native` or `python -m torchmeans.backends.native.build` in a "
+           "source tree, else reinstall torchmeans with a C compiler")
 
 
 class _Kernel:
     """The loaded shared library, with typed entry points."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, variant: str, cpu_level: int) -> None:
         library = ctypes.CDLL(str(path))
+        self.path, self.variant, self.cpu_level = path, variant, cpu_level
+        built_for = library.tm_build_level()
+        if built_for != VARIANT_LEVELS[variant]:
+            raise OSError(f"{path.name} was built for CPU level {built_for}, not "
+                          f"{VARIANT_LEVELS[variant]} ({variant}): {REBUILD}")
         args = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                        ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
                                        ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
@@ -107,6 +120,22 @@ class _Kernel:
         self.tiled_vector_bytes = library.tm_tiled_vector_bytes() if tiled else 0
 
 
+def _loaded_libraries() -> set[Path]:
+    """Paths of the shared libraries loaded in this process (Linux and macOS)."""
+    if sys.platform == "darwin":
+        images = ctypes.CDLL(None)
+        images._dyld_image_count.restype = ctypes.c_uint32
+        images._dyld_get_image_name.argtypes = [ctypes.c_uint32]
+        images._dyld_get_image_name.restype = ctypes.c_char_p
+        names = (images._dyld_get_image_name(i) for i in range(images._dyld_image_count()))
+        return {Path(os.fsdecode(name)) for name in names if name}
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        raise OSError("no /proc/self/maps: cannot find torch's OpenMP runtime")
+    return {Path(fields[-1]) for fields in map(str.split, maps.read_text().splitlines())
+            if len(fields) >= 6 and fields[-1].startswith("/")}
+
+
 def _openmp_runtime() -> Path:
     """Path of torch's OpenMP runtime, among those loaded in this process.
 
@@ -114,18 +143,14 @@ def _openmp_runtime() -> Path:
     ``scikit_learn.libs``): prefer the one inside torch's package, else one that no
     other wheel vendors (a system or conda runtime).
     """
-    maps = Path("/proc/self/maps")
-    if not maps.exists():
-        raise OSError("no /proc/self/maps (the native kernel is built on Linux only)")
-    loaded = {Path(fields[-1]) for fields in map(str.split, maps.read_text().splitlines())
-              if len(fields) >= 6 and Path(fields[-1]).name.startswith(OPENMP_RUNTIMES)}
+    loaded = {path for path in _loaded_libraries() if path.name.startswith(OPENMP_RUNTIMES)}
     torch_dir = Path(torch.__file__).resolve().parent
 
     def torchs(path: Path) -> bool:  # inside torch, or in the wheel's own torch.libs folder
         return path.resolve().is_relative_to(torch_dir) or path.parent.name == "torch.libs"
 
     def vendored(path: Path) -> bool:  # another wheel's copy (scikit_learn.libs, ...)
-        return path.parent.name.endswith(".libs") and not torchs(path)
+        return path.parent.name.endswith((".libs", ".dylibs")) and not torchs(path)
 
     ranked = sorted(loaded, key=lambda path: (not torchs(path), vendored(path), str(path)))
     if not ranked or vendored(ranked[0]):
@@ -133,65 +158,107 @@ def _openmp_runtime() -> Path:
     return ranked[0]
 
 
-def _cpu_flags() -> str:
-    """Return what ``-march=native`` depends on: the machine and its CPU feature lines."""
-    import platform
-
-    lines = [platform.machine()]
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith(("flags", "Features", "CPU part", "CPU implementer", "model name")):
-            lines.append(line)
-    return "\n".join(dict.fromkeys(lines))  # distinct lines, in order
+def build_info() -> dict[str, Any] | None:
+    """Return what the install built (``_build_info.json``), or None if it is missing."""
+    try:
+        return json.loads((LIBRARY_DIR / _build.INFO_NAME).read_text())
+    except (OSError, ValueError):
+        return None
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("TORCHMEANS_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
-    return Path(base) / "torchmeans" if base else Path.home() / ".cache" / "torchmeans"
+def _variant_name(level: int) -> str:
+    return next(name for name, need in VARIANT_LEVELS.items() if need <= level)
 
 
-def _build() -> _Kernel:
-    compiler = shutil.which(os.environ.get("CC", "cc"))
-    if compiler is None:
-        raise OSError("no C compiler found (set CC or install gcc/clang)")
+def _requested_variant(cpu_level: int, built: list[str]) -> list[str]:
+    """Return the variants to try, best first (or the one ``TORCHMEANS_NATIVE_ISA`` asks)."""
+    runnable = [name for name in built if VARIANT_LEVELS[name] <= cpu_level]
+    asked = os.environ.get("TORCHMEANS_NATIVE_ISA", "").strip().lower()
+    if not asked:
+        return runnable
+    if asked not in VARIANT_LEVELS:
+        raise OSError(f"TORCHMEANS_NATIVE_ISA={asked!r} is not one of "
+                      f"{', '.join(VARIANT_LEVELS)}")
+    if asked not in built:
+        raise OSError(f"TORCHMEANS_NATIVE_ISA={asked}: that variant was not built here "
+                      f"(built: {', '.join(built)})")
+    if asked not in runnable:
+        raise OSError(f"TORCHMEANS_NATIVE_ISA={asked}: this CPU runs at most the "
+                      f"{_variant_name(cpu_level)} variant")
+    return [asked]
+
+
+def _open() -> _Kernel:
+    info = build_info()
+    if info is None:
+        raise OSError(f"the native kernel is not built (no {_build.INFO_NAME} next to "
+                      f"kernel.py: a source tree never built?): {REBUILD}")
+    if not info.get("variants"):
+        raise OSError(f"the native kernel was not built at install ({info.get('error')}): "
+                      f"reinstall torchmeans with a C compiler (cc, gcc or clang on PATH, or "
+                      f"$CC), or run `make native` in a source tree")
+    if SOURCE.exists() and _build.source_digest(SOURCE) != info.get("source_sha256"):
+        raise OSError(f"lloyd_kernel.c changed since the kernel was built: {REBUILD}")
+    built = [name for name in VARIANT_LEVELS if name in info["variants"]]
+    missing = [name for name in built if not (LIBRARY_DIR / _build.library_name(name)).exists()]
+    if missing:
+        raise OSError(f"built variant(s) {', '.join(missing)} missing from {LIBRARY_DIR}: "
+                      f"{REBUILD}")
     runtime = _openmp_runtime()
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
-                             check=True).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), compiler, version, *FLAGS,
-                                    str(runtime), _cpu_flags()]).encode()).hexdigest()[:20]
-    target = _cache_dir() / f"lloyd_kernel_{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-            objects = Path(scratch) / "kernel.o"
-            library = Path(scratch) / "kernel.so"
-            # Compile with -fopenmp, but link only the runtime torch loaded (not the
-            # compiler's own): one OpenMP pool in the process.
-            for command in ([compiler, *FLAGS, "-c", str(SOURCE), "-o", str(objects)],
-                            [compiler, "-shared", str(objects), str(runtime),
-                             "-o", str(library)]):
-                done = subprocess.run(command, capture_output=True, text=True)
-                if done.returncode:
-                    raise OSError(f"{' '.join(command)} failed: {done.stderr.strip()}")
-            os.replace(library, target)  # atomic: a concurrent build never sees half a file
-    return _Kernel(target)
+    # Made global, so that the kernel's undefined OpenMP symbols bind to torch's runtime
+    # (loaded already: this opens the same library, it loads no second one).
+    ctypes.CDLL(str(runtime), mode=ctypes.RTLD_GLOBAL)
+    try:
+        probe = ctypes.CDLL(str(LIBRARY_DIR / _build.library_name("portable")))
+    except OSError as error:
+        raise OSError(f"cannot load the portable variant ({_hint(error)})") from error
+    cpu_level = probe.tm_cpu_level()
+    errors = []
+    for name in _requested_variant(cpu_level, built):
+        try:
+            return _Kernel(LIBRARY_DIR / _build.library_name(name), name, cpu_level)
+        except (OSError, AttributeError) as error:  # AttributeError: an entry point missing
+            errors.append(f"{name}: {_hint(error)}")
+            logger.debug("native kernel: variant %s failed to load: %s", name, error)
+    raise OSError("no built variant loads: " + "; ".join(errors))
+
+
+def _hint(error: Exception) -> str:
+    text = str(error)
+    if "__kmpc" in text or "GOMP_" in text:
+        text += (" (built for another OpenMP runtime than torch's: build with the compiler "
+                 "family torch was built with, gcc for libgomp, clang for libomp)")
+    return text
 
 
 @cache
 def _load() -> _Kernel | str:
-    """Return the kernel, or the reason it cannot be used (built and loaded at most once)."""
+    """Return the kernel, or the reason it cannot be used (loaded at most once)."""
     if os.environ.get("TORCHMEANS_NATIVE", "1") == "0":
         return "disabled by TORCHMEANS_NATIVE=0"
-    if not sys.platform.startswith("linux"):
-        return f"the native kernel is built on Linux only (this is {sys.platform})"
+    if not (sys.platform.startswith("linux") or sys.platform == "darwin"):
+        return f"the native kernel is built on Linux and macOS only (this is {sys.platform})"
     try:
-        return _build()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as error:  # RuntimeError: no HOME
+        return _open()
+    except OSError as error:
         logger.debug("native kernel unavailable: %s", error)
         return str(error)
 
 
+def variant() -> str | None:
+    """Return the loaded variant (``'avx512'``, ``'avx2'`` or ``'portable'``), or None."""
+    loaded = _load()
+    return loaded.variant if isinstance(loaded, _Kernel) else None
+
+
+def cpu_variant() -> str | None:
+    """Return the best variant this CPU runs (whatever was built or asked), or None."""
+    loaded = _load()
+    return _variant_name(loaded.cpu_level) if isinstance(loaded, _Kernel) else None
+
+
 def available() -> bool:
-    """Return True when the compiled CPU kernel can run (building it on first call)."""
+    """Return True when the compiled CPU kernel can run (loading it on first call)."""
     return isinstance(_load(), _Kernel)
 
 
@@ -387,7 +454,7 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
     """:func:`lloyd_step` that computes the scores itself.
 
     The scores ``||c||^2 - 2 x.c`` of a block of rows live in registers only: no
-    ``rows x k`` block is written (see ``_lloyd_kernel.c``). Up to 16 features, each
+    ``rows x k`` block is written (see ``lloyd_kernel.c``). Up to 16 features, each
     block of rows meets the centers one by one with its features in registers; beyond,
     tiles of rows meet groups of centers as in a GEMM micro-kernel. Each score is one
     FMA chain over the features in order, so the labels do not depend on the chunking
@@ -490,7 +557,7 @@ def elkan_pass(x: Tensor, row_sq_norms: Tensor, margin: Tensor, centers: Tensor,
 
     Moves the bounds by the centers' drift, tests them, and computes scores only
     for the rows and centers whose bounds fail (``tm_elkan_pass`` in
-    ``_lloyd_kernel.c``), each as :func:`lloyd_direct` computes it, so the labels are
+    ``lloyd_kernel.c``), each as :func:`lloyd_direct` computes it, so the labels are
     the ones a native Lloyd pass would give.
 
     Parameters
