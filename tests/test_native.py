@@ -6,11 +6,13 @@ changed count (the kernel adds in float64, so only to rounding). Whole fits from
 same init must then give identical labels and ``n_iter_`` on data without near-ties.
 """
 
+import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from _helpers import EXACT_TIES, exact_lloyd, random_row_data, tiled_kernel, to_numpy
 from torchmeans import KMeans, kmeans
+from torchmeans.backends.native import build as _build
 from torchmeans.backends.native import kernel as _native
 from torchmeans.core import assign as assign_module
 from torchmeans.core.assign import SMALL_K, assign
@@ -209,13 +212,33 @@ def test_native_on_sparse_data_names_the_problem():
     assert KMeans(2, backend="auto", n_init=1, random_state=0).fit(X).n_iter_ >= 1
 
 
-def test_without_a_compiler_auto_falls_back_and_native_raises(tmp_path):
-    done = _run("""
+def _with_library_dir(directory, code: str) -> str:
+    """``code`` run with the kernel looked for in ``directory`` (before it is loaded)."""
+    return (f"from pathlib import Path\nfrom torchmeans.backends.native import kernel as _native\n"
+            f"_native.LIBRARY_DIR = Path({str(directory)!r})\n" + textwrap.dedent(code))
+
+
+def test_without_a_compiler_auto_falls_back_and_native_raises(tmp_path, monkeypatch, capsys):
+    """An install without a C compiler succeeds (the hook's build only warns) and records
+    why; the kernel then names it, 'auto' runs torch and 'native' raises with it."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.delenv("TORCHMEANS_NATIVE_BUILD", raising=False)
+    result = _build.build(tmp_path)
+    assert result.variants == []
+    assert "no C compiler" in result.error
+    assert "WARNING" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.so"))
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        _build.build(tmp_path, mode="require")
+    done = _run(_with_library_dir(tmp_path, """
         import numpy as np, pytest
         from torchmeans import KMeans
-        from torchmeans.backends.native import kernel as _native
         reason = _native.unavailable_reason()
+        assert "not built at install" in reason, reason
         assert "no C compiler" in reason, reason
+        assert "reinstall torchmeans with a C compiler" in reason, reason
+        assert _native.variant() is None
+        assert not _native.direct_applies(2)
         X = np.random.default_rng(0).normal(size=(200, 3))
         auto = KMeans(3, random_state=0, n_init=1).fit(X)
         torch_fit = KMeans(3, random_state=0, n_init=1, backend="torch").fit(X)
@@ -223,10 +246,49 @@ def test_without_a_compiler_auto_falls_back_and_native_raises(tmp_path):
         with pytest.raises(ValueError, match="no C compiler"):
             KMeans(3, backend="native").fit(X)
         print("ok")
-    """, CC=str(tmp_path / "no-such-compiler"), TORCHMEANS_CACHE_DIR=str(tmp_path))
+    """))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
-    assert not list(tmp_path.rglob("*.so"))
+
+
+def test_build_can_be_skipped(tmp_path):
+    result = _build.build(tmp_path, mode="0", log=open(os.devnull, "w"))  # noqa: SIM115
+    assert result.variants == []
+    assert "TORCHMEANS_NATIVE_BUILD=0" in result.error
+    assert [p.name for p in tmp_path.iterdir()] == [_build.INFO_NAME]
+    with pytest.raises(ValueError, match="TORCHMEANS_NATIVE_BUILD"):
+        _build.build(tmp_path, mode="sometimes")
+
+
+def test_a_tree_never_built_says_how_to_build(tmp_path):
+    done = _run(_with_library_dir(tmp_path, "print(_native.unavailable_reason())"))
+    assert done.returncode == 0, done.stderr
+    assert "not built" in done.stdout
+    assert "make native" in done.stdout
+
+
+@needs_kernel
+@pytest.mark.parametrize("damage", ["stale source", "missing library"])
+def test_a_stale_or_incomplete_build_is_refused(tmp_path, damage):
+    info = _native.build_info()
+    for name in info["variants"]:
+        shutil.copy(_native.LIBRARY_DIR / _build.library_name(name), tmp_path)
+    if damage == "stale source":
+        info["source_sha256"] = "0" * 64
+        expected = "lloyd_kernel.c changed since the kernel was built"
+    else:
+        (tmp_path / _build.library_name(info["variants"][0])).unlink()
+        expected = "missing from"
+    (tmp_path / _build.INFO_NAME).write_text(json.dumps(info))
+    done = _run(_with_library_dir(tmp_path, """
+        import numpy as np
+        from torchmeans import KMeans
+        print(_native.unavailable_reason())
+        KMeans(2, n_init=1, random_state=0).fit(np.random.default_rng(0).random((50, 2)))
+    """))
+    assert done.returncode == 0, done.stderr
+    assert expected in done.stdout
+    assert "make native" in done.stdout
 
 
 def test_disabled_by_environment():
@@ -238,16 +300,101 @@ def test_disabled_by_environment():
 
 
 @needs_kernel
-def test_build_is_cached_per_source_and_cpu(tmp_path):
-    code = ("from torchmeans.backends.native import kernel as _native; "
-            "assert _native.available(); print('ok')")
-    for _ in range(2):
-        done = _run(code, TORCHMEANS_CACHE_DIR=str(tmp_path))
+def test_nothing_is_compiled_or_cached_at_run_time(tmp_path):
+    """The first fit needs no compiler and writes nothing (no cache)."""
+    done = _run("""
+        import numpy as np
+        from torchmeans import KMeans
+        from torchmeans.backends.native import kernel as _native
+        assert _native.available(), _native.unavailable_reason()
+        KMeans(3, backend="native", n_init=1, random_state=0).fit(
+            np.random.default_rng(0).random((500, 4)))
+        print("ok")
+    """, CC=str(tmp_path / "no-such-compiler"), PATH=str(tmp_path), HOME=str(tmp_path),
+        XDG_CACHE_HOME=str(tmp_path), TORCHMEANS_CACHE_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert not list(tmp_path.iterdir())
+
+
+@needs_kernel
+def test_the_build_records_its_variants_and_links_no_openmp_runtime():
+    info = _native.build_info()
+    expected = ["avx512", "avx2", "portable"] if info["machine"] == "x86_64" else ["portable"]
+    assert info["variants"] == expected, info
+    assert info["failed"] == {}
+    assert info["error"] is None
+    assert _native.variant() == _native.cpu_variant()  # the best this CPU runs, by default
+    assert _native.cpu_variant() in expected
+    readelf = shutil.which("readelf")
+    if sys.platform != "linux" or readelf is None:
+        return
+    for name in expected:
+        dynamic = subprocess.run([readelf, "-d", str(_native.LIBRARY_DIR /
+                                                     _build.library_name(name))],
+                                 capture_output=True, text=True, check=True).stdout
+        needed = [line for line in dynamic.splitlines() if "(NEEDED)" in line]
+        assert needed
+        assert not [line for line in needed if "omp" in line], needed
+
+
+def test_the_isa_knob_picks_a_variant_no_higher_than_the_cpu(monkeypatch):
+    built = ["avx512", "avx2", "portable"]
+    monkeypatch.delenv("TORCHMEANS_NATIVE_ISA", raising=False)
+    assert _native._requested_variant(4, built) == built
+    assert _native._requested_variant(3, built) == ["avx2", "portable"]
+    assert _native._requested_variant(0, built) == ["portable"]
+    assert _native._requested_variant(3, ["portable"]) == ["portable"]
+    monkeypatch.setenv("TORCHMEANS_NATIVE_ISA", "AVX2")
+    assert _native._requested_variant(4, built) == ["avx2"]
+    with pytest.raises(OSError, match="runs at most the portable variant"):
+        _native._requested_variant(0, built)
+    with pytest.raises(OSError, match="was not built here"):
+        _native._requested_variant(4, ["portable"])
+    monkeypatch.setenv("TORCHMEANS_NATIVE_ISA", "sse9")
+    with pytest.raises(OSError, match="not one of avx512, avx2, portable"):
+        _native._requested_variant(4, built)
+
+
+RUNNABLE = ([] if REASON is not None else
+            [v for v in _native.build_info()["variants"]
+             if _native.VARIANT_LEVELS[v] <= _native._kernel().cpu_level])
+VARIANT_FITS = """
+    import hashlib, json
+    import numpy as np
+    from torchmeans import KMeans
+    from torchmeans.backends.native import kernel as _native
+    kernel = _native._kernel()
+    out = {"variant": _native.variant(), "tiled": kernel.tiled_vector_bytes,
+           "direct": kernel.direct_max_features}
+    rng = np.random.default_rng(0)
+    for n, d, k, dtype in ((4000, 2, 5, np.float64), (4000, 8, 16, np.float32),
+                           (3000, 40, 9, np.float32), (2000, 130, 70, np.float64)):
+        centers = rng.normal(scale=8, size=(k, d))
+        X = (centers[rng.integers(k, size=n)] + rng.normal(size=(n, d))).astype(dtype)
+        km = KMeans(k, n_init=1, max_iter=30, tol=0.0, random_state=1, backend="native").fit(X)
+        out[f"{n}x{d}"] = [hashlib.sha256(km.labels_.tobytes()).hexdigest(), km.n_iter_]
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(len(RUNNABLE) < 2, reason="fewer than two variants run on this CPU")
+def test_every_variant_loads_and_gives_the_same_labels():
+    """Each variant this CPU runs, asked for by TORCHMEANS_NATIVE_ISA: its own code paths
+    (portable x86-64: GEMM + step; AVX2: 2 x 4 tiles; AVX-512: 4 x 5), the same fits."""
+    runs = {}
+    for name in RUNNABLE:
+        done = _run(VARIANT_FITS, TORCHMEANS_NATIVE_ISA=name)
         assert done.returncode == 0, done.stderr
-    built = list(tmp_path.rglob("*.so"))
-    assert len(built) == 1
-    assert built[0].name.startswith("lloyd_kernel_")
-    assert not [p for p in tmp_path.rglob("*") if p.is_dir() and p.name.startswith("tmp")]
+        runs[name] = json.loads(done.stdout)
+        assert runs[name].pop("variant") == name
+    paths = {name: (run.pop("tiled"), run.pop("direct")) for name, run in runs.items()}
+    expected_paths = {"avx512": (64, 16), "avx2": (32, 16),
+                      "portable": (0, 0) if platform.machine() == "x86_64" else (0, 16)}
+    assert paths == {name: expected_paths[name] for name in runs}
+    first = runs[RUNNABLE[0]]
+    for name in RUNNABLE[1:]:
+        assert runs[name] == first, name
 
 
 @needs_kernel
@@ -432,27 +579,33 @@ def test_tiled_kernel_can_be_turned_off():
     assert sixteen == available == "True" or REASON is not None
 
 
-@needs_tiled
-@pytest.mark.skipif("avx512f" not in Path("/proc/cpuinfo").read_text(),
-                    reason="the normal build is already the AVX2 one (or has no tiled kernel)")
-def test_avx2_build_passes_the_tiled_tests(tmp_path):
-    """The AVX2 branches (2 x 4 tiles, transposition by permutes and blends, the seeding's
-    steps) are compiled only without AVX-512: build the kernel with -mno-avx512f and run
-    the exact tests of the tiled kernel and of the seeding's steps against it."""
-    compiler = tmp_path / "cc-avx2"
-    compiler.write_text(f'#!/bin/sh\nexec {os.environ.get("CC", "cc")} "$@" -mno-avx512f\n')
-    compiler.chmod(0o755)
-    env = {**os.environ, "CC": str(compiler), "TORCHMEANS_CACHE_DIR": str(tmp_path / "cache")}
+def _run_tests_with_variant(variant: str, selection: str) -> None:
+    env = {**os.environ, "TORCHMEANS_NATIVE_ISA": variant}
     probe = subprocess.run([sys.executable, "-c",
                             "from torchmeans.backends.native import kernel as _native; "
-                            "print(_native._kernel().tiled_vector_bytes)"],
-                           capture_output=True, text=True, env=env)
-    assert probe.stdout.split() == ["32"], probe.stderr
+                            "print(_native.variant())"], capture_output=True, text=True, env=env)
+    assert probe.stdout.split() == [variant], probe.stderr
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           __file__, "-k", "exact_first_minimum or seeding_steps_equal"],
-                          capture_output=True, text=True, env=env)
+                           __file__, "-k", selection], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout
+
+
+@needs_tiled
+@pytest.mark.skipif(RUNNABLE[:2] != ["avx512", "avx2"],
+                    reason="the default variant is already the AVX2 one (or has no tiled kernel)")
+def test_avx2_variant_passes_the_tiled_tests():
+    """The AVX2 branches (2 x 4 tiles, transposition by permutes and blends, the seeding's
+    steps) are in the avx2 variant only: run the exact tests of the tiled kernel and of the
+    seeding's steps against it."""
+    _run_tests_with_variant("avx2", "exact_first_minimum or seeding_steps_equal")
+
+
+@pytest.mark.skipif("portable" not in RUNNABLE[1:], reason="the portable variant is the default")
+def test_portable_variant_passes_the_pass_tests():
+    """The portable variant (x86-64 baseline: no FMA, so GEMM + lloyd_step everywhere)."""
+    _run_tests_with_variant("portable", "exact_ties or empty_clusters or sq_distances or "
+                                        "threads_follow")  # fits: the test above
 
 
 def _seeding_steps_reference(x, weight, closest, pool, pool_now, thresholds, n_trials,
