@@ -31,6 +31,7 @@ from sklearn.exceptions import ConvergenceWarning
 from _helpers import EXACT_TIES, blob_data, exact_lloyd, random_row_data, to_numpy
 from torchmeans import KMeans, kmeans
 from torchmeans.backends.native import kernel as _native
+from torchmeans.backends.torch import TorchBackend
 from torchmeans.core.assign import center_terms, chunk_rows_for
 from torchmeans.core.bounds import BoundedPass, center_groups
 from torchmeans.core.lloyd import lloyd
@@ -647,6 +648,16 @@ def test_bounds_take_over_from_lloyd_passes_mid_fit(algorithm):
     assert_same_as_lloyd(ours, ref, X)
 
 
+class _ScoresItself(TorchBackend):
+    """A backend that scores rows itself (as the native kernel does), for 'auto'."""
+
+    def own_scores(self, data):
+        return True
+
+
+SCORES_ITSELF = _ScoresItself()
+
+
 def test_auto_picks_by_clusters_and_dimension():
     from torchmeans.core.lloyd import resolve_algorithm
     from torchmeans.core.validation import prepare_data
@@ -660,13 +671,13 @@ def test_auto_picks_by_clusters_and_dimension():
     assert resolve_algorithm("auto", data(300), 1024) == "hamerly"  # bounds larger than data
     assert resolve_algorithm("yinyang", data(768), 256) == "yinyang"
     # The native kernel's own scores (<= 16 features): Lloyd at any k.
-    assert resolve_algorithm("auto", data(8), 256, direct=True) == "lloyd"
+    assert resolve_algorithm("auto", data(8), 256, backend=SCORES_ITSELF) == "lloyd"
     assert resolve_algorithm("auto", data(8), 256) == "hamerly"
-    assert resolve_algorithm("elkan", data(8), 256, direct=True) == "elkan"
+    assert resolve_algorithm("elkan", data(8), 256, backend=SCORES_ITSELF) == "elkan"
     # Elkan's native pass: from 17 features wherever k <= d.
-    assert resolve_algorithm("auto", data(64), 64, direct=True) == "elkan"
+    assert resolve_algorithm("auto", data(64), 64, backend=SCORES_ITSELF) == "elkan"
     assert resolve_algorithm("auto", data(64), 64) == "hamerly"
-    assert resolve_algorithm("auto", data(32), 256, direct=True) == "hamerly"
+    assert resolve_algorithm("auto", data(32), 256, backend=SCORES_ITSELF) == "hamerly"
 
 
 @pytest.mark.skipif(not _native.direct_applies(8), reason="no native kernel")

@@ -35,7 +35,7 @@ PARAMS = {
     "oversampling_factor": 2.0,
     "init_rounds": None,
     "checkpoint": None,
-    "checkpoint_every": 10,
+    "checkpoint_every": None,
     "distributed": None,
     "device": None,
     "chunk_bytes": None,

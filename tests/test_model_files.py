@@ -178,7 +178,7 @@ def test_files_of_format_1_without_a_checksum_still_load(fitted, tmp_path):
 def test_execution_settings_are_not_stored(tmp_path):
     """A model fitted for CUDA loads with device=None and predicts on the CPU."""
     X = np.random.default_rng(0).normal(size=(60, 3))
-    km = KMeans(3, random_state=0, n_init=1, checkpoint=tmp_path / "c.safetensors").fit(X)
+    km = KMeans(3, random_state=0, n_init=1).fit(X, checkpoint=tmp_path / "c.safetensors")
     km.set_params(device="cuda")  # as if fitted on a GPU
     path = km.save(tmp_path / "m.safetensors")
     with safe_open(str(path), framework="pt") as handle:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import torchmeans
 from torchmeans import KMeans
-from torchmeans.core.assign import center_terms, certified_nearest, nearest_centers
+from torchmeans.backends.torch import center_terms, certified_nearest, nearest_centers
 from torchmeans.core.precision import full_float32_matmul, score_error_bound
 from torchmeans.core.validation import prepare_data
 from torchmeans.estimators.batched import batched_kmeans

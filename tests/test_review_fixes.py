@@ -10,8 +10,9 @@ from sklearn.datasets import make_blobs
 
 import torchmeans
 from torchmeans import KMeans, sources
+from torchmeans.backends import resolve_backend
 from torchmeans.backends.native import kernel as _native
-from torchmeans.core.lloyd import resolve_backend
+from torchmeans.core.assign import chunk_budget
 from torchmeans.core.validation import make_data
 
 
@@ -60,21 +61,21 @@ def test_davies_bouldin_with_many_clusters_equals_sklearn():
 def test_checkpoint_of_an_unweighted_fit_is_refused_for_a_weighted_one(tmp_path):
     X, _ = make_blobs(n_samples=2000, centers=5, random_state=0)
     path = tmp_path / "state.safetensors"
-    KMeans(5, random_state=0, n_init=1, max_iter=3, tol=0, checkpoint=path,
-           checkpoint_every=1).fit(X)
+    KMeans(5, random_state=0, n_init=1, max_iter=3, tol=0).fit(X, checkpoint=path,
+                                                          checkpoint_every=1)
     weight = np.random.default_rng(0).uniform(0.5, 2, len(X))
     with pytest.raises(ValueError, match=r"another fit \(different \['weights'\]"):
-        KMeans(5, random_state=0, n_init=1, max_iter=3, tol=0, checkpoint=path).fit(
-            X, sample_weight=weight, resume=True)
+        KMeans(5, random_state=0, n_init=1, max_iter=3, tol=0).fit(
+            X, checkpoint=path, sample_weight=weight, resume=True)
     with pytest.raises(ValueError, match="init"):
-        KMeans(5, init=X[:5], n_init=1, max_iter=3, tol=0, checkpoint=path).fit(X, resume=True)
+        KMeans(5, init=X[:5], n_init=1, max_iter=3, tol=0).fit(X, checkpoint=path, resume=True)
 
 
 def test_auto_backend_keeps_accumulators_within_the_budget():
     data = make_data(torch.randn(100, 64), torch.ones(100))
     if _native.available():
-        assert resolve_backend("auto", data, 8, None) == "native"
-    assert resolve_backend("auto", data, 4096, 1 << 16) == "torch"  # 2 MiB+ of accumulators
+        assert resolve_backend("auto", data, 8, chunk_budget(data, None)).name == "native"
+    assert resolve_backend("auto", data, 4096, 1 << 16).name == "torch"  # 2 MiB+ of accumulators
 
 
 def test_native_backend_with_a_bounded_algorithm_is_an_error():

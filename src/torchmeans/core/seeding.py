@@ -19,15 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchmeans.backends.native import kernel as _native
-from torchmeans.core.assign import (
-    center_terms,
-    chunk_budget,
-    chunk_minima,
-    chunk_rows_for,
-    chunk_scores,
-    kernel_scores_apply,
-)
+from torchmeans.backends import seeding_backend
+from torchmeans.backends.torch import center_terms, chunk_scores
+from torchmeans.core.assign import chunk_budget, chunk_rows_for
 from torchmeans.data.base import KMeansData, supports_float64
 
 __all__ = [
@@ -262,14 +256,16 @@ class _CandidateJudge:
         held = data.dense_rows and rows.numel() * data.n_features * itemsize <= (
             EVALUATION_MAX_BYTES)
         self.chunked = not held
-        self.tiled: _native.TiledRows | None = None
+        self.tiled: Any = None
         if self.chunked:
             self.part = data if every_row else data.subset(rows)
-        elif kernel_scores_apply(data) and _native.tiled_available():
-            self.tiled = _native.TiledRows(data.take(rows), self.weight)
+            return
+        x = data.take(rows)
+        self.tiled = seeding_backend(data).seeding_rows(x, self.weight)
+        if self.tiled is not None:
             self.closest = self.tiled.padded(closest)  # padding rows: distance 0
         else:
-            self.x = data.take(rows)
+            self.x = x
             self.sq_norms = self.x.square().sum(dim=1)
             # Proposals per window: as many as fill the chunk budget.
             self.window_size = chunk_budget(data, chunk_bytes) // (rows.numel() * itemsize)
@@ -360,11 +356,13 @@ def _lower_closest(data: KMeansData, points: Tensor, first_id: int, closest: Ten
     """Lower ``closest`` to the rows' distances to ``points`` where nearer (in place).
 
     ``nearest``, if given, records for the rows that moved the id of their new nearest
-    point (``first_id`` + its index in ``points``). The minima come from
-    :func:`~torchmeans.core.assign.chunk_minima` (the native kernel where it applies).
+    point (``first_id`` + its index in ``points``). The minima come from the
+    seeding backend (:func:`torchmeans.backends.seeding_backend`: the native kernel where
+    it scores the rows itself).
     """
-    for chunk, values, index in chunk_minima(data, points, chunk_bytes,
-                                             with_labels=nearest is not None):
+    chunk_rows = chunk_rows_for(data, points.shape[0], chunk_bytes)
+    for chunk, values, index in seeding_backend(data).minima(
+            data, points, chunk_rows, with_labels=nearest is not None):
         rows = slice(chunk.start, chunk.stop)
         distances = values.add_(chunk.sq_norms).clamp_(min=0)
         if nearest is None:
@@ -383,7 +381,6 @@ def kmeans_parallel_centers(
     oversampling_factor: float = 2.0,
     rounds: int | None = None,
     chunk_bytes: int | None = None,
-    collective: Any = None,
 ) -> tuple[Tensor, Tensor]:
     """k-means|| seeding (Bahmani et al. 2012): a few passes instead of ``k`` sequential steps.
 
@@ -395,7 +392,8 @@ def kmeans_parallel_centers(
     ``n_clusters`` centers by weighted greedy k-means++ and a few weighted Lloyd
     iterations. The rows' nearest candidates are tracked during the passes, so the
     weights need no extra pass. Each pass over the data is chunked (memory bounded
-    by the budget), which is what makes it fit streaming and distributed data.
+    by the budget), which is what makes it fit streaming and distributed data (the
+    rounds of a distributed fit's data are collectives of ``data.collective``).
 
     Returns
     -------
@@ -409,6 +407,7 @@ def kmeans_parallel_centers(
     from torchmeans.data.dense import DenseData
 
     rounds = PARALLEL_ROUNDS if rounds is None else rounds
+    collective = data.collective
     weight = data.sample_weight
     device = data.device
     # Distributed: this rank holds global rows [first, first + n); every rank draws the

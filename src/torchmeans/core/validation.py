@@ -20,7 +20,8 @@ from sklearn.utils._param_validation import (
 )
 from torch import Tensor
 
-from torchmeans.core.lloyd import ALGORITHMS, BACKENDS
+from torchmeans.backends import BACKENDS
+from torchmeans.core.lloyd import ALGORITHMS
 from torchmeans.core.precision import PRECISIONS, low_precision_dtype
 from torchmeans.core.warning import warn
 from torchmeans.data.base import (
@@ -382,7 +383,7 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "oversampling_factor": [Interval(numbers.Real, 0, None, closed="neither")],
     "init_rounds": [*_positive_int(), None],
     "checkpoint": [str, os.PathLike, None],
-    "checkpoint_every": _positive_int(),
+    "checkpoint_every": [*_positive_int(), None],
     "distributed": ["boolean", None],
     "precision": [StrOptions(set(PRECISIONS))],
     "deterministic": ["boolean"],

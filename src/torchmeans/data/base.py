@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from torchmeans.core.accumulate import segment_sums
+from torchmeans.data.distributed import LOCAL, Collective
 
 __all__ = [
     "Chunk",
@@ -175,6 +176,9 @@ class KMeansData(ABC):
     dense_width: int
     """Floats per row that chunk temporaries hold besides the scores (``n_features``
     for dense rows, 0 for sparse rows, whose products never densify a row)."""
+    collective: Collective = LOCAL
+    """The ranks whose rows together make the data (:mod:`torchmeans.data.distributed`):
+    a distributed fit sums each pass's accumulator over them; one process: the identity."""
 
     @property
     def acc_dtype(self) -> torch.dtype:
