@@ -697,3 +697,23 @@ def test_auto_keeps_elkans_bounds_off_sparse_data():
 
     sparse = prepare_data(torch.eye(300, 400).to_sparse_csr(), None)
     assert resolve_algorithm("auto", sparse, 256) == "hamerly"
+
+
+def test_weighted_relocation_leaves_no_residual_cluster():
+    # Found by a randomized comparison: relocating the farthest (weighted) points
+    # emptied a weighted cluster up to a ~1e-16 weight residual, and its center
+    # became residual / residual, far from any data. It must be treated as empty.
+    rng = np.random.default_rng(1)
+    for trial in range(83):
+        n = int(rng.integers(5, 150))
+        d = int(rng.integers(1, 12))
+        k = int(rng.integers(1, min(n, 45) + 1))
+        X = rng.normal(size=(n, d))
+        init = rng.normal(size=(k, d)) * rng.choice([0.5, 3, 10])
+        weight = None if trial % 2 else rng.uniform(0.5, 2, size=n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # empty clusters may warn; the centers are the point
+        km = KMeans(k, init=init, n_init=1, max_iter=1, tol=0).fit(X, sample_weight=weight)
+    assert np.isfinite(km.cluster_centers_).all()
+    low, high = X.min(axis=0) - 1e-9, X.max(axis=0) + 1e-9
+    assert ((km.cluster_centers_ >= low) & (km.cluster_centers_ <= high)).all()

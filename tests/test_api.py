@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from sklearn.base import clone
 
@@ -246,3 +247,22 @@ def test_warnings_point_at_the_callers_line():
         KMeans(3).fit(np.zeros((10, 2)))
     assert len(caught) == 4
     assert {w.filename for w in caught} == {__file__}
+
+
+def test_tensor_requiring_grad_is_accepted(device):
+    X = torch.randn(200, 3, device=device, requires_grad=True)
+    km = KMeans(3, random_state=0).fit(X)
+    assert not km.cluster_centers_.requires_grad
+    assert torch.equal(km.predict(X), km.labels_)
+    assert X.grad is None
+
+
+def test_user_scipy_csr_arrays_are_not_modified():
+    indptr = np.array([0, 3, 5, 7, 9], dtype=np.int32)
+    indices = np.array([2, 0, 2, 1, 0, 2, 1, 0, 1], dtype=np.int32)  # unsorted, a duplicate
+    data = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    matrix = sp.csr_matrix((data, indices, indptr), shape=(4, 3))
+    saved = indptr.copy(), indices.copy(), data.copy()
+    KMeans(2, random_state=0, n_init=1).fit(matrix)
+    for now, before in zip((indptr, indices, data), saved, strict=True):
+        np.testing.assert_array_equal(now, before)

@@ -15,7 +15,8 @@ from torchmeans.backends import (
     seeding_backend,
 )
 from torchmeans.backends.base import Backend
-from torchmeans.core.assign import assign
+from torchmeans.backends.native import kernel as _native
+from torchmeans.core.assign import assign, chunk_budget
 from torchmeans.core.validation import PARAMETER_CONSTRAINTS, make_data, prepare_data
 
 NATIVE = REGISTRY["native"].unsupported(prepare_data(torch.zeros(4, 2), None)) is None
@@ -114,3 +115,18 @@ def test_assign_equals_across_backends_on_this_machine():
         if REGISTRY[name].unsupported(data) is None:
             assert torch.equal(assign(data, centers, backend=REGISTRY[name]).labels,
                                torch_labels)
+
+
+def test_auto_backend_keeps_accumulators_within_the_budget():
+    data = make_data(torch.randn(100, 64), torch.ones(100))
+    if _native.available():
+        assert resolve_backend("auto", data, 8, chunk_budget(data, None)).name == "native"
+    assert resolve_backend("auto", data, 4096, 1 << 16).name == "torch"  # 2 MiB+ of accumulators
+
+
+def test_native_backend_with_a_bounded_algorithm_is_an_error():
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    if _native.available():
+        with pytest.raises(ValueError, match="backend='native' runs Lloyd passes"):
+            KMeans(3, algorithm="hamerly", backend="native").fit(X)
+        assert KMeans(3, algorithm="auto", backend="native", random_state=0).fit(X).n_iter_ >= 1

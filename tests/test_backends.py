@@ -13,9 +13,11 @@ if not torch.cuda.is_available():
 
 pytest.importorskip("triton")
 
+
 import torchmeans
 from torchmeans import KMeans
 from torchmeans.backends import resolve_backend
+from torchmeans.backends.native import kernel as _native
 from torchmeans.backends.triton import kernels as _triton
 from torchmeans.core.validation import prepare_data
 
@@ -106,3 +108,14 @@ def test_self_check_reports_a_failing_kernel(monkeypatch):
     monkeypatch.setattr(_triton, "nearest", wrong)
     assert "disagreed" in _triton.self_check(DEVICE, torch.float32)
     _triton.self_check.cache_clear()
+
+
+def test_native_step_refuses_inconsistent_sizes():
+    if not _native.available():
+        pytest.skip(f"native kernel: {_native.unavailable_reason()}")
+    x = torch.randn(10, 3)
+    scores = torch.randn(10, 4)
+    accumulators = _native.new_accumulators(4, 3)
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        _native.lloyd_step(scores, x, None, torch.zeros(9, dtype=torch.int64), accumulators,
+                           transposed=False, incremental=False)

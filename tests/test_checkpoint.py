@@ -117,7 +117,7 @@ def test_checkpoint_of_another_fit_or_a_damaged_one_is_refused(data, tmp_path):
         KMeans(**{**PARAMS, "max_iter": 3, "n_clusters": 29}).fit(
             data, checkpoint=path, resume=True)
     with pytest.raises(ValueError, match="written by another fit"):
-        KMeans(**PARAMS).fit(data, checkpoint=path * 2, resume=True)
+        KMeans(**PARAMS).fit(data * 2, checkpoint=path, resume=True)
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(torchmeans.ModelFileError, match="corrupt or truncated"):
         KMeans(**PARAMS).fit(data, checkpoint=path, resume=True)
@@ -206,3 +206,16 @@ def test_clones_in_a_parallel_grid_search_share_no_checkpoint(data, tmp_path):
     search = GridSearchCV(km, {"n_clusters": [3, 5]}, cv=2, n_jobs=2).fit(data[:400])
     assert search.best_params_["n_clusters"] in (3, 5)
     assert not list(tmp_path.iterdir())  # nothing was written anywhere near
+
+
+def test_checkpoint_of_an_unweighted_fit_is_refused_for_a_weighted_one(tmp_path):
+    X, _ = make_blobs(n_samples=2000, centers=5, random_state=0)
+    path = tmp_path / "state.safetensors"
+    KMeans(5, random_state=0, n_init=1, max_iter=3, tol=0).fit(X, checkpoint=path,
+                                                          checkpoint_every=1)
+    weight = np.random.default_rng(0).uniform(0.5, 2, len(X))
+    with pytest.raises(ValueError, match=r"another fit \(different \['weights'\]"):
+        KMeans(5, random_state=0, n_init=1, max_iter=3, tol=0).fit(
+            X, checkpoint=path, sample_weight=weight, resume=True)
+    with pytest.raises(ValueError, match="init"):
+        KMeans(5, init=X[:5], n_init=1, max_iter=3, tol=0).fit(X, checkpoint=path, resume=True)

@@ -347,3 +347,11 @@ def test_a_forged_generator_state_is_refused(tmp_path):
     _tamper(path, {"generator_state": torch.zeros(7, dtype=torch.uint8)})
     with pytest.raises(ModelFileError, match="generator_state"):
         torchmeans.load(path)
+
+
+def test_numpy_scalar_parameters_save(tmp_path):
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    km = KMeans(np.int64(3), tol=np.float32(1e-4), random_state=0).fit(X)
+    loaded = torchmeans.load(km.save(tmp_path / "m.safetensors"))
+    assert loaded.n_clusters == 3
+    np.testing.assert_array_equal(loaded.predict(X), km.predict(X))
