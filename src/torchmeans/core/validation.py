@@ -334,6 +334,8 @@ def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str =
     if data.dense_rows:
         data.low_dtype = low_precision_dtype(data.dtype, precision, data.device)
     data.deterministic = deterministic
+    if collective is not None:  # a distributed fit's ranks (one process: the identity)
+        data.collective = collective
     return data
 
 
