@@ -246,3 +246,26 @@ def test_warnings_point_at_the_callers_line():
         KMeans(3).fit(np.zeros((10, 2)))
     assert len(caught) == 4
     assert {w.filename for w in caught} == {__file__}
+
+
+def test_plain_arrays_skip_validate_data_with_the_same_result_and_errors():
+    """A C-contiguous float array is taken as it is; anything else goes through check_array."""
+    from sklearn import config_context
+
+    X, _ = random_row_data(300, 3, 4, 4, seed=3)
+    plain = KMeans(4, random_state=0).fit(X)
+    checked = KMeans(4, random_state=0).fit(np.asfortranarray(X))  # validate_data's copy
+    np.testing.assert_array_equal(plain.cluster_centers_, checked.cluster_centers_)
+    np.testing.assert_array_equal(plain.labels_, checked.labels_)
+    assert plain.inertia_ == checked.inertia_
+    assert plain.n_features_in_ == 3
+    for bad, what in ((np.nan, "NaN"), (np.inf, "infinity")):
+        Y = X.copy()
+        Y[7, 1] = bad
+        with pytest.raises(ValueError, match=f"Input X contains {what}"):
+            KMeans(4).fit(Y)
+    huge = np.full((10, 2), 1e308)  # finite values whose sum overflows: check_array decides
+    with pytest.raises(ValueError, match="too large"):
+        KMeans(2).fit(huge)
+    with config_context(assume_finite=True):
+        assert KMeans(4, random_state=0).fit(X).inertia_ == plain.inertia_

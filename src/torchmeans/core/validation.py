@@ -110,6 +110,23 @@ def _from_numpy(array: np.ndarray) -> Tensor:
         return torch.from_numpy(array)
 
 
+def is_plain_float_array(X: Any, *, min_samples: int = 1) -> bool:
+    """Whether ``X`` is an ndarray that scikit-learn's ``check_array`` would return as it is.
+
+    Exactly ``numpy.ndarray`` (no subclass), 2-D, C-contiguous, native float64 or float32,
+    at least ``min_samples`` rows and one column, and finite (one sum; ``assume_finite``
+    skips it as in scikit-learn). Anything else, a sum that is not finite included, goes
+    through ``check_array``, whose messages stay the errors.
+    """
+    if not (type(X) is np.ndarray and X.ndim == 2 and X.dtype in NUMPY_FLOAT_DTYPES
+            and X.flags.c_contiguous and X.shape[0] >= min_samples and X.shape[1] >= 1):
+        return False
+    if get_config()["assume_finite"]:
+        return True
+    with np.errstate(over="ignore"):  # (an overflowing sum: check_array tells)
+        return bool(np.isfinite(X.sum()))
+
+
 def _scipy_to_csr_tensor(matrix: sp.spmatrix | sp.sparray) -> Tensor:
     csr = sp.csr_array(matrix)
     if not csr.has_canonical_format:
