@@ -269,3 +269,17 @@ def test_plain_arrays_skip_validate_data_with_the_same_result_and_errors():
         KMeans(2).fit(huge)
     with config_context(assume_finite=True):
         assert KMeans(4, random_state=0).fit(X).inertia_ == plain.inertia_
+
+
+def test_parameter_checks_remembered_only_for_values_that_passed():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X = np.arange(20.0).reshape(10, 2)
+    for _ in range(2):  # the second round meets the remembered values
+        KMeans(2, random_state=0, tol=1e-4).fit(X)
+        with pytest.raises(InvalidParameterError, match="must be an int, not a bool"):
+            KMeans(True).fit(X)  # True == 1, hash(True) == hash(1): still refused
+        with pytest.raises(InvalidParameterError, match="'tol' parameter"):
+            KMeans(2, tol=-1.0).fit(X)
+        with pytest.raises(InvalidParameterError, match="'tol' parameter"):
+            kmeans(X, 2, tol=float("nan"))
