@@ -275,6 +275,10 @@ class KMeansData(ABC):
     def take(self, indices: Tensor) -> Tensor:
         """Return the (shifted) rows at ``indices`` as a dense tensor in the accumulation dtype."""
 
+    def all_rows(self) -> Tensor:
+        """Return :meth:`take` of every row (rows held in memory may come uncopied: read only)."""
+        return self.take(torch.arange(self.n_samples, device=self.device))
+
     @abstractmethod
     def mean_variance(self) -> Tensor:
         """Return the mean over features of the per-feature (unweighted) variance.

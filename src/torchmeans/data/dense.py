@@ -102,3 +102,7 @@ class DenseData(DenseRows):
     def take(self, indices: Tensor) -> Tensor:  # noqa: D102
         rows = self._rows.index_select(0, indices).to(self.acc_dtype)
         return rows if self._lazy_offset is None else rows - self.offset
+
+    def all_rows(self) -> Tensor:  # noqa: D102
+        rows = self._rows.to(self.acc_dtype)
+        return rows if self._lazy_offset is None else rows - self.offset
