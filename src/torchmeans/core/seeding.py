@@ -582,7 +582,8 @@ def _search_cumulative(cumulative: Tensor, targets: Tensor) -> Tensor:
     Rows of zero weight are never returned; targets at or past the total go to the last
     row of positive weight.
     """
-    last_positive = torch.searchsorted(cumulative, cumulative[..., -1:])  # entries < total
+    # (entries below the total: the rows up to the last of positive weight)
+    last_positive = torch.searchsorted(cumulative, cumulative[..., -1:].contiguous())
     return torch.minimum(torch.searchsorted(cumulative, targets, right=True), last_positive)
 
 
