@@ -104,5 +104,5 @@ class DenseData(DenseRows):
         return rows if self._lazy_offset is None else rows - self.offset
 
     def all_rows(self) -> Tensor:  # noqa: D102
-        rows = self._rows.to(self.acc_dtype)
+        rows = self._rows.to(self.acc_dtype).contiguous()  # (as take's rows are)
         return rows if self._lazy_offset is None else rows - self.offset
