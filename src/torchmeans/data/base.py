@@ -80,6 +80,9 @@ def wide_dot(values: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tenso
 
     No ``dtype`` copy of the whole vectors (8 MiB per million rows in float64).
     """
+    if values.numel() <= 1 << 16:  # one block (+ 0: a -0 total is 0, as below)
+        wide = values.to(dtype)
+        return (wide.sum() if weight is None else wide @ weight.to(dtype)).add_(0.0)
     total = torch.zeros((), dtype=dtype, device=values.device)
     for start in range(0, values.numel(), 1 << 16):
         part = values[start : start + (1 << 16)].to(dtype)
