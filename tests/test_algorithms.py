@@ -697,3 +697,25 @@ def test_auto_keeps_elkans_bounds_off_sparse_data():
 
     sparse = prepare_data(torch.eye(300, 400).to_sparse_csr(), None)
     assert resolve_algorithm("auto", sparse, 256) == "hamerly"
+
+
+@pytest.mark.parametrize("backend", ["native", "torch"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_converged_fit_reuses_the_last_labels(backend, dtype, monkeypatch):
+    """Strict convergence: no final assignment pass, and still labels_ == predict(X)."""
+    import torchmeans.core.functional as functional
+
+    if backend == "native" and not _native.available():
+        pytest.skip(_native.unavailable_reason())
+    X, _ = blob_data(2000, 5, 6, seed=4)
+    X = (X + 1e3).astype(dtype)  # far from the origin: the shift rounds every center
+    final_passes = []
+    assign = functional.assign
+    monkeypatch.setattr(functional, "assign",
+                        lambda *a, **k: (final_passes.append(1), assign(*a, **k))[1])
+    for seed in range(5):
+        km = KMeans(6, random_state=seed, tol=0, backend=backend).fit(X)
+        assert km.n_iter_history_[-1].n_changed == 0
+        np.testing.assert_array_equal(km.predict(X), km.labels_)
+        assert km.inertia_ == -km.score(X)
+    assert final_passes == []

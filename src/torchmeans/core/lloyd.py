@@ -127,6 +127,18 @@ class LloydResult(NamedTuple):
     iteration changed no label and left the centers bit-for-bit where they were."""
 
 
+def as_returned(centers: Tensor, offset: Tensor) -> Tensor:
+    """Return shifted centers as ``predict`` sees them: ``(centers + offset) - offset``.
+
+    A fit returns ``centers + offset``, which ``predict`` shifts back; the round trip moves
+    about a third of the coordinates by an ulp, and a second one moves none. Lloyd's
+    updates pass through it, so the labels of the last pass are those ``predict`` gives
+    against the returned centers (the fit's final assignment is then not needed), and
+    the returned centers are the same as without it.
+    """
+    return (centers + offset) - offset
+
+
 @dataclass
 class RunState:
     """Where one Lloyd run stands after ``iteration`` iterations (shifted space).
@@ -334,7 +346,8 @@ def lloyd(
         # empty clusters change nothing: the plain quotient is the same means.
         means = sums / weights[:, None] if every_weight_normal else _average(sums, weights)
         means = means.to(centers.dtype)
-        return project_to_sphere(means, data.offset) if spherical else means
+        return as_returned(project_to_sphere(means, data.offset) if spherical else means,
+                           data.offset)
 
     for iteration in range(first_iteration, max_iter):
         flat = reduce(assignment_pass(centers, labels, incremental))

@@ -122,6 +122,9 @@ class NativeBackend(TorchBackend):
                               transposed=transposed, incremental=incremental)
         return accumulators.sum(dim=0)
 
+    def nearest_chunk_rows(self, data: KMeansData, rows: int, n_clusters: int) -> int:  # noqa: D102
+        return direct_pass_rows(data, rows, n_clusters) if self.own_scores(data) else rows
+
     def nearest(self, data: KMeansData, centers: Tensor, rows: int, *,
                 previous: Tensor | None = None) -> Iterator[tuple[Chunk, Tensor]]:
         """As :meth:`TorchBackend.nearest`; the kernel's own scores where :meth:`own_scores`."""
@@ -129,7 +132,7 @@ class NativeBackend(TorchBackend):
             yield from super().nearest(data, centers, rows, previous=previous)
             return
         sq_norms = centers.square().sum(dim=1)  # as center_terms computes them
-        for chunk in data.chunks(direct_pass_rows(data, rows, centers.shape[0])):
+        for chunk in data.chunks(self.nearest_chunk_rows(data, rows, centers.shape[0])):
             labels = torch.empty(chunk.stop - chunk.start, dtype=torch.int64)
             kernel.lloyd_direct(chunk.x.contiguous(), centers, sq_norms, None, labels, None,
                                 incremental=False)
