@@ -711,9 +711,31 @@ def test_weighted_relocation_leaves_no_residual_cluster():
         X = rng.normal(size=(n, d))
         init = rng.normal(size=(k, d)) * rng.choice([0.5, 3, 10])
         weight = None if trial % 2 else rng.uniform(0.5, 2, size=n)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # empty clusters may warn; the centers are the point
-        km = KMeans(k, init=init, n_init=1, max_iter=1, tol=0).fit(X, sample_weight=weight)
-    assert np.isfinite(km.cluster_centers_).all()
-    low, high = X.min(axis=0) - 1e-9, X.max(axis=0) + 1e-9
-    assert ((km.cluster_centers_ >= low) & (km.cluster_centers_ <= high)).all()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # empty clusters may warn; the centers are the point
+            km = KMeans(k, init=init, n_init=1, max_iter=1, tol=0).fit(X, sample_weight=weight)
+        assert np.isfinite(km.cluster_centers_).all()
+        low, high = X.min(axis=0) - 1e-9, X.max(axis=0) + 1e-9
+        assert ((km.cluster_centers_ >= low) & (km.cluster_centers_ <= high)).all()
+
+
+@pytest.mark.parametrize("backend", ["native", "torch"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_converged_fit_reuses_the_last_labels(backend, dtype, monkeypatch):
+    """Strict convergence: no final assignment pass, and still labels_ == predict(X)."""
+    import torchmeans.core.functional as functional
+
+    if backend == "native" and not _native.available():
+        pytest.skip(_native.unavailable_reason())
+    X, _ = blob_data(2000, 5, 6, seed=4)
+    X = (X + 1e3).astype(dtype)  # far from the origin: the shift rounds every center
+    final_passes = []
+    assign = functional.assign
+    monkeypatch.setattr(functional, "assign",
+                        lambda *a, **k: (final_passes.append(1), assign(*a, **k))[1])
+    for seed in range(5):
+        km = KMeans(6, random_state=seed, tol=0, backend=backend).fit(X)
+        assert km.n_iter_history_[-1].n_changed == 0
+        np.testing.assert_array_equal(km.predict(X), km.labels_)
+        assert km.inertia_ == -km.score(X)
+    assert final_passes == []

@@ -266,3 +266,40 @@ def test_user_scipy_csr_arrays_are_not_modified():
     KMeans(2, random_state=0, n_init=1).fit(matrix)
     for now, before in zip((indptr, indices, data), saved, strict=True):
         np.testing.assert_array_equal(now, before)
+
+
+def test_plain_arrays_skip_validate_data_with_the_same_result_and_errors():
+    """A C-contiguous float array is taken as it is; anything else goes through check_array."""
+    from sklearn import config_context
+
+    X, _ = random_row_data(300, 3, 4, 4, seed=3)
+    plain = KMeans(4, random_state=0).fit(X)
+    checked = KMeans(4, random_state=0).fit(np.asfortranarray(X))  # validate_data's copy
+    np.testing.assert_array_equal(plain.cluster_centers_, checked.cluster_centers_)
+    np.testing.assert_array_equal(plain.labels_, checked.labels_)
+    assert plain.inertia_ == checked.inertia_
+    assert plain.n_features_in_ == 3
+    for bad, what in ((np.nan, "NaN"), (np.inf, "infinity")):
+        Y = X.copy()
+        Y[7, 1] = bad
+        with pytest.raises(ValueError, match=f"Input X contains {what}"):
+            KMeans(4).fit(Y)
+    huge = np.full((10, 2), 1e308)  # finite values whose sum overflows: check_array decides
+    with pytest.raises(ValueError, match="too large"):
+        KMeans(2).fit(huge)
+    with config_context(assume_finite=True):
+        assert KMeans(4, random_state=0).fit(X).inertia_ == plain.inertia_
+
+
+def test_parameter_checks_remembered_only_for_values_that_passed():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X = np.arange(20.0).reshape(10, 2)
+    for _ in range(2):  # the second round meets the remembered values
+        KMeans(2, random_state=0, tol=1e-4).fit(X)
+        with pytest.raises(InvalidParameterError, match="must be an int, not a bool"):
+            KMeans(True).fit(X)  # True == 1, hash(True) == hash(1): still refused
+        with pytest.raises(InvalidParameterError, match="'tol' parameter"):
+            KMeans(2, tol=-1.0).fit(X)
+        with pytest.raises(InvalidParameterError, match="'tol' parameter"):
+            kmeans(X, 2, tol=float("nan"))

@@ -249,6 +249,8 @@ def test_the_matmul_setting_is_restored_by_the_last_of_concurrent_fits():
 
 
 def test_reduced_precision_reductions_are_off_during_a_fit_and_restored():
+    """Off where CUDA runs, and whenever the settings are changed; without CUDA (they steer
+    cuBLAS only) torch's defaults are left as they are."""
     matmul = torch.backends.cuda.matmul
     seen = []
 
@@ -258,7 +260,15 @@ def test_reduced_precision_reductions_are_off_during_a_fit_and_restored():
 
     assert matmul.allow_bf16_reduced_precision_reduction
     KMeans(2, init=init, n_init=1).fit(torch.randn(20, 2))
-    assert seen == [False]
+    assert seen == [not torch.cuda.is_available()]
+    assert matmul.allow_bf16_reduced_precision_reduction
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        KMeans(2, init=init, n_init=1).fit(torch.randn(20, 2))
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert seen[-1] is False
     assert matmul.allow_bf16_reduced_precision_reduction
 
 

@@ -61,6 +61,14 @@ class Backend:
         """Whether Elkan's bounded passes run in this backend (:meth:`elkan_pass`)."""
         return False
 
+    def nearest_chunk_rows(self, data: KMeansData, rows: int, n_clusters: int) -> int:
+        """Rows per chunk of :meth:`nearest` (``rows``: what the budget allows for scores).
+
+        Totals over an assignment (the inertia) are summed chunk by chunk in this chunking
+        wherever they are computed, so they agree to the bit.
+        """
+        return rows
+
     # -- operations ---------------------------------------------------------------------
 
     def lloyd_pass(self, data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,

@@ -120,12 +120,13 @@ def inertia_of(data: KMeansData, centers: Tensor, labels: Tensor, *,
                backend: Backend | None = None, chunk_bytes: int | None = None) -> Tensor:
     """Exact weighted inertia ``sum_i w_i ||x_i - centers[labels_i]||^2`` (a 0-d tensor).
 
-    The distances come from ``backend`` (default: the torch reference).
+    The distances come from ``backend`` (default: the torch reference), summed in the
+    chunks of its :meth:`~Backend.nearest`: the same total as :func:`assign`'s.
     """
     backend = backend or REGISTRY["torch"]
     rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
     inertia = torch.zeros((), dtype=_inertia_dtype(data), device=data.device)
-    for chunk in data.chunks(rows):
+    for chunk in data.chunks(backend.nearest_chunk_rows(data, rows, centers.shape[0])):
         distances = backend.sq_distances(data, chunk, centers, labels[chunk.start : chunk.stop])
         inertia += _weighted_total(distances, chunk.weight, inertia.dtype)
     return inertia

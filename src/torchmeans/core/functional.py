@@ -260,7 +260,8 @@ def fit_data(
         shifted = centers - data.offset
         if result.labels_are_final and torch.equal(shifted, result.centers):
             # Converged with labels unchanged: the last pass already assigned against
-            # these exact centers (scikit-learn skips this step then, too).
+            # these exact centers (scikit-learn skips this step then, too; Lloyd's updates
+            # are round-tripped through the offset, lloyd.as_returned, so they are equal).
             final = Assignment(result.labels, inertia_of(data, shifted, result.labels,
                                                          backend=backend,
                                                          chunk_bytes=chunk_bytes))

@@ -127,6 +127,18 @@ class LloydResult(NamedTuple):
     iteration changed no label and left the centers bit-for-bit where they were."""
 
 
+def as_returned(centers: Tensor, offset: Tensor) -> Tensor:
+    """Return shifted centers as ``predict`` sees them: ``(centers + offset) - offset``.
+
+    A fit returns ``centers + offset``, which ``predict`` shifts back; the round trip moves
+    about a third of the coordinates by an ulp, and a second one moves none. Lloyd's
+    updates pass through it, so the labels of the last pass are those ``predict`` gives
+    against the returned centers (the fit's final assignment is then not needed), and
+    the returned centers are the same as without it.
+    """
+    return (centers + offset) - offset
+
+
 @dataclass
 class RunState:
     """Where one Lloyd run stands after ``iteration`` iterations (shifted space).
@@ -323,27 +335,44 @@ def lloyd(
             return bounded[0](centers, labels, incremental)
         return backend.lloyd_pass(data, centers, labels, rows, incremental=incremental)
     inertia_scale = 0.5 if spherical else 1.0
+    # On the CPU the iteration's scalars are read as host floats (no device op per scalar:
+    # the fixed cost of a small fit); elsewhere they come back in one stacked transfer.
+    on_host = data.device.type == "cpu"
+    host_inertia_offset = float(inertia_offset) if on_host else 0.0
+    tiny = torch.finfo(total_dtype).tiny
 
-    def update(sums: Tensor, weights: Tensor) -> Tensor:
-        means = _average(sums, weights).to(centers.dtype)
-        return project_to_sphere(means, data.offset) if spherical else means
+    def update(sums: Tensor, weights: Tensor, every_weight_normal: bool = False) -> Tensor:
+        # Where every weight is at least ``tiny``, _average's clamp and its fallback for
+        # empty clusters change nothing: the plain quotient is the same means.
+        means = sums / weights[:, None] if every_weight_normal else _average(sums, weights)
+        means = means.to(centers.dtype)
+        return as_returned(project_to_sphere(means, data.offset) if spherical else means,
+                           data.offset)
 
     for iteration in range(first_iteration, max_iter):
         flat = reduce(assignment_pass(centers, labels, incremental))
-        acc = Accumulator.split(flat, n_clusters, n_features)
+        pass_sums, pass_weights, scalars = Accumulator.parts(flat, n_clusters, n_features)
         if incremental:
-            sums += acc.sums
-            weights += acc.weights
+            sums += pass_sums
+            weights += pass_weights
         else:
-            sums = acc.sums.to(total_dtype, copy=True)
-            weights = acc.weights.to(total_dtype, copy=True)
-        new_centers = update(sums, weights)
-        shift = (new_centers - centers).square().sum()
-        n_changed, n_empty, shift_value, inertia = torch.stack(
-            [acc.n_changed.to(total_dtype), (weights == 0).sum().to(total_dtype),
-             shift.to(total_dtype),
-             (acc.partial_inertia.to(total_dtype) + inertia_offset).clamp(min=0)]
-        ).tolist()
+            sums = pass_sums.to(total_dtype, copy=True)
+            weights = pass_weights.to(total_dtype, copy=True)
+        if on_host:
+            partial_inertia, n_changed = scalars.tolist()
+            host_weights = weights.tolist()
+            n_empty = host_weights.count(0.0)
+            new_centers = update(sums, weights, every_weight_normal=min(host_weights) >= tiny)
+            shift_value = float((new_centers - centers).square().sum())
+            inertia = max(partial_inertia + host_inertia_offset, 0.0)  # (NaN stays NaN)
+        else:
+            new_centers = update(sums, weights)
+            shift = (new_centers - centers).square().sum()
+            n_changed, n_empty, shift_value, inertia = torch.stack(
+                [scalars[1].to(total_dtype), (weights == 0).sum().to(total_dtype),
+                 shift.to(total_dtype),
+                 (scalars[0].to(total_dtype) + inertia_offset).clamp(min=0)]
+            ).tolist()
         if n_empty:
             _relocate_empty_clusters(data, centers, labels, sums, weights, rows, gather)
             new_centers = update(sums, weights)

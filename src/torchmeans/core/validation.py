@@ -110,6 +110,23 @@ def _from_numpy(array: np.ndarray) -> Tensor:
         return torch.from_numpy(array)
 
 
+def is_plain_float_array(X: Any, *, min_samples: int = 1) -> bool:
+    """Whether ``X`` is an ndarray that scikit-learn's ``check_array`` would return as it is.
+
+    Exactly ``numpy.ndarray`` (no subclass), 2-D, C-contiguous, native float64 or float32,
+    at least ``min_samples`` rows and one column, and finite (one sum; ``assume_finite``
+    skips it as in scikit-learn). Anything else, a sum that is not finite included, goes
+    through ``check_array``, whose messages stay the errors.
+    """
+    if not (type(X) is np.ndarray and X.ndim == 2 and X.dtype in NUMPY_FLOAT_DTYPES
+            and X.flags.c_contiguous and X.shape[0] >= min_samples and X.shape[1] >= 1):
+        return False
+    if get_config()["assume_finite"]:
+        return True
+    with np.errstate(over="ignore"):  # (an overflowing sum: check_array tells)
+        return bool(np.isfinite(X.sum()))
+
+
 def _scipy_to_csr_tensor(matrix: sp.spmatrix | sp.sparray) -> Tensor:
     csr = sp.csr_array(matrix)
     if not csr.has_canonical_format:
@@ -412,14 +429,33 @@ def validate_parameters(params: dict[str, Any], caller: str, *, always: bool = F
     """
     if get_config()["skip_parameter_validation"] and not always:
         return
-    table = constraints(*params)
-    validate_parameter_constraints(table, params, caller_name=caller)
-    for name, value in params.items():
+    # Each parameter is checked on its own: plain values checked before pass at once.
+    unchecked = {name: value for name, value in params.items()
+                 if type(value) not in _PLAIN_TYPES
+                 or (name, type(value), value) not in _CHECKED_PLAIN_VALUES}
+    if not unchecked:
+        return
+    table = constraints(*unchecked)
+    validate_parameter_constraints(table, unchecked, caller_name=caller)
+    for name, value in unchecked.items():
         counts = [c for c in table[name] if isinstance(c, Interval) and c.type is numbers.Integral]
         if isinstance(value, bool | np.bool_) and counts:
             raise InvalidParameterError(
                 f"The {name!r} parameter of {caller} must be an int, not a bool. Got {value!r} "
                 "instead.")
+    if len(_CHECKED_PLAIN_VALUES) > CHECKED_PLAIN_VALUES_KEPT:
+        _CHECKED_PLAIN_VALUES.clear()
+    _CHECKED_PLAIN_VALUES.update((name, type(value), value) for name, value in unchecked.items()
+                                 if type(value) in _PLAIN_TYPES)
+
+
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+_CHECKED_PLAIN_VALUES: set[tuple[str, type, Any]] = set()
+"""``(name, type, value)`` of the plain parameter values that passed
+:func:`validate_parameters` (the table is fixed, so they always will): scikit-learn's
+validator costs ~5 us a parameter, a small fit's whole budget at twenty of them."""
+CHECKED_PLAIN_VALUES_KEPT = 4096
+"""At most this many are remembered (fits drawing a new ``random_state`` each time)."""
 
 
 def resolve_n_init(n_init: Any, init: Any, *, default: int, caller: str) -> int:

@@ -80,6 +80,9 @@ def wide_dot(values: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tenso
 
     No ``dtype`` copy of the whole vectors (8 MiB per million rows in float64).
     """
+    if values.numel() <= 1 << 16:  # one block (+ 0: a -0 total is 0, as below)
+        wide = values.to(dtype)
+        return (wide.sum() if weight is None else wide @ weight.to(dtype)).add_(0.0)
     total = torch.zeros((), dtype=dtype, device=values.device)
     for start in range(0, values.numel(), 1 << 16):
         part = values[start : start + (1 << 16)].to(dtype)
@@ -274,6 +277,10 @@ class KMeansData(ABC):
     @abstractmethod
     def take(self, indices: Tensor) -> Tensor:
         """Return the (shifted) rows at ``indices`` as a dense tensor in the accumulation dtype."""
+
+    def all_rows(self) -> Tensor:
+        """Return :meth:`take` of every row (rows held in memory may come uncopied: read only)."""
+        return self.take(torch.arange(self.n_samples, device=self.device))
 
     @abstractmethod
     def mean_variance(self) -> Tensor:

@@ -38,6 +38,7 @@ from torchmeans.core.validation import (
     check_n_samples,
     check_tensor,
     constraints,
+    is_plain_float_array,
     make_generator,
     prepare_data,
     resolve_device,
@@ -138,6 +139,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             self._check_n_features(X_tensor.shape[1], reset)
             device = resolve_device(self.device, X)
             return to_device(X_tensor, device), X, _torch_output(X.device)
+        if reset and is_plain_float_array(X, min_samples=0 if allow_empty else 1):
+            # What validate_data would return unchanged (its checks cost more than a small fit).
+            self._check_n_features(X.shape[1], reset)
+            return to_device(_from_numpy(X), resolve_device(self.device)), X, _numpy_output
         validated = validate_data(
             self, X, accept_sparse="csr", dtype=NUMPY_FLOAT_DTYPES, order="C", reset=reset,
             ensure_min_samples=0 if allow_empty else 1,

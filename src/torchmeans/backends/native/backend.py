@@ -105,20 +105,25 @@ class NativeBackend(TorchBackend):
         """
         n_clusters, n_features = centers.shape
         accumulators = kernel.new_accumulators(n_clusters, n_features)
+        if self.own_scores(data):  # the centers' norms only: no transposed copy, no scores
+            sq_norms = centers.square().sum(dim=1)  # as center_terms computes them
+            for chunk in data.chunks(direct_pass_rows(data, rows, n_clusters)):
+                kernel.lloyd_direct(chunk.x.contiguous(), centers, sq_norms, chunk.weight,
+                                    labels[chunk.start : chunk.stop], accumulators,
+                                    incremental=incremental)
+            return accumulators.sum(dim=0)
         terms = center_terms(centers)
-        direct = self.own_scores(data)
-        buffer = None if direct else score_buffer(data, centers, rows)
+        buffer = score_buffer(data, centers, rows)
         transposed = transposed_layout(n_clusters)
-        for chunk in data.chunks(direct_pass_rows(data, rows, n_clusters) if direct else rows):
+        for chunk in data.chunks(rows):
             x, chunk_labels = chunk.x.contiguous(), labels[chunk.start : chunk.stop]
-            if direct:
-                kernel.lloyd_direct(x, centers, terms.sq_norms, chunk.weight, chunk_labels,
-                                    accumulators, incremental=incremental)
-                continue
             scores = chunk_scores_into(data, chunk, terms, buffer)
             kernel.lloyd_step(scores, x, chunk.weight, chunk_labels, accumulators,
                               transposed=transposed, incremental=incremental)
         return accumulators.sum(dim=0)
+
+    def nearest_chunk_rows(self, data: KMeansData, rows: int, n_clusters: int) -> int:  # noqa: D102
+        return direct_pass_rows(data, rows, n_clusters) if self.own_scores(data) else rows
 
     def nearest(self, data: KMeansData, centers: Tensor, rows: int, *,
                 previous: Tensor | None = None) -> Iterator[tuple[Chunk, Tensor]]:
@@ -126,8 +131,8 @@ class NativeBackend(TorchBackend):
         if not self.own_scores(data):
             yield from super().nearest(data, centers, rows, previous=previous)
             return
-        sq_norms = center_terms(centers).sq_norms
-        for chunk in data.chunks(direct_pass_rows(data, rows, centers.shape[0])):
+        sq_norms = centers.square().sum(dim=1)  # as center_terms computes them
+        for chunk in data.chunks(self.nearest_chunk_rows(data, rows, centers.shape[0])):
             labels = torch.empty(chunk.stop - chunk.start, dtype=torch.int64)
             kernel.lloyd_direct(chunk.x.contiguous(), centers, sq_norms, None, labels, None,
                                 incremental=False)
