@@ -44,7 +44,7 @@ from torchmeans.core.warning import warn
 from torchmeans.data.base import KMeansData
 from torchmeans.data.dense import DenseData
 from torchmeans.data.distributed import Collective, global_mean_variance
-from torchmeans.data.stream import is_source
+from torchmeans.data.stream import as_stream, is_source
 from torchmeans.io.checkpoint import BestRun, Checkpointer
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
@@ -392,10 +392,12 @@ def kmeans(
         precision=precision, deterministic=deterministic, random_state=random_state,
         device=device, verbose=verbose), "kmeans")
     compute_device = resolve_device(device, X)
-    streamed = is_source(X)
-    X_tensor = X if streamed else as_tensor(X, compute_device)
-    if not streamed or X.n_samples is not None:  # (a stream's count: after its first pass)
-        check_n_samples(X.n_samples if streamed else X_tensor.shape[0], n_clusters)
+    X_tensor = as_stream(X)  # memory maps, h5py/zarr datasets: streamed, not copied
+    streamed = is_source(X_tensor)
+    if not streamed:
+        X_tensor = as_tensor(X, compute_device)
+    if not streamed or X_tensor.n_samples is not None:  # (a stream's: after its first pass)
+        check_n_samples(X_tensor.n_samples if streamed else X_tensor.shape[0], n_clusters)
     data = prepare_data(X_tensor, sample_weight, copy=copy, metric=metric,
                         device=compute_device, precision=precision,
                         deterministic=deterministic)
