@@ -20,8 +20,9 @@ import time
 import torch
 
 import torchmeans
-from torchmeans.core import assign as assign_module
-from torchmeans.core.assign import center_terms, certified_nearest, chunk_rows_for
+from torchmeans.backends import torch as assign_module
+from torchmeans.backends.torch import center_terms, certified_nearest
+from torchmeans.core.assign import chunk_rows_for
 from torchmeans.core.validation import prepare_data
 
 

@@ -82,9 +82,10 @@ try:
 except ImportError:  # a checkout that is not installed (e.g. a bare GPU machine): its src/
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
     import torchmeans
+from torchmeans.backends import resolve_backend
 from torchmeans.backends.triton import kernels as _triton
-from torchmeans.core.assign import assign
-from torchmeans.core.lloyd import lloyd, resolve_backend
+from torchmeans.core.assign import assign, chunk_budget
+from torchmeans.core.lloyd import lloyd
 from torchmeans.core.precision import full_float32_matmul
 from torchmeans.core.validation import prepare_data
 
@@ -277,7 +278,7 @@ def torchmeans_pass_labels(X: torch.Tensor, init: torch.Tensor, backend: str,
     """Labels of one Lloyd pass of ``backend`` (against ``init``) on rows ``X``."""
     with full_float32_matmul():
         data = prepare_data(X, None, device=X.device, precision=precision)
-        resolved = resolve_backend(backend, data, init.shape[0], None)
+        resolved = resolve_backend(backend, data, init.shape[0], chunk_budget(data, None))
         centers = init.to(data.acc_dtype) - data.offset
         return lloyd(data, centers, max_iter=1, tol=0.0, backend=resolved).labels
 

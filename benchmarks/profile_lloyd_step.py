@@ -3,7 +3,7 @@
 Scratch profiling for issue 2 (not a test, not part of the library). Each number is the
 best of ``--repeats`` full passes over the data in one process, in milliseconds.
 
-``ops``: the ops of ``torchmeans.core.lloyd.accumulate`` timed one by one over a pass (chunked
+``ops``: the ops of the torch backend's Lloyd pass timed one by one over a pass (chunked
 as the library chunks for each ``--budgets`` value), next to the real ``accumulate()``.
 
 ``alternatives``: candidate replacements for each step at one budget: scores (fresh
@@ -35,9 +35,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_lloyd import DEFAULT_SHAPES, make_data, parse_shape
-from torchmeans.core.assign import center_terms, chunk_rows_for
-from torchmeans.core.lloyd import accumulate
+from torchmeans.backends.torch import TorchBackend, center_terms
+from torchmeans.core.assign import chunk_rows_for
 from torchmeans.data import DenseData
+
+accumulate = TorchBackend().lloyd_pass
 
 BUDGETS = ("256K", "1M", "4M", "16M", "64M")
 

@@ -31,6 +31,7 @@ from sklearn.exceptions import ConvergenceWarning
 from _helpers import EXACT_TIES, blob_data, exact_lloyd, random_row_data, to_numpy
 from torchmeans import KMeans, kmeans
 from torchmeans.backends.native import kernel as _native
+from torchmeans.backends.torch import TorchBackend
 from torchmeans.core.assign import center_terms, chunk_rows_for
 from torchmeans.core.bounds import BoundedPass, center_groups
 from torchmeans.core.lloyd import lloyd
@@ -647,6 +648,16 @@ def test_bounds_take_over_from_lloyd_passes_mid_fit(algorithm):
     assert_same_as_lloyd(ours, ref, X)
 
 
+class _ScoresItself(TorchBackend):
+    """A backend that scores rows itself (as the native kernel does), for 'auto'."""
+
+    def own_scores(self, data):
+        return True
+
+
+SCORES_ITSELF = _ScoresItself()
+
+
 def test_auto_picks_by_clusters_and_dimension():
     from torchmeans.core.lloyd import resolve_algorithm
     from torchmeans.core.validation import prepare_data
@@ -660,13 +671,13 @@ def test_auto_picks_by_clusters_and_dimension():
     assert resolve_algorithm("auto", data(300), 1024) == "hamerly"  # bounds larger than data
     assert resolve_algorithm("yinyang", data(768), 256) == "yinyang"
     # The native kernel's own scores (<= 16 features): Lloyd at any k.
-    assert resolve_algorithm("auto", data(8), 256, direct=True) == "lloyd"
+    assert resolve_algorithm("auto", data(8), 256, backend=SCORES_ITSELF) == "lloyd"
     assert resolve_algorithm("auto", data(8), 256) == "hamerly"
-    assert resolve_algorithm("elkan", data(8), 256, direct=True) == "elkan"
+    assert resolve_algorithm("elkan", data(8), 256, backend=SCORES_ITSELF) == "elkan"
     # Elkan's native pass: from 17 features wherever k <= d.
-    assert resolve_algorithm("auto", data(64), 64, direct=True) == "elkan"
+    assert resolve_algorithm("auto", data(64), 64, backend=SCORES_ITSELF) == "elkan"
     assert resolve_algorithm("auto", data(64), 64) == "hamerly"
-    assert resolve_algorithm("auto", data(32), 256, direct=True) == "hamerly"
+    assert resolve_algorithm("auto", data(32), 256, backend=SCORES_ITSELF) == "hamerly"
 
 
 @pytest.mark.skipif(not _native.direct_applies(8), reason="no native kernel")
@@ -686,3 +697,45 @@ def test_auto_keeps_elkans_bounds_off_sparse_data():
 
     sparse = prepare_data(torch.eye(300, 400).to_sparse_csr(), None)
     assert resolve_algorithm("auto", sparse, 256) == "hamerly"
+
+
+def test_weighted_relocation_leaves_no_residual_cluster():
+    # Found by a randomized comparison: relocating the farthest (weighted) points
+    # emptied a weighted cluster up to a ~1e-16 weight residual, and its center
+    # became residual / residual, far from any data. It must be treated as empty.
+    rng = np.random.default_rng(1)
+    for trial in range(83):
+        n = int(rng.integers(5, 150))
+        d = int(rng.integers(1, 12))
+        k = int(rng.integers(1, min(n, 45) + 1))
+        X = rng.normal(size=(n, d))
+        init = rng.normal(size=(k, d)) * rng.choice([0.5, 3, 10])
+        weight = None if trial % 2 else rng.uniform(0.5, 2, size=n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # empty clusters may warn; the centers are the point
+            km = KMeans(k, init=init, n_init=1, max_iter=1, tol=0).fit(X, sample_weight=weight)
+        assert np.isfinite(km.cluster_centers_).all()
+        low, high = X.min(axis=0) - 1e-9, X.max(axis=0) + 1e-9
+        assert ((km.cluster_centers_ >= low) & (km.cluster_centers_ <= high)).all()
+
+
+@pytest.mark.parametrize("backend", ["native", "torch"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_converged_fit_reuses_the_last_labels(backend, dtype, monkeypatch):
+    """Strict convergence: no final assignment pass, and still labels_ == predict(X)."""
+    import torchmeans.core.functional as functional
+
+    if backend == "native" and not _native.available():
+        pytest.skip(_native.unavailable_reason())
+    X, _ = blob_data(2000, 5, 6, seed=4)
+    X = (X + 1e3).astype(dtype)  # far from the origin: the shift rounds every center
+    final_passes = []
+    assign = functional.assign
+    monkeypatch.setattr(functional, "assign",
+                        lambda *a, **k: (final_passes.append(1), assign(*a, **k))[1])
+    for seed in range(5):
+        km = KMeans(6, random_state=seed, tol=0, backend=backend).fit(X)
+        assert km.n_iter_history_[-1].n_changed == 0
+        np.testing.assert_array_equal(km.predict(X), km.labels_)
+        assert km.inertia_ == -km.score(X)
+    assert final_passes == []

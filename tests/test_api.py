@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from sklearn.base import clone
 
@@ -35,7 +36,7 @@ PARAMS = {
     "oversampling_factor": 2.0,
     "init_rounds": None,
     "checkpoint": None,
-    "checkpoint_every": 10,
+    "checkpoint_every": None,
     "distributed": None,
     "device": None,
     "chunk_bytes": None,
@@ -246,3 +247,59 @@ def test_warnings_point_at_the_callers_line():
         KMeans(3).fit(np.zeros((10, 2)))
     assert len(caught) == 4
     assert {w.filename for w in caught} == {__file__}
+
+
+def test_tensor_requiring_grad_is_accepted(device):
+    X = torch.randn(200, 3, device=device, requires_grad=True)
+    km = KMeans(3, random_state=0).fit(X)
+    assert not km.cluster_centers_.requires_grad
+    assert torch.equal(km.predict(X), km.labels_)
+    assert X.grad is None
+
+
+def test_user_scipy_csr_arrays_are_not_modified():
+    indptr = np.array([0, 3, 5, 7, 9], dtype=np.int32)
+    indices = np.array([2, 0, 2, 1, 0, 2, 1, 0, 1], dtype=np.int32)  # unsorted, a duplicate
+    data = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    matrix = sp.csr_matrix((data, indices, indptr), shape=(4, 3))
+    saved = indptr.copy(), indices.copy(), data.copy()
+    KMeans(2, random_state=0, n_init=1).fit(matrix)
+    for now, before in zip((indptr, indices, data), saved, strict=True):
+        np.testing.assert_array_equal(now, before)
+
+
+def test_plain_arrays_skip_validate_data_with_the_same_result_and_errors():
+    """A C-contiguous float array is taken as it is; anything else goes through check_array."""
+    from sklearn import config_context
+
+    X, _ = random_row_data(300, 3, 4, 4, seed=3)
+    plain = KMeans(4, random_state=0).fit(X)
+    checked = KMeans(4, random_state=0).fit(np.asfortranarray(X))  # validate_data's copy
+    np.testing.assert_array_equal(plain.cluster_centers_, checked.cluster_centers_)
+    np.testing.assert_array_equal(plain.labels_, checked.labels_)
+    assert plain.inertia_ == checked.inertia_
+    assert plain.n_features_in_ == 3
+    for bad, what in ((np.nan, "NaN"), (np.inf, "infinity")):
+        Y = X.copy()
+        Y[7, 1] = bad
+        with pytest.raises(ValueError, match=f"Input X contains {what}"):
+            KMeans(4).fit(Y)
+    huge = np.full((10, 2), 1e308)  # finite values whose sum overflows: check_array decides
+    with pytest.raises(ValueError, match="too large"):
+        KMeans(2).fit(huge)
+    with config_context(assume_finite=True):
+        assert KMeans(4, random_state=0).fit(X).inertia_ == plain.inertia_
+
+
+def test_parameter_checks_remembered_only_for_values_that_passed():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X = np.arange(20.0).reshape(10, 2)
+    for _ in range(2):  # the second round meets the remembered values
+        KMeans(2, random_state=0, tol=1e-4).fit(X)
+        with pytest.raises(InvalidParameterError, match="must be an int, not a bool"):
+            KMeans(True).fit(X)  # True == 1, hash(True) == hash(1): still refused
+        with pytest.raises(InvalidParameterError, match="'tol' parameter"):
+            KMeans(2, tol=-1.0).fit(X)
+        with pytest.raises(InvalidParameterError, match="'tol' parameter"):
+            kmeans(X, 2, tol=float("nan"))

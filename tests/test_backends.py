@@ -13,10 +13,12 @@ if not torch.cuda.is_available():
 
 pytest.importorskip("triton")
 
+
 import torchmeans
 from torchmeans import KMeans
+from torchmeans.backends import resolve_backend
+from torchmeans.backends.native import kernel as _native
 from torchmeans.backends.triton import kernels as _triton
-from torchmeans.core.lloyd import resolve_backend
 from torchmeans.core.validation import prepare_data
 
 pytestmark = pytest.mark.triton
@@ -78,8 +80,8 @@ def test_explicit_triton_raises_when_it_cannot_run():
 
 def test_auto_never_picks_the_interpreter_on_the_cpu():
     data = prepare_data(torch.randn(50, 3), None)
-    assert resolve_backend("auto", data, 4, None) in ("native", "torch")
-    assert resolve_backend("triton", data, 4, None) == "triton"
+    assert resolve_backend("auto", data, 4, 1 << 24).name in ("native", "torch")
+    assert resolve_backend("triton", data, 4, 1 << 24).name == "triton"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -106,3 +108,14 @@ def test_self_check_reports_a_failing_kernel(monkeypatch):
     monkeypatch.setattr(_triton, "nearest", wrong)
     assert "disagreed" in _triton.self_check(DEVICE, torch.float32)
     _triton.self_check.cache_clear()
+
+
+def test_native_step_refuses_inconsistent_sizes():
+    if not _native.available():
+        pytest.skip(f"native kernel: {_native.unavailable_reason()}")
+    x = torch.randn(10, 3)
+    scores = torch.randn(10, 4)
+    accumulators = _native.new_accumulators(4, 3)
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        _native.lloyd_step(scores, x, None, torch.zeros(9, dtype=torch.int64), accumulators,
+                           transposed=False, incremental=False)

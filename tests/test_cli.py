@@ -406,3 +406,12 @@ def test_backend_and_precision_options(cli, tmp_path):
     bad = CliRunner().invoke(cli, ["fit", str(path), "-k", "2", "--precision", "half"])
     assert bad.exit_code == 2
     assert "half" in bad.output
+
+
+def test_csv_first_row_with_a_missing_value_is_data_not_a_header(tmp_path):
+    from torchmeans.io.data_files import DataFileError, read_matrix
+
+    path = tmp_path / "na.csv"
+    path.write_text("1.0,NA\n2.0,3.0\n4.0,5.0\n")
+    with pytest.raises(DataFileError, match="row 1, column 1: 'NA' is not a number"):
+        read_matrix(str(path))

@@ -117,3 +117,19 @@ def test_model_file_and_module_keep_cosine(tmp_path):
     labels, distances = km.to_module(return_distances=True)(torch.from_numpy(X))
     np.testing.assert_array_equal(labels.numpy(), km.labels_)
     np.testing.assert_allclose(distances.numpy(), km.transform(X).min(axis=1), atol=1e-10)
+
+
+def test_cosine_with_huge_and_tiny_rows():
+    X = np.array([[3e19, 4e19], [1e-3, 0], [0, 1e-3], [5e19, 5e19], [1e-25, 1e-25]],
+                 dtype=np.float32)
+    km = KMeans(2, init=np.array([[1.0, 0], [0, 1]]), n_init=1, metric="cosine").fit(X)
+    np.testing.assert_array_equal(km.labels_, [1, 0, 1, 0, 0])
+    np.testing.assert_allclose(np.linalg.norm(km.cluster_centers_, axis=1), 1, rtol=1e-6)
+    labels = km.to_module()(torch.from_numpy(X))
+    np.testing.assert_array_equal(labels.numpy(), km.labels_)
+
+
+def test_kmeans_parallel_cosine_seeds_are_unit_vectors():
+    X = np.random.default_rng(0).normal(size=(3000, 5))
+    km = KMeans(8, init="k-means||", metric="cosine", random_state=0, max_iter=1).fit(X)
+    np.testing.assert_allclose(np.linalg.norm(km.cluster_centers_, axis=1), 1, rtol=1e-6)

@@ -8,7 +8,8 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 import torchmeans
-from torchmeans import KMeans, kmeans, kmeans_plusplus
+from torchmeans import KMeans, kmeans, kmeans_plusplus, sources
+from torchmeans.backends.native import kernel as _native
 from torchmeans.core.validation import all_finite
 
 GOOD = np.array([[0.0, 1.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0], [5.0, 5.0]])
@@ -404,3 +405,40 @@ def test_values_whose_distances_overflow_are_refused(dtype, scale):
 def test_weights_whose_inertia_overflows_are_refused():
     with pytest.raises(ValueError, match="sample_weight is too large"):
         KMeans(2, random_state=0).fit(GOOD * 1e150, sample_weight=np.full(len(GOOD), 1e300))
+
+
+class Growing:
+    """Batches that gain rows once the fit has counted them."""
+
+    def __init__(self, X):
+        self.X, self.passes = X, 0
+
+    def __iter__(self):
+        self.passes += 1
+        extra = [self.X[:200]] if self.passes > 5 else []
+        return iter([self.X[i : i + 500] for i in range(0, len(self.X), 500)] + extra)
+
+
+@pytest.mark.parametrize("backend", ["torch", "native"])
+def test_a_growing_source_is_an_error_never_a_crash(backend):
+    if backend == "native" and not _native.available():
+        pytest.skip(f"native kernel: {_native.unavailable_reason()}")
+    X = np.random.default_rng(0).normal(size=(3000, 4)).astype(np.float32)
+    with pytest.raises(RuntimeError, match="changed length during the fit"):
+        KMeans(3, init=X[:3], n_init=1, max_iter=5, chunk_bytes=10_000,
+               backend=backend).fit(sources.from_batches(Growing(X)))
+
+
+def test_batches_source_counts_its_rows():
+    X = np.ones((30, 2))
+    source = sources.from_batches([X[:10], X[10:]])
+    assert source.n_samples is None
+    KMeans(1, n_init=1).fit(source)
+    assert source.n_samples == 30
+
+
+@pytest.mark.parametrize("n_local_trials", [0, -1, 1.5])
+def test_kmeans_plusplus_rejects_bad_trials(n_local_trials):
+    with pytest.raises(ValueError, match="n_local_trials"):
+        kmeans_plusplus(np.random.default_rng(0).normal(size=(20, 2)), 3,
+                        n_local_trials=n_local_trials)

@@ -70,7 +70,7 @@ def files(tmp_path_factory):
     X = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
     X[:100] += 6
     checkpoint = root / "checkpoint.safetensors"
-    km = KMeans(**FIT, checkpoint=checkpoint, checkpoint_every=1).fit(X)
+    km = KMeans(**FIT).fit(X, checkpoint=checkpoint, checkpoint_every=1)
     model = km.save(root / "model.safetensors")
     np.save(root / "X.npy", X)
     _, metadata = parts(checkpoint)
@@ -350,7 +350,7 @@ def forged_resume(labels):
         metadata["checksum"] = content_checksum(tensors, metadata)
         path = f"{root}/resume.safetensors"
         save_file(tensors, path, metadata=metadata)
-        km = torchmeans.KMeans(**FIT, checkpoint=path, checkpoint_every=1).fit(X, resume=True)
+        km = torchmeans.KMeans(**FIT).fit(X, checkpoint=path, checkpoint_every=1, resume=True)
         assert 0 <= km.labels_.min() and km.labels_.max() < 3
     return resume
 
@@ -538,7 +538,7 @@ def resume(labels, bad, iteration, incremental, sign, truncate):
         with open(path, "wb") as handle:
             handle.write(data[:truncate])
     try:
-        km = torchmeans.KMeans(**FIT, checkpoint=path, checkpoint_every=1).fit(X, resume=True)
+        km = torchmeans.KMeans(**FIT).fit(X, checkpoint=path, checkpoint_every=1, resume=True)
     except CheckpointError:
         return
     assert 0 <= km.labels_.min() and km.labels_.max() < 3

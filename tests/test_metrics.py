@@ -7,8 +7,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import torchmeans
 from _helpers import to_numpy
-from torchmeans import metrics
+from torchmeans import KMeans, metrics
 
 
 def _problem(seed, n_samples, n_features, n_labels):
@@ -90,7 +91,6 @@ def test_mismatched_lengths_and_zero_rows_for_cosine():
 
 
 def test_inertia_equals_kmeans_inertia():
-    from torchmeans import KMeans
 
     X, _ = _problem(5, 300, 4, 3)
     weight = np.random.default_rng(0).uniform(0.5, 2, len(X))
@@ -101,3 +101,20 @@ def test_inertia_equals_kmeans_inertia():
     assert metrics.inertia(X, km.labels_, sample_weight=weight) <= km.inertia_ * (1 + 1e-9)
     with pytest.raises(ValueError, match="labels must index"):
         metrics.inertia(X, np.full(len(X), 7), km.cluster_centers_)
+
+
+def test_davies_bouldin_with_many_clusters_equals_sklearn():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(scale=10, size=(40, 8)) + 10
+    labels = np.repeat(np.arange(40), 5)
+    X = centers[labels] + rng.normal(scale=0.01, size=(200, 8))
+    assert torchmeans.metrics.davies_bouldin_score(X, labels) == pytest.approx(
+        skm.davies_bouldin_score(X, labels), rel=1e-6)
+
+
+def test_inertia_checks_weights_and_labels():
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    with pytest.raises(ValueError, match="sample_weight has shape"):
+        torchmeans.metrics.inertia(X, np.zeros(10, int), X[:1], sample_weight=[2.0])
+    with pytest.raises(ValueError, match="labels must be >= 0"):
+        torchmeans.metrics.inertia(X, -np.ones(10, int))

@@ -178,7 +178,7 @@ def test_files_of_format_1_without_a_checksum_still_load(fitted, tmp_path):
 def test_execution_settings_are_not_stored(tmp_path):
     """A model fitted for CUDA loads with device=None and predicts on the CPU."""
     X = np.random.default_rng(0).normal(size=(60, 3))
-    km = KMeans(3, random_state=0, n_init=1, checkpoint=tmp_path / "c.safetensors").fit(X)
+    km = KMeans(3, random_state=0, n_init=1).fit(X, checkpoint=tmp_path / "c.safetensors")
     km.set_params(device="cuda")  # as if fitted on a GPU
     path = km.save(tmp_path / "m.safetensors")
     with safe_open(str(path), framework="pt") as handle:
@@ -347,3 +347,11 @@ def test_a_forged_generator_state_is_refused(tmp_path):
     _tamper(path, {"generator_state": torch.zeros(7, dtype=torch.uint8)})
     with pytest.raises(ModelFileError, match="generator_state"):
         torchmeans.load(path)
+
+
+def test_numpy_scalar_parameters_save(tmp_path):
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    km = KMeans(np.int64(3), tol=np.float32(1e-4), random_state=0).fit(X)
+    loaded = torchmeans.load(km.save(tmp_path / "m.safetensors"))
+    assert loaded.n_clusters == 3
+    np.testing.assert_array_equal(loaded.predict(X), km.predict(X))

@@ -22,10 +22,11 @@ from threadpoolctl import threadpool_limits
 
 from _helpers import EXACT_TIES, exact_lloyd, random_row_data, tiled_kernel, to_numpy
 from torchmeans import KMeans, kmeans
+from torchmeans.backends.native import NativeBackend
+from torchmeans.backends.native import backend as native_backend_module
 from torchmeans.backends.native import kernel as _native
-from torchmeans.core import assign as assign_module
-from torchmeans.core.assign import SMALL_K, assign
-from torchmeans.core.lloyd import accumulate, accumulate_native
+from torchmeans.backends.torch import SMALL_K, TorchBackend
+from torchmeans.core.assign import assign
 from torchmeans.data import DenseData
 
 REASON = _native.unavailable_reason()
@@ -39,10 +40,10 @@ needs_tiled = pytest.mark.skipif(not TILED, reason="no native kernel, or no AVX2
 @pytest.fixture(autouse=True, scope="module")
 def small_direct_chunks():
     """Direct passes in chunks as small as the tests ask for (not 65,536-row minimum)."""
-    saved = assign_module.DIRECT_VIEW_CHUNK_ROWS
-    assign_module.DIRECT_VIEW_CHUNK_ROWS = 1
+    saved = native_backend_module.DIRECT_VIEW_CHUNK_ROWS
+    native_backend_module.DIRECT_VIEW_CHUNK_ROWS = 1
     yield
-    assign_module.DIRECT_VIEW_CHUNK_ROWS = saved
+    native_backend_module.DIRECT_VIEW_CHUNK_ROWS = saved
 
 
 @pytest.fixture(params=[pytest.param(True, marks=needs_tiled, id="tiled"),
@@ -91,8 +92,10 @@ def _pass_pair(X, weight, centers, rows, labels, incremental):
     data = DenseData(X, weight)
     shifted = centers - data.offset
     torch_labels, native_labels = labels.clone(), labels.clone()
-    expected = accumulate(data, shifted, torch_labels, rows, incremental=incremental)
-    got = accumulate_native(data, shifted, native_labels, rows, incremental=incremental)
+    expected = TorchBackend().lloyd_pass(data, shifted, torch_labels, rows,
+                                         incremental=incremental)
+    got = NativeBackend().lloyd_pass(data, shifted, native_labels, rows,
+                                     incremental=incremental)
     return expected, got, torch_labels, native_labels
 
 
@@ -295,7 +298,7 @@ def test_direct_kernel_equals_the_gemm_at_every_width(n_features, dtype):
         data = DenseData(X, weight)
         shifted = centers - data.offset
         by_gemm = assign(data, shifted, chunk_bytes=4096)
-        by_kernel = assign(data, shifted, chunk_bytes=4096, direct=True)
+        by_kernel = assign(data, shifted, chunk_bytes=4096, backend=NativeBackend())
         assert torch.equal(by_kernel.labels, by_gemm.labels)
         # (same distances; the kernel's larger chunks sum them in another order)
         torch.testing.assert_close(by_kernel.inertia, by_gemm.inertia, rtol=1e-6, atol=0)
@@ -517,7 +520,7 @@ def test_seeding_steps_equal_float64(dtype, n_rows, n_features, n_trials, n_pool
 @needs_tiled
 def test_in_memory_passes_take_large_chunks(monkeypatch):
     """Views cost nothing per chunk: a direct pass calls the kernel once per 65,536 rows."""
-    monkeypatch.setattr(assign_module, "DIRECT_VIEW_CHUNK_ROWS", 1 << 16)
+    monkeypatch.setattr(native_backend_module, "DIRECT_VIEW_CHUNK_ROWS", 1 << 16)
     calls = []
     original = _native.lloyd_direct
 
@@ -529,7 +532,7 @@ def test_in_memory_passes_take_large_chunks(monkeypatch):
     X, init = random_row_data(70_000, 20, 4, 4, seed=2)
     data = DenseData(torch.from_numpy(X), torch.ones(len(X), dtype=torch.float64))
     labels = torch.full((len(X),), -1)
-    accumulate_native(data, torch.from_numpy(init) - data.offset, labels, 100)
+    NativeBackend().lloyd_pass(data, torch.from_numpy(init) - data.offset, labels, 100)
     assert calls == [1 << 16, 70_000 - (1 << 16)]
 
 

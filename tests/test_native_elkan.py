@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from _helpers import EXACT_TIES, blob_data, exact_lloyd, to_numpy
 from test_algorithms import CASES, assert_same_as_lloyd, fit, problems
 from torchmeans import KMeans
+from torchmeans.backends.native import NativeBackend
 from torchmeans.backends.native import kernel as _native
 from torchmeans.core import lloyd as _lloyd
 from torchmeans.core.assign import chunk_rows_for
@@ -172,7 +173,8 @@ def test_elkan_pass_rejects_bad_operands():
         call(lower=torch.zeros(3, 10).T)
     data = make_data(x.double(), torch.ones(10, dtype=torch.float64), copy=True)
     with pytest.raises(ValueError, match="one group per center"):
-        BoundedPass(data, torch.zeros(3, dtype=torch.int64), 10, native=True)
+        BoundedPass(data, torch.zeros(3, dtype=torch.int64), 10, NativeBackend(),
+                    own_elkan=True)
 
 
 # -- whole fits: Elkan (native pass) equals Lloyd (native kernel) ---------------------------
@@ -296,7 +298,8 @@ def test_native_pass_recomputes_few_rows_late():
     data = make_data(torch.tensor(X), torch.ones(3000), copy=True)
     initial = torch.tensor(init) - data.offset
     bounded = BoundedPass(data, center_groups(initial, "elkan", 24),
-                          chunk_rows_for(data, 24, None), native=True)
+                          chunk_rows_for(data, 24, None), NativeBackend(),
+                          own_elkan=True)
     labels = torch.full((3000,), -1, dtype=torch.int64)
     n_iter = lloyd(data, initial, max_iter=300, backend="native").n_iter
     centers, recomputed = initial, []

@@ -7,10 +7,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.cluster import KMeans as SKKMeans
 
 import torchmeans
+from _helpers import to_numpy
 from torchmeans import KMeans
-from torchmeans.core.assign import center_terms, certified_nearest, nearest_centers
+from torchmeans.backends.torch import center_terms, certified_nearest, nearest_centers
 from torchmeans.core.precision import full_float32_matmul, score_error_bound
 from torchmeans.core.validation import prepare_data
 from torchmeans.estimators.batched import batched_kmeans
@@ -247,6 +249,8 @@ def test_the_matmul_setting_is_restored_by_the_last_of_concurrent_fits():
 
 
 def test_reduced_precision_reductions_are_off_during_a_fit_and_restored():
+    """Off where CUDA runs, and whenever the settings are changed; without CUDA (they steer
+    cuBLAS only) torch's defaults are left as they are."""
     matmul = torch.backends.cuda.matmul
     seen = []
 
@@ -256,7 +260,15 @@ def test_reduced_precision_reductions_are_off_during_a_fit_and_restored():
 
     assert matmul.allow_bf16_reduced_precision_reduction
     KMeans(2, init=init, n_init=1).fit(torch.randn(20, 2))
-    assert seen == [False]
+    assert seen == [not torch.cuda.is_available()]
+    assert matmul.allow_bf16_reduced_precision_reduction
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        KMeans(2, init=init, n_init=1).fit(torch.randn(20, 2))
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert seen[-1] is False
     assert matmul.allow_bf16_reduced_precision_reduction
 
 
@@ -304,3 +316,39 @@ def test_sorted_segment_sums_equal_index_add_and_repeat_bit_for_bit(shape):
     assert torch.equal(first, sorted_segment_sums(values, index, 41))
     assert not bool(first[7].any())
     assert not bool(first[40].any())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_products_do_not_overflow(dtype, device):
+    # |x.c| > 65504 overflowed float16 products: centers tied at -inf.
+    rng = np.random.default_rng(0)
+    true_centers = np.array([[-300.0] * 4, [200.0] * 4, [300.0] * 4])
+    X = np.concatenate([c + rng.normal(size=(300, 4)) * 5 for c in true_centers])
+    init = true_centers.astype(np.float32)
+    ours = KMeans(3, init=torch.tensor(init, device=device), n_init=1).fit(
+        torch.tensor(X, device=device).to(dtype)
+    )
+    ref = SKKMeans(3, init=init.astype(np.float64), n_init=1).fit(
+        torch.tensor(X).to(dtype).double().numpy()
+    )
+    np.testing.assert_array_equal(to_numpy(ours.labels_), ref.labels_)
+    np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_centers_are_member_means(dtype, device):
+    # The offset used to shift rows and to move centers back must be the same value.
+    g = torch.Generator().manual_seed(0)
+    X32 = torch.cat([torch.randn(500, 3, generator=g) * 0.3 + 100.3,
+                     torch.randn(500, 3, generator=g) * 0.3 + 103.3])
+    X = X32.to(dtype).to(device)
+    km = KMeans(2, random_state=0).fit(X)
+    labels = km.labels_
+    members = torch.stack([X[labels == j].double().mean(0) for j in range(2)])
+    assert (km.cluster_centers_.double() - members).abs().max().item() < 1e-3
+
+
+def test_half_precision_sparse_tensor_is_accepted():
+    X = torch.tensor([[0.0, 1.0], [0.0, 1.1], [5.0, 0.0], [5.1, 0.0]]).to_sparse_csr()
+    km = KMeans(2, random_state=0).fit(X.to(torch.float16))
+    assert sorted(np.bincount(km.labels_.numpy()).tolist()) == [2, 2]

@@ -245,7 +245,7 @@ def test_nearest_centers_with_previous_labels_equals_plain_argmin(
     # Both fast paths (first-hit labels on transposed scores; keeping the previous label
     # when it is still the strict minimum) must give exactly torch's first-minimum
     # `min` on the same scores, ties included.
-    from torchmeans.core.assign import (
+    from torchmeans.backends.torch import (
         SMALL_K,
         center_terms,
         chunk_scores,

@@ -155,3 +155,13 @@ def test_threads_do_not_change_a_fit():
         torch.set_num_threads(threads)
     np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
     np.testing.assert_allclose(fits[0].cluster_centers_, fits[1].cluster_centers_, rtol=1e-12)
+
+
+def test_weighted_draws_never_return_a_zero_weight_row():
+    from torchmeans.core.seeding import _search_weights
+
+    weight = torch.tensor([0.0, 0.0, 1.0, 2.0, 0.0])
+    targets = torch.tensor([0.0, 0.5, 1.0, 2.999, 3.0, 3.5])  # 0, inside, edges, past total
+    assert _search_weights(weight, targets).tolist() == [2, 2, 3, 3, 3, 3]
+    batched = torch.stack([weight, weight.flip(0)])
+    assert _search_weights(batched, torch.zeros(2, 1)).tolist() == [[2], [1]]

@@ -1,5 +1,6 @@
 """Same initial centers -> scikit-learn's labels, centers, inertia and n_iter."""
 
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -9,7 +10,9 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics.pairwise import euclidean_distances
 
 from _helpers import blob_data, random_row_data, to_numpy
-from torchmeans import KMeans, kmeans
+from torchmeans import KMeans, kmeans, kmeans_plusplus
+from torchmeans.core.validation import _scipy_to_csr_tensor
+from torchmeans.data import SparseData
 
 RTOL = {np.float64: 1e-5, np.float32: 1e-4}
 
@@ -101,7 +104,6 @@ def test_kmeans_plusplus_init_matches_sklearn_from_same_seeds(device):
     X, _ = random_row_data(4000, 10, 12, 12, seed=5)
     ours = KMeans(12, random_state=0, device=device).fit(X)
     # Replay the same seeds through scikit-learn.
-    from torchmeans import kmeans_plusplus
 
     seeds, _ = kmeans_plusplus(X, 12, random_state=0, device=device)
     ref = SKKMeans(12, init=to_numpy(seeds), n_init=1).fit(X)
@@ -281,3 +283,23 @@ def test_transform_is_exact_near_the_centers(kind, dtype, rtol):
     np.testing.assert_allclose(own, exact, rtol=rtol)
     np.testing.assert_allclose(np.asarray(km.transform(as_kind(X))),
                                euclidean_distances(X.astype(np.float64), centers), rtol=rtol)
+
+
+def test_sparse_tolerance_scale_is_exact_for_large_values():
+    rng = np.random.default_rng(0)
+    dense = np.zeros((100_000, 4), dtype=np.float32)
+    dense[:, 0] = 3e4 + rng.normal(size=100_000)
+    data = SparseData(_scipy_to_csr_tensor(sp.csr_array(dense)), torch.ones(100_000))
+    expected = dense.astype(np.float64).var(axis=0).mean()
+    assert float(data.mean_variance()) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+@pytest.mark.parametrize("copy", [True, False])
+def test_dense_tolerance_scale_matches_numpy(offset, copy):
+    from torchmeans.data import DenseData
+
+    X = np.random.default_rng(3).normal(size=(5000, 7)) * [1, 2, 3, 4, 5, 6, 7] + offset
+    data = DenseData(torch.from_numpy(X), torch.ones(5000, dtype=torch.float64),
+                     precompute_shift=copy)
+    assert float(data.mean_variance()) == pytest.approx(X.var(axis=0).mean(), rel=1e-10)

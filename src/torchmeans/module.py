@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from torchmeans.core.assign import transposed_layout
+from torchmeans.backends.torch import transposed_layout
 from torchmeans.core.validation import safe_row_norms
 from torchmeans.data.base import accumulation_dtype
 

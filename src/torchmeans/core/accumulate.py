@@ -1,4 +1,9 @@
-"""The update step's one primitive: rows summed into the segments (clusters) named by an index.
+"""The update step: the accumulator layout of a pass, and rows summed into clusters.
+
+A pass over the data fills one flat accumulator (:class:`Accumulator`): ``[sums (k*d) |
+weights (k) | partial inertia | n changed]``. Every backend's pass returns this layout, a
+distributed fit all-reduces it in one call, and the Lloyd loop reads it back with
+:meth:`Accumulator.split`.
 
 Every per-cluster sum of the engine (Lloyd's accumulators, the batched problems'
 sums, the native kernel's fallbacks) goes through :func:`segment_sums`, so that
@@ -16,10 +21,56 @@ determinism is decided in one place:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
-__all__ = ["segment_sums", "sorted_segment_sums"]
+__all__ = ["Accumulator", "accumulator_width", "new_accumulator", "segment_sums",
+           "sorted_segment_sums"]
+
+
+def accumulator_width(n_clusters: int, n_features: int) -> int:
+    """Length of the flat accumulator of a pass: ``k * d + k + 2``."""
+    return n_clusters * n_features + n_clusters + 2
+
+
+class Accumulator(NamedTuple):
+    """Views into a flat accumulator (see the module's docstring)."""
+
+    sums: Tensor
+    """``(k, d)`` weighted per-cluster sums."""
+    weights: Tensor
+    """``(k,)`` per-cluster weights."""
+    partial_inertia: Tensor
+    """0-d: ``sum w (||c||^2 - 2 x.c)`` of the labels (lacks ``sum w ||x||^2``); NaN when the
+    pass does not compute it."""
+    n_changed: Tensor
+    """0-d: the number of labels that changed."""
+
+    @classmethod
+    def split(cls, flat: Tensor, n_clusters: int, n_features: int) -> Accumulator:
+        """Return views of ``flat`` (its last dimension) as the four parts."""
+        sums, weights, scalars = flat.split([n_clusters * n_features, n_clusters, 2], dim=-1)
+        return cls(sums.unflatten(-1, (n_clusters, n_features)), weights, scalars[..., 0],
+                   scalars[..., 1])
+
+    @staticmethod
+    def parts(flat: Tensor, n_clusters: int, n_features: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Return views of a 1-d ``flat``: ``(k, d)`` sums, ``(k,)`` weights, the 2 scalars.
+
+        Three slices (fewer ops than :meth:`split`: a Lloyd iteration's fixed cost).
+        """
+        width = n_clusters * n_features
+        return (flat[:width].view(n_clusters, n_features), flat[width : width + n_clusters],
+                flat[width + n_clusters :])
+
+
+def new_accumulator(n_clusters: int, n_features: int, dtype: torch.dtype,
+                    device: torch.device) -> tuple[Tensor, Accumulator]:
+    """Return a zeroed flat accumulator and its views."""
+    flat = torch.zeros(accumulator_width(n_clusters, n_features), dtype=dtype, device=device)
+    return flat, Accumulator.split(flat, n_clusters, n_features)
 
 
 def segment_sums(values: Tensor, index: Tensor, n_segments: int, *,

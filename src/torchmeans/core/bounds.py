@@ -10,10 +10,10 @@ sample whose ``u`` is below every ``l_g`` (or below half the distance from its
 center to the nearest other center, Hamerly's test) cannot change its label and
 costs nothing. The others first tighten ``u`` to their exact distance, and the
 ones that still fail get their distances to all centers recomputed, gathered into
-a dense block so the recomputation is still one GEMM. Elkan with the native
-backend (CPU) instead runs its own center-by-center test in the compiled kernel
-(:func:`torchmeans.backends.native.kernel.elkan_pass`): scores only for the centers whose own
-bound fails, computed exactly as the native Lloyd pass computes them.
+a dense block so the recomputation is still one GEMM. Elkan with a backend that has its
+own Elkan pass (:meth:`~torchmeans.backends.base.Backend.runs_elkan`: the native CPU
+kernel) instead runs that center-by-center test: scores only for the centers whose own
+bound fails, computed exactly as the backend's Lloyd pass computes them.
 
 One engine covers the three published variants; they differ only in the groups:
 
@@ -38,17 +38,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from torchmeans.backends.native import kernel as _native
-from torchmeans.core.assign import (
+from torchmeans.backends import get_backend
+from torchmeans.backends.base import Backend
+from torchmeans.backends.torch import (
     SMALL_K,
     CenterTerms,
-    _first_minimum,
-    _recheck_previous,
     center_terms,
-    chunk_budget,
-    inertia_of,
+    first_minimum,
+    recheck_previous,
     score_buffer,
 )
+from torchmeans.core.accumulate import new_accumulator
+from torchmeans.core.assign import chunk_budget, inertia_of
 from torchmeans.data.base import Chunk, KMeansData
 
 __all__ = ["BoundedPass", "center_groups"]
@@ -116,25 +117,28 @@ class BoundedPass:
     exact_inertia : bool
         Report each iteration's inertia (one extra pass over the data); otherwise
         the flat accumulator carries NaN there.
-    native : bool
-        Elkan's passes after the first run in the native kernel
-        (:func:`~torchmeans.backends.native.kernel.elkan_pass`): scores only for the rows and
-        centers whose own bounds fail, as a native Lloyd pass computes them; the first
-        pass takes its labels from the kernel too. Only where Lloyd's labels come from
-        that kernel (:func:`torchmeans.core.lloyd.native_elkan_applies`).
+    backend : Backend, optional
+        The fit's backend: exact distances come from it (default: the torch reference).
+    own_elkan : bool
+        Elkan's passes after the first run in the backend (:meth:`~torchmeans.backends.
+        base.Backend.elkan_pass`, where it :meth:`~torchmeans.backends.base.Backend.
+        runs_elkan`): scores only for the rows and centers whose own bounds fail, as its
+        Lloyd pass computes them; the first pass takes its labels from the backend too.
     """
 
-    def __init__(self, data: KMeansData, groups: Tensor, rows: int, *,
-                 exact_inertia: bool = False, native: bool = False) -> None:
+    def __init__(self, data: KMeansData, groups: Tensor, rows: int,
+                 backend: Backend | None = None, *, own_elkan: bool = False,
+                 exact_inertia: bool = False) -> None:
         self.data = data
         self.transposed = groups.numel() <= SMALL_K
         self.groups = groups
         self.n_groups = int(groups.max()) + 1
         self.rows = rows
         self.exact_inertia = exact_inertia
-        self.native = native
-        if native and self.n_groups != groups.numel():
-            raise ValueError("the native bounded pass is Elkan's (one group per center)")
+        self.backend = backend or get_backend("torch")
+        self.native = own_elkan
+        if own_elkan and self.n_groups != groups.numel():
+            raise ValueError("a backend's own bounded pass is Elkan's (one group per center)")
         dtype = data.acc_dtype
         self.upper = torch.empty(data.n_samples, dtype=dtype, device=data.device)
         self.lower = torch.empty(data.n_samples, self.n_groups, dtype=dtype, device=data.device)
@@ -195,7 +199,7 @@ class BoundedPass:
         ``scores`` is overwritten.
         """
         at_previous = scores.gather(1, previous[:, None]).squeeze(1)
-        values, recheck, rechecked_labels = _recheck_previous(scores, previous, False)
+        values, recheck, rechecked_labels = recheck_previous(scores, previous, False)
         labels = previous.clone()
         labels[recheck] = rechecked_labels
         # Rechecked rows: the previous center is one of the others again, the new hidden.
@@ -232,15 +236,15 @@ class BoundedPass:
     def __call__(self, centers: Tensor, labels: Tensor, incremental: bool) -> Tensor:
         """Assign every row (updating ``labels`` in place); return the flat accumulator.
 
-        See :func:`torchmeans.core.lloyd.accumulate` for the layout and for ``incremental``.
+        See :meth:`torchmeans.backends.torch.TorchBackend.lloyd_pass` for ``incremental``
+        and :mod:`torchmeans.core.accumulate` for the layout.
         """
         n_clusters, n_features = centers.shape
-        # The native pass sums in float64, as a native Lloyd pass does (same centers).
-        flat = torch.zeros(n_clusters * n_features + n_clusters + 2,
-                           dtype=torch.float64 if self.native else centers.dtype,
-                           device=centers.device)
-        sums, weights, scalars = flat.split([n_clusters * n_features, n_clusters, 2])
-        sums = sums.view(n_clusters, n_features)
+        # A backend's own pass sums in float64, as its Lloyd pass does (same centers).
+        flat, acc = new_accumulator(n_clusters, n_features,
+                                    torch.float64 if self.native else centers.dtype,
+                                    centers.device)
+        sums, weights, scalars = acc.sums, acc.weights, flat[-2:]
         terms = center_terms(centers)
         largest_center = float(terms.sq_norms.max().sqrt())
         if self.native and self.previous_centers is not None:
@@ -270,18 +274,21 @@ class BoundedPass:
 
         Incremental only when a run resumes from a checkpoint: then ``labels`` are
         valid, and the changes of the rows that moved are added to the sums. With
-        ``native`` the labels come from the kernel's own scores, as the native passes'
+        ``own_elkan`` the labels come from the backend's own scores, as its Elkan passes'
         that follow (the GEMM may round a near-tie the other way); the bounds from the
         GEMM's scores hold either way (the margin covers any order of summation).
         """
+        own_labels = None
+        if self.native:
+            own_labels = torch.empty(self.data.n_samples, dtype=torch.int64)
+            for chunk, chunk_labels in self.backend.nearest(self.data, centers, self.rows):
+                own_labels[chunk.start : chunk.stop] = chunk_labels
         for chunk in self.data.chunks(self.rows):
             scores = self._scores(chunk, terms, buffer)
-            if self.native:
-                new_labels = torch.empty(chunk.stop - chunk.start, dtype=torch.int64)
-                _native.lloyd_direct(chunk.x.contiguous(), centers, terms.sq_norms, None,
-                                     new_labels, None, incremental=False)
+            if own_labels is not None:
+                new_labels = own_labels[chunk.start : chunk.stop]
             else:
-                _, new_labels = _first_minimum(scores, False)
+                _, new_labels = first_minimum(scores, False)
             chunk_labels = labels[chunk.start : chunk.stop]
             moved = torch.nonzero(chunk_labels != new_labels).squeeze(1)
             scalars[1] += moved.numel()
@@ -360,7 +367,7 @@ class BoundedPass:
     def _native_pass(self, centers: Tensor, terms: CenterTerms, labels: Tensor,
                      scalars: Tensor, largest_center: float, sums: Tensor, weights: Tensor,
                      incremental: bool) -> None:
-        """Elkan's pass in the native kernel: bounds, tests and the needed scores per chunk."""
+        """Elkan's pass in the backend: bounds, tests and the needed scores per chunk."""
         data = self.data
         drift = self._drift(centers, largest_center)
         half_gaps = self._half_gaps(centers, largest_center).to(self.upper.dtype)
@@ -371,11 +378,9 @@ class BoundedPass:
             start, stop = chunk.start, chunk.stop
             chunk_labels = labels[start:stop]
             previous = chunk_labels.clone()
-            _, recomputed = _native.elkan_pass(
-                chunk.x.contiguous(), chunk.sq_norms.contiguous(), margin[start:stop], centers,
-                terms.sq_norms, drift, half_gaps, self.upper[start:stop],
-                self.lower[start:stop], chunk_labels)
-            self.n_recomputed += recomputed
+            self.n_recomputed += self.backend.elkan_pass(
+                chunk, margin[start:stop], centers, terms.sq_norms, drift, half_gaps,
+                self.upper[start:stop], self.lower[start:stop], chunk_labels)
             moved = torch.nonzero(chunk_labels != previous).squeeze(1)
             scalars[1] += moved.numel()
             if incremental and moved.numel():
@@ -417,5 +422,5 @@ class BoundedPass:
 
     def _partial_inertia(self, centers: Tensor, labels: Tensor) -> Tensor:
         """Exact inertia of ``labels`` against ``centers``, less ``sum w ||x||^2``."""
-        inertia = inertia_of(self.data, centers, labels, native=self.native)
+        inertia = inertia_of(self.data, centers, labels, backend=self.backend)
         return inertia - self.data.sq_norms @ self.data.sample_weight

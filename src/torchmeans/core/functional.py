@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import numbers
+import os
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -11,19 +14,17 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
-from torchmeans.core.assign import Assignment, assign, inertia_of
+from torchmeans.backends import resolve_backend
+from torchmeans.backends.base import Backend
+from torchmeans.core.assign import Assignment, assign, chunk_budget, inertia_of
 from torchmeans.core.lloyd import (
     IterationStats,
-    Reducer,
     RunState,
-    _no_reduce,
     lloyd,
-    native_elkan_applies,
     project_to_sphere,
     resolve_algorithm,
-    resolve_backend,
-    uses_direct_labels,
 )
+from torchmeans.core.options import ExecutionOptions
 from torchmeans.core.precision import with_full_float32_matmul
 from torchmeans.core.seeding import kmeans_parallel_centers, kmeans_plusplus_centers, random_centers
 from torchmeans.core.validation import (
@@ -41,11 +42,11 @@ from torchmeans.core.validation import (
     validate_parameters,
 )
 from torchmeans.core.warning import warn
-from torchmeans.data.base import KMeansData
+from torchmeans.data.base import KMeansData, accumulation_dtype
 from torchmeans.data.dense import DenseData
-from torchmeans.data.distributed import Collective, global_mean_variance
+from torchmeans.data.distributed import Collective, global_mean, global_mean_variance
 from torchmeans.data.stream import as_stream, is_source
-from torchmeans.io.checkpoint import BestRun, Checkpointer
+from torchmeans.io.checkpoint import BestRun, Checkpointer, data_fingerprint
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
 
@@ -82,8 +83,7 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
                  device: torch.device, callable_input: Any = None,
                  init_size: int | None = None, metric: str = "euclidean",
                  oversampling_factor: float = 2.0,
-                 init_rounds: int | None = None,
-                 collective: Collective | None = None) -> InitFunction:
+                 init_rounds: int | None = None) -> InitFunction:
     """Turn a user ``init`` into a function of ``(data, n_clusters, generator)``.
 
     With ``init_size``, ``'k-means++'`` and ``'random'`` seed on that many rows
@@ -95,11 +95,9 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
     with ``callable_input`` (the data as the user passed it, not shifted) and
     must return centers in that same (unshifted) space. With ``metric='cosine'``
     given centers are scaled to unit norm (k-means++ on the unit rows already is
-    cosine k-means++: ``1 - x.c = ||x - c||^2 / 2``).
+    cosine k-means++: ``1 - x.c = ||x - c||^2 / 2``). Distributed data
+    (``data.collective``) seed as one process would on the concatenated rows.
     """
-    if collective and callable(init):
-        raise ValueError("a callable init sees one rank's rows only: pass an array of centers "
-                         "(the same on every rank) or 'k-means++' in a distributed fit.")
 
     def unit(centers: Tensor) -> Tensor:
         return normalize_rows(centers, name="init") if metric == "cosine" else centers
@@ -113,14 +111,15 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
         }[init]
 
         def seed(data: KMeansData, k: int, generator: torch.Generator) -> Tensor:
+            collective = data.collective
             if collective and init == "k-means||" and init_size is None:
                 # k-means|| passes over every rank's rows (its rounds are collectives).
-                centers = sampler(data, k, generator, collective=collective)[0]
+                centers = sampler(data, k, generator)[0]
                 if metric == "cosine":
                     centers = project_to_sphere(centers, data.offset)
                 return centers
             if collective:
-                data = _gathered_sample(data, k, init_size, generator, collective)
+                data = _gathered_sample(data, k, init_size, generator)
             elif init_size is not None and init_size < data.n_samples:
                 rows = torch.randperm(data.n_samples, generator=generator,
                                       device=data.device)[: max(init_size, k)]
@@ -147,9 +146,9 @@ when there are fewer, as a single process would), unless ``init_size`` says othe
 
 
 def _gathered_sample(data: KMeansData, k: int, init_size: int | None,
-                     generator: torch.Generator, collective: Collective) -> KMeansData:
+                     generator: torch.Generator) -> KMeansData:
     """Return the rows a single process would seed on, gathered from all ranks in order."""
-    device = data.device
+    device, collective = data.device, data.collective
     first, n_global = collective.row_range(data.n_samples, device)
     size = DISTRIBUTED_SEEDING_ROWS if init_size is None else init_size
     if size >= n_global:
@@ -174,6 +173,18 @@ def _same_clustering(a: Tensor, b: Tensor, n_clusters: int) -> bool:
     return bool((mapping[a] == b).all())
 
 
+class Fitted(NamedTuple):
+    """What a fit hands its estimator besides the result: how it ran and what it resolved."""
+
+    result: KMeansResult
+    backend: Backend
+    """The resolved backend (``predict`` follows it)."""
+    offset: Tensor
+    """The shift of the data's rows (the training mean for dense data)."""
+    n_init: int
+    """The number of initializations run (``n_init='auto'`` resolved)."""
+
+
 def fit_data(
     data: KMeansData,
     n_clusters: int,
@@ -183,44 +194,37 @@ def fit_data(
     max_iter: int,
     tol: float,
     generator: torch.Generator,
-    chunk_bytes: int | None = None,
-    reduce: Reducer = _no_reduce,
+    options: ExecutionOptions,
     verbose: bool = False,
     algorithm: str = "lloyd",
-    backend: str = "auto",
     metric: str = "euclidean",
     checkpointer: Checkpointer | None = None,
     resume: bool = False,
-    collective: Collective | None = None,
-) -> KMeansResult:
+) -> tuple[KMeansResult, Backend]:
     """Run ``n_init`` initializations of Lloyd on prepared data; keep the best.
 
     Returns centers in the original (unshifted) space, and labels and inertia
-    computed against exactly those centers (as ``predict`` and ``score`` will).
-    With a ``checkpointer`` the state is written every few iterations; with
-    ``resume`` a fit continues from the checkpoint (when there is one) to the
-    result the uninterrupted fit would have had.
+    computed against exactly those centers (as ``predict`` and ``score`` will), with the
+    backend that ran. ``options.backend`` is resolved here, once. With a ``checkpointer``
+    the state is written every few iterations; with ``resume`` a fit continues from the
+    checkpoint (when there is one) to the result the uninterrupted fit would have had.
+    Distributed data (``data.collective``) run the same iterations on every rank.
     """
-    collective = collective or Collective(False)
-    if collective:
-        reduce = collective.sum
-    tol_abs = global_mean_variance(data, collective) * tol if tol > 0 else 0.0
-    # Labels from the native kernel's own scores (direct/tiled): in the passes, the final
-    # assignment and predict alike.
-    direct = uses_direct_labels(backend, data, n_clusters, chunk_bytes)
+    collective = data.collective
+    chunk_bytes = options.chunk_bytes
+    tol_abs = global_mean_variance(data) * tol if tol > 0 else 0.0
+    backend = resolve_backend(options.backend, data, n_clusters,
+                              chunk_budget(data, chunk_bytes))
     requested = algorithm
-    algorithm = resolve_algorithm(algorithm, data, n_clusters, direct=direct)
-    if backend == "native" and not (algorithm == "lloyd" or native_elkan_applies(
-            algorithm, backend, data.n_features)):
+    algorithm = resolve_algorithm(algorithm, data, n_clusters, backend)
+    # An explicit backend that does not run the algorithm's passes itself refuses it; with
+    # 'auto' the bounded passes use torch ops, the Lloyd passes the resolved backend.
+    problem = None if options.backend == "auto" else backend.algorithm_unsupported(
+        algorithm, data)
+    if problem is not None:
         if requested != "auto":
-            raise ValueError(
-                f"backend='native' runs Lloyd passes (and Elkan's where the kernel scores "
-                f"rows of this width); algorithm={algorithm!r} uses torch ops: pass "
-                "algorithm='lloyd' or backend='auto'.")
+            raise ValueError(problem)
         algorithm = "lloyd"
-    # Bound-based algorithms run Lloyd passes until few labels move (_lloyd.lloyd): those
-    # use the resolved backend too.
-    backend = resolve_backend(backend, data, n_clusters, chunk_bytes)
     best: KMeansResult | None = None
     resumed = checkpointer.load(data.device) if checkpointer is not None and resume else None
     first_run = 0
@@ -228,8 +232,8 @@ def fit_data(
         first_run = resumed.run
         generator.set_state(resumed.generator_state)
         if resumed.best is not None:
-            labels = assign(data, resumed.best.centers - data.offset,
-                            chunk_bytes=chunk_bytes, direct=direct).labels
+            labels = assign(data, resumed.best.centers - data.offset, backend=backend,
+                            chunk_bytes=chunk_bytes).labels
             best = KMeansResult(resumed.best.centers, labels, resumed.best.inertia,
                                 resumed.best.n_iter, resumed.best.history)
         if verbose:
@@ -248,28 +252,22 @@ def fit_data(
             on_iteration = partial(_save_checkpoint, checkpointer, run, generator.get_state(),
                                    None if best is None else BestRun(
                                        best.centers, best.inertia, best.n_iter, best.history))
-        result = lloyd(data, initial, max_iter=max_iter, tol=tol_abs,
-                       chunk_bytes=chunk_bytes, reduce=reduce, verbose=verbose,
-                       algorithm=algorithm, backend=backend, spherical=metric == "cosine",
-                       start=start, on_iteration=on_iteration, gather=collective.gather)
+        result = lloyd(data, initial, backend=backend, max_iter=max_iter, tol=tol_abs,
+                       chunk_bytes=chunk_bytes, verbose=verbose, algorithm=algorithm,
+                       spherical=metric == "cosine", start=start, on_iteration=on_iteration)
         centers = result.centers + data.offset
         # predict() shifts the returned centers back; label against exactly those.
         shifted = centers - data.offset
-        # Bounded passes label with the GEMM (Elkan's native passes excepted): with the
-        # kernel's own scores for predict, the final labels come from it (they agree
-        # wherever the BLAS sums alike).
-        kernel_labels = algorithm == "lloyd" or native_elkan_applies(algorithm, backend,
-                                                                     data.n_features)
-        if (result.labels_are_final and torch.equal(shifted, result.centers)
-                and not (direct and not kernel_labels)):
+        if result.labels_are_final and torch.equal(shifted, result.centers):
             # Converged with labels unchanged: the last pass already assigned against
-            # these exact centers (scikit-learn skips this step then, too).
+            # these exact centers (scikit-learn skips this step then, too; Lloyd's updates
+            # are round-tripped through the offset, lloyd.as_returned, so they are equal).
             final = Assignment(result.labels, inertia_of(data, shifted, result.labels,
-                                                         chunk_bytes=chunk_bytes,
-                                                         native=direct))
+                                                         backend=backend,
+                                                         chunk_bytes=chunk_bytes))
         else:
-            final = assign(data, shifted, chunk_bytes=chunk_bytes,
-                           labels_out=result.labels, previous=result.labels, direct=direct)
+            final = assign(data, shifted, backend=backend, chunk_bytes=chunk_bytes,
+                           labels_out=result.labels, previous=result.labels)
         # Cosine: the rows are unit vectors, 1 - x.c = ||x - c||^2 / 2.
         total = collective.sum(final.inertia.reshape(1))[0]
         inertia = float(total) * (0.5 if metric == "cosine" else 1.0)
@@ -286,7 +284,127 @@ def fit_data(
             f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
             f"({n_clusters}). Possibly due to duplicate points in X.",
             ConvergenceWarning)
-    return best
+    return best, backend
+
+
+def checkpoint_fingerprint(params: dict[str, Any], n_init: int) -> dict[str, Any]:
+    """Return the parameters a checkpoint must agree with to be resumed."""
+    init = params["init"]
+    if isinstance(init, str):
+        pass
+    elif callable(init):
+        init = getattr(init, "__qualname__", type(init).__name__)
+    else:  # an array: its values
+        array = np.ascontiguousarray(np.asarray(init, dtype=np.float64))
+        init = "array:" + hashlib.sha256(array.tobytes()).hexdigest()[:16]
+    seed = params["random_state"]
+    seed = int(seed) if isinstance(seed, numbers.Integral) else None
+    init_size, init_rounds = params["init_size"], params["init_rounds"]
+    return {"n_clusters": int(params["n_clusters"]), "init": init, "n_init": int(n_init),
+            "max_iter": int(params["max_iter"]), "tol": float(params["tol"]),
+            "algorithm": params["algorithm"], "metric": params["metric"],
+            "init_size": None if init_size is None else int(init_size),
+            "oversampling_factor": float(params["oversampling_factor"]),
+            "init_rounds": None if init_rounds is None else int(init_rounds),
+            "random_state": seed}
+
+
+def fit(
+    X: Any,
+    n_clusters: int,
+    *,
+    sample_weight: Any = None,
+    init: Any = "k-means++",
+    n_init: int | str = "auto",
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    random_state: Any = None,
+    verbose: bool = False,
+    algorithm: str = "lloyd",
+    init_size: int | None = None,
+    metric: str = "euclidean",
+    oversampling_factor: float = 2.0,
+    init_rounds: int | None = None,
+    copy: bool = True,
+    options: ExecutionOptions,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 10,
+    resume: bool = False,
+    distributed: bool | None = None,
+    callable_input: Any = None,
+    caller: str = "kmeans",
+    default_n_init: int = 10,
+) -> Fitted:
+    """Fit k-means: the one pipeline that :func:`kmeans` and ``KMeans.fit`` both call.
+
+    ``X`` is a checked tensor on the compute device or a source (:mod:`torchmeans.
+    sources`); the other arguments are :func:`kmeans`'s, already validated.
+    ``callable_input`` is what a callable ``init`` receives; ``caller`` and
+    ``default_n_init`` shape the messages and the meaning of ``n_init='auto'``.
+    """
+    collective = Collective(distributed)
+    streamed = is_source(X)
+    n_features = X.n_features if streamed else X.shape[1]
+    known_rows = X.n_samples if streamed else X.shape[0]
+    offset = None
+    if collective:
+        if callable(init):
+            raise ValueError("a callable init sees one rank's rows only: pass an array of "
+                             "centers (the same on every rank) or 'k-means++' in a "
+                             "distributed fit.")
+        # Every rank shifts by the global mean, so their sums add up in one space.
+        if not streamed and X.layout != torch.strided:
+            raise ValueError("distributed fits take dense rows (not sparse) for now.")
+        known_rows = None
+        if not streamed:
+            offset, _ = global_mean(X.to(accumulation_dtype(X.dtype)), collective)
+    # Checked against the row count before any pass over the data where it is known (a
+    # streamed source's is known after its first pass; a distributed fit's after a
+    # collective).
+    if known_rows is not None:
+        check_n_samples(known_rows, n_clusters)
+        n_init = resolve_n_init(n_init, init, default=default_n_init, caller=caller)
+    data = prepare_data(X, sample_weight, copy=copy, metric=metric,
+                        device=options.compute_device() if streamed else X.device,
+                        offset=offset, collective=collective, precision=options.precision,
+                        deterministic=options.deterministic)
+    if known_rows is None:
+        n_samples = int(collective.sum(torch.tensor([data.n_samples], device=data.device))[0])
+        check_n_samples(n_samples, n_clusters)
+        n_init = resolve_n_init(n_init, init, default=default_n_init, caller=caller)
+    if collective:
+        data.unit_weights = collective.all(data.unit_weights, data.device)
+        if random_state is None:  # one seed for all ranks
+            random_state = collective.broadcast_int(
+                int(np.random.default_rng().integers(2**31 - 1)), data.device)
+    checkpointer = None
+    if checkpoint is not None:
+        fingerprint = checkpoint_fingerprint(dict(
+            n_clusters=n_clusters, init=init, max_iter=max_iter, tol=tol, algorithm=algorithm,
+            metric=metric, init_size=init_size, oversampling_factor=oversampling_factor,
+            init_rounds=init_rounds, random_state=random_state), n_init)
+        checkpointer = Checkpointer(checkpoint, checkpoint_every,
+                                    data_fingerprint(data, fingerprint))
+    elif resume:
+        raise ValueError("resume=True needs a checkpoint (the file to resume).")
+    init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, data.device,
+                           callable_input=callable_input, init_size=init_size, metric=metric,
+                           oversampling_factor=oversampling_factor, init_rounds=init_rounds)
+    result, backend = fit_data(
+        data, n_clusters, init=init_fn, n_init=n_init, max_iter=max_iter, tol=tol,
+        generator=make_generator(random_state, data.device), options=options,
+        verbose=bool(verbose), algorithm=warn_elkan_single_cluster(algorithm, n_clusters),
+        metric=metric, checkpointer=checkpointer, resume=resume)
+    return Fitted(result, backend, data.offset, n_init)
+
+
+def warn_elkan_single_cluster(algorithm: str, n_clusters: int) -> str:
+    """Return the algorithm to run; Elkan with one cluster is Lloyd, with scikit-learn's warning."""
+    if algorithm == "elkan" and n_clusters == 1:
+        warn("algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' "
+             "instead.", RuntimeWarning)
+        return "lloyd"
+    return algorithm
 
 
 def _save_checkpoint(checkpointer: Checkpointer, run: int, generator_state: Tensor,
@@ -318,6 +436,10 @@ def kmeans(
     init_rounds: int | None = None,
     precision: str = "exact",
     deterministic: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 10,
+    resume: bool = False,
+    distributed: bool | None = None,
 ) -> KMeansResult:
     """Exact Lloyd k-means on any torch device.
 
@@ -370,6 +492,18 @@ def kmeans(
         Certified low-precision distance products (see :class:`torchmeans.KMeans`).
     deterministic : bool
         Bit-identical repeated fits on accelerators too (see :class:`torchmeans.KMeans`).
+    checkpoint : str or PathLike, optional
+        Write the fit's state to this file every ``checkpoint_every`` iterations
+        (atomically); with ``resume=True`` an interrupted fit continues from it to the
+        result the uninterrupted fit would have had (see :meth:`torchmeans.KMeans.fit`).
+    checkpoint_every : int
+        Iterations between checkpoints.
+    resume : bool
+        Continue from ``checkpoint`` when that file exists.
+    distributed : bool, optional
+        Fit across the ranks of the initialised ``torch.distributed`` process group, each
+        passing its own rows (None: whenever a group of more than one process is
+        initialised; see :class:`torchmeans.KMeans`).
 
     Returns
     -------
@@ -385,42 +519,22 @@ def kmeans(
     >>> result.centers.shape, result.labels.shape
     (torch.Size([2, 2]), torch.Size([200]))
     """
-    validate_parameters(dict(
+    params = dict(
         n_clusters=n_clusters, init=init, n_init=n_init, max_iter=max_iter, tol=tol,
-        chunk_bytes=chunk_bytes, algorithm=algorithm, init_size=init_size, backend=backend,
-        metric=metric, oversampling_factor=oversampling_factor, init_rounds=init_rounds,
-        precision=precision, deterministic=deterministic, random_state=random_state,
-        device=device, verbose=verbose), "kmeans")
-    compute_device = resolve_device(device, X)
+        algorithm=algorithm, init_size=init_size, metric=metric,
+        oversampling_factor=oversampling_factor, init_rounds=init_rounds,
+        random_state=random_state, verbose=verbose, checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every, distributed=distributed)
+    validate_parameters({**params, **dict(device=device, backend=backend, precision=precision,
+                                          chunk_bytes=chunk_bytes,
+                                          deterministic=deterministic)}, "kmeans")
+    options = ExecutionOptions(device=device, backend=backend, precision=precision,
+                               chunk_bytes=chunk_bytes, deterministic=deterministic)
     X_tensor = as_stream(X)  # memory maps, h5py/zarr datasets: streamed, not copied
-    streamed = is_source(X_tensor)
-    if not streamed:
-        X_tensor = as_tensor(X, compute_device)
-    if not streamed or X_tensor.n_samples is not None:  # (a stream's: after its first pass)
-        check_n_samples(X_tensor.n_samples if streamed else X_tensor.shape[0], n_clusters)
-    data = prepare_data(X_tensor, sample_weight, copy=copy, metric=metric,
-                        device=compute_device, precision=precision,
-                        deterministic=deterministic)
-    check_n_samples(data.n_samples, n_clusters)
-    effective_n_init = resolve_n_init(n_init, init, default=10, caller="kmeans")
-    n_features = data.n_features
-    init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, compute_device,
-                           callable_input=X, init_size=init_size, metric=metric,
-                           oversampling_factor=oversampling_factor, init_rounds=init_rounds)
-    return fit_data(
-        data,
-        n_clusters,
-        init=init_fn,
-        n_init=effective_n_init,
-        max_iter=max_iter,
-        tol=tol,
-        generator=make_generator(random_state, compute_device),
-        chunk_bytes=chunk_bytes,
-        verbose=bool(verbose),
-        algorithm=algorithm,
-        backend=backend,
-        metric=metric,
-    )
+    if not is_source(X_tensor):
+        X_tensor = as_tensor(X, options.compute_device(X))
+    return fit(X_tensor, sample_weight=sample_weight, copy=copy, options=options,
+               resume=resume, callable_input=X, caller="kmeans", **params).result
 
 
 @with_full_float32_matmul

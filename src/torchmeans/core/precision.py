@@ -272,13 +272,14 @@ _REDUCTION_FLAGS = ("allow_fp16_reduced_precision_reduction",
                     "allow_bf16_reduced_precision_reduction", "allow_fp16_accumulation")
 
 
-def _fp32_backends() -> list[Any]:
+@functools.cache
+def _fp32_backends() -> tuple[Any, ...]:
     """Return the backends with the per-backend ``fp32_precision`` setting of newer torch."""
     found = []
     for backend in (torch.backends.cuda.matmul, getattr(torch.backends.mkldnn, "matmul", None)):
         if backend is not None and hasattr(backend, "fp32_precision"):
             found.append(backend)
-    return found
+    return tuple(found)
 
 
 def _save_matmul_state() -> dict[str, Any]:
@@ -306,6 +307,23 @@ def _apply_full_float32() -> None:
     for flag in _REDUCTION_FLAGS:
         if hasattr(matmul, flag):
             setattr(matmul, flag, False)
+
+
+def _is_full_float32() -> bool:
+    """Whether products already run as :func:`_apply_full_float32` makes them run.
+
+    The reduction flags steer cuBLAS only: without CUDA they are left as they are.
+    """
+    try:
+        if torch.get_float32_matmul_precision() != "highest":
+            return False
+    except RuntimeError:  # the per-backend settings
+        if any(backend.fp32_precision not in ("ieee", "none") for backend in _fp32_backends()):
+            return False
+    if not torch.cuda.is_available():
+        return True
+    matmul = torch.backends.cuda.matmul
+    return not any(getattr(matmul, flag, False) for flag in _REDUCTION_FLAGS)
 
 
 def torch_legacy_precision_usable() -> bool:
@@ -337,11 +355,12 @@ def full_float32_matmul() -> Iterator[None]:
     CUDA's half-precision reduced-precision reductions and float16 accumulation off
     for the duration. The settings are process-wide: the first of concurrent users
     saves them and the last one out restores them (a lock and a count), and other
-    threads' products meanwhile run at full accuracy (slower, never less accurate).
+    threads' products meanwhile run at full accuracy (slower, never less accurate). Where
+    nothing needs changing (torch's defaults without CUDA) nothing is saved or restored.
     """
     global _matmul_users, _matmul_saved
     with _matmul_lock:
-        if _matmul_users == 0:
+        if _matmul_users == 0 and not _is_full_float32():
             saved = _save_matmul_state()
             try:
                 _apply_full_float32()

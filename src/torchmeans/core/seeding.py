@@ -19,15 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchmeans.backends.native import kernel as _native
-from torchmeans.core.assign import (
-    center_terms,
-    chunk_budget,
-    chunk_minima,
-    chunk_rows_for,
-    chunk_scores,
-    kernel_scores_apply,
-)
+from torchmeans.backends import seeding_backend
+from torchmeans.backends.torch import center_terms, chunk_scores
+from torchmeans.core.assign import chunk_budget, chunk_rows_for
 from torchmeans.data.base import KMeansData, supports_float64
 
 __all__ = [
@@ -203,19 +197,21 @@ def blocked_kmeans_plusplus_centers(
                                   // (itemsize * data.n_features)))
     centers = torch.empty(n_clusters, data.n_features, dtype=dtype, device=device)
     indices = torch.empty(n_clusters, dtype=torch.int64, device=device)
-    indices[:1] = _weighted_choice(weight, 1, generator)
+    unit = data.unit_weights
+    indices[:1] = _weighted_choice(weight, 1, generator, unit_weights=unit)
     centers[:1] = data.take(indices[:1])
     closest = _sq_distances(data, centers[:1], chunk_rows_for(data, 1, chunk_bytes))[0]
     if evaluation_rows >= n:
-        sample = torch.arange(n, device=device)
+        judge = _CandidateJudge(data, None, closest.clone(), itemsize, chunk_bytes)
     else:
         sample = torch.randperm(n, generator=generator, device=device)[:evaluation_rows]
-    judge = _CandidateJudge(data, sample, closest[sample], itemsize, chunk_bytes)
+        judge = _CandidateJudge(data, sample, closest[sample], itemsize, chunk_bytes)
     chosen = 1
     while chosen < n_clusters:
         block_start = chosen
         block = min(chosen, BLOCKED_SEEDING_MAX_BLOCK, n_clusters - chosen)
-        pool_ids = _weighted_choice(weight, 2 * n_local_trials * block, generator, closest)
+        pool_ids = _weighted_choice(weight, 2 * n_local_trials * block, generator, closest,
+                                    unit_weights=unit)
         pool = data.take(pool_ids)
         pool_sq = pool.square().sum(dim=1)
         # A proposal is accepted with probability D^2 / D_0^2 when its turn comes: with one
@@ -254,25 +250,28 @@ class _CandidateJudge:
     (``EVALUATION_MAX_BYTES``), are read chunk by chunk through :func:`_best_candidate`.
     """
 
-    def __init__(self, data: KMeansData, rows: Tensor, closest: Tensor, itemsize: int,
+    def __init__(self, data: KMeansData, rows: Tensor | None, closest: Tensor, itemsize: int,
                  chunk_bytes: int | None) -> None:
         self.closest, self.itemsize, self.chunk_bytes = closest, itemsize, chunk_bytes
-        self.weight = None if data.unit_weights else data.sample_weight[rows]
-        every_row = rows.numel() == data.n_samples
-        held = data.dense_rows and rows.numel() * data.n_features * itemsize <= (
-            EVALUATION_MAX_BYTES)
+        every_row = rows is None
+        n_rows = data.n_samples if every_row else rows.numel()
+        self.weight = None if data.unit_weights else (
+            data.sample_weight if every_row else data.sample_weight[rows])
+        held = data.dense_rows and n_rows * data.n_features * itemsize <= EVALUATION_MAX_BYTES
         self.chunked = not held
-        self.tiled: _native.TiledRows | None = None
+        self.tiled: Any = None
         if self.chunked:
             self.part = data if every_row else data.subset(rows)
-        elif kernel_scores_apply(data) and _native.tiled_available():
-            self.tiled = _native.TiledRows(data.take(rows), self.weight)
+            return
+        x = data.all_rows() if every_row else data.take(rows)
+        self.tiled = seeding_backend(data).seeding_rows(x, self.weight)
+        if self.tiled is not None:
             self.closest = self.tiled.padded(closest)  # padding rows: distance 0
         else:
-            self.x = data.take(rows)
+            self.x = x
             self.sq_norms = self.x.square().sum(dim=1)
             # Proposals per window: as many as fill the chunk budget.
-            self.window_size = chunk_budget(data, chunk_bytes) // (rows.numel() * itemsize)
+            self.window_size = chunk_budget(data, chunk_bytes) // (n_rows * itemsize)
 
     def run_steps(self, pool: Tensor, pool_sq_norms: Tensor, pool_now: Tensor,
                   thresholds: Tensor, n_trials: int, max_steps: int) -> Tensor:
@@ -360,11 +359,13 @@ def _lower_closest(data: KMeansData, points: Tensor, first_id: int, closest: Ten
     """Lower ``closest`` to the rows' distances to ``points`` where nearer (in place).
 
     ``nearest``, if given, records for the rows that moved the id of their new nearest
-    point (``first_id`` + its index in ``points``). The minima come from
-    :func:`~torchmeans.core.assign.chunk_minima` (the native kernel where it applies).
+    point (``first_id`` + its index in ``points``). The minima come from the
+    seeding backend (:func:`torchmeans.backends.seeding_backend`: the native kernel where
+    it scores the rows itself).
     """
-    for chunk, values, index in chunk_minima(data, points, chunk_bytes,
-                                             with_labels=nearest is not None):
+    chunk_rows = chunk_rows_for(data, points.shape[0], chunk_bytes)
+    for chunk, values, index in seeding_backend(data).minima(
+            data, points, chunk_rows, with_labels=nearest is not None):
         rows = slice(chunk.start, chunk.stop)
         distances = values.add_(chunk.sq_norms).clamp_(min=0)
         if nearest is None:
@@ -383,7 +384,6 @@ def kmeans_parallel_centers(
     oversampling_factor: float = 2.0,
     rounds: int | None = None,
     chunk_bytes: int | None = None,
-    collective: Any = None,
 ) -> tuple[Tensor, Tensor]:
     """k-means|| seeding (Bahmani et al. 2012): a few passes instead of ``k`` sequential steps.
 
@@ -395,7 +395,8 @@ def kmeans_parallel_centers(
     ``n_clusters`` centers by weighted greedy k-means++ and a few weighted Lloyd
     iterations. The rows' nearest candidates are tracked during the passes, so the
     weights need no extra pass. Each pass over the data is chunked (memory bounded
-    by the budget), which is what makes it fit streaming and distributed data.
+    by the budget), which is what makes it fit streaming and distributed data (the
+    rounds of a distributed fit's data are collectives of ``data.collective``).
 
     Returns
     -------
@@ -409,6 +410,7 @@ def kmeans_parallel_centers(
     from torchmeans.data.dense import DenseData
 
     rounds = PARALLEL_ROUNDS if rounds is None else rounds
+    collective = data.collective
     weight = data.sample_weight
     device = data.device
     # Distributed: this rank holds global rows [first, first + n); every rank draws the
@@ -532,11 +534,14 @@ class WeightedRows:
 
 
 def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator,
-                     times: Tensor | None = None) -> Tensor:
+                     times: Tensor | None = None, *, unit_weights: bool = False) -> Tensor:
     """``size`` indices along the last dimension drawn with replacement, by weight.
 
     With ``times``, by ``weight * times`` (the product formed in the draws' dtype, in
-    place: no copy of it in the data's dtype).
+    place: no copy of it in the data's dtype). ``unit_weights`` (every weight is 1) gives
+    the same indices with fewer ops: ``times`` unmultiplied, and without ``times`` (in
+    float64) the closed form of the search (the cumulative weights are ``1..n``, so the
+    interval holding ``u n`` is ``floor(u n)``).
 
     Leading dimensions are independent draws (batched problems). Uniform draws scaled
     by the total weight, then ``searchsorted`` in the cumulative weights (any number of
@@ -547,7 +552,13 @@ def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator,
     dtype = draw_dtype(weight.device)
     draws = torch.rand(*weight.shape[:-1], size, generator=generator, device=weight.device,
                        dtype=dtype)
-    values = weight.to(dtype) if times is None else times.to(dtype, copy=True).mul_(weight)
+    if unit_weights and times is None and dtype == torch.float64:
+        n = weight.shape[-1]
+        return draws.mul_(n).floor_().long().clamp_(max=n - 1)
+    if unit_weights:
+        values = times.to(dtype)
+    else:
+        values = weight.to(dtype) if times is None else times.to(dtype, copy=True).mul_(weight)
     cumulative = _cumulative_weights(values)
     return _search_cumulative(cumulative, draws * cumulative[..., -1:])
 
@@ -571,7 +582,8 @@ def _search_cumulative(cumulative: Tensor, targets: Tensor) -> Tensor:
     Rows of zero weight are never returned; targets at or past the total go to the last
     row of positive weight.
     """
-    last_positive = (cumulative < cumulative[..., -1:]).sum(dim=-1, keepdim=True)
+    # (entries below the total: the rows up to the last of positive weight)
+    last_positive = torch.searchsorted(cumulative, cumulative[..., -1:].contiguous())
     return torch.minimum(torch.searchsorted(cumulative, targets, right=True), last_positive)
 
 

@@ -20,7 +20,8 @@ from sklearn.utils._param_validation import (
 )
 from torch import Tensor
 
-from torchmeans.core.lloyd import ALGORITHMS, BACKENDS
+from torchmeans.backends import BACKENDS
+from torchmeans.core.lloyd import ALGORITHMS
 from torchmeans.core.precision import PRECISIONS, low_precision_dtype
 from torchmeans.core.warning import warn
 from torchmeans.data.base import (
@@ -107,6 +108,23 @@ def _from_numpy(array: np.ndarray) -> Tensor:
         # Read-only arrays (memory maps, broadcast views) are never written to.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.from_numpy(array)
+
+
+def is_plain_float_array(X: Any, *, min_samples: int = 1) -> bool:
+    """Whether ``X`` is an ndarray that scikit-learn's ``check_array`` would return as it is.
+
+    Exactly ``numpy.ndarray`` (no subclass), 2-D, C-contiguous, native float64 or float32,
+    at least ``min_samples`` rows and one column, and finite (one sum; ``assume_finite``
+    skips it as in scikit-learn). Anything else, a sum that is not finite included, goes
+    through ``check_array``, whose messages stay the errors.
+    """
+    if not (type(X) is np.ndarray and X.ndim == 2 and X.dtype in NUMPY_FLOAT_DTYPES
+            and X.flags.c_contiguous and X.shape[0] >= min_samples and X.shape[1] >= 1):
+        return False
+    if get_config()["assume_finite"]:
+        return True
+    with np.errstate(over="ignore"):  # (an overflowing sum: check_array tells)
+        return bool(np.isfinite(X.sum()))
 
 
 def _scipy_to_csr_tensor(matrix: sp.spmatrix | sp.sparray) -> Tensor:
@@ -333,6 +351,8 @@ def prepare_data(X: Any, sample_weight: Any, *, copy: bool = True, metric: str =
     if data.dense_rows:
         data.low_dtype = low_precision_dtype(data.dtype, precision, data.device)
     data.deterministic = deterministic
+    if collective is not None:  # a distributed fit's ranks (one process: the identity)
+        data.collective = collective
     return data
 
 
@@ -382,7 +402,7 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "oversampling_factor": [Interval(numbers.Real, 0, None, closed="neither")],
     "init_rounds": [*_positive_int(), None],
     "checkpoint": [str, os.PathLike, None],
-    "checkpoint_every": _positive_int(),
+    "checkpoint_every": [*_positive_int(), None],
     "distributed": ["boolean", None],
     "precision": [StrOptions(set(PRECISIONS))],
     "deterministic": ["boolean"],
@@ -409,14 +429,33 @@ def validate_parameters(params: dict[str, Any], caller: str, *, always: bool = F
     """
     if get_config()["skip_parameter_validation"] and not always:
         return
-    table = constraints(*params)
-    validate_parameter_constraints(table, params, caller_name=caller)
-    for name, value in params.items():
+    # Each parameter is checked on its own: plain values checked before pass at once.
+    unchecked = {name: value for name, value in params.items()
+                 if type(value) not in _PLAIN_TYPES
+                 or (name, type(value), value) not in _CHECKED_PLAIN_VALUES}
+    if not unchecked:
+        return
+    table = constraints(*unchecked)
+    validate_parameter_constraints(table, unchecked, caller_name=caller)
+    for name, value in unchecked.items():
         counts = [c for c in table[name] if isinstance(c, Interval) and c.type is numbers.Integral]
         if isinstance(value, bool | np.bool_) and counts:
             raise InvalidParameterError(
                 f"The {name!r} parameter of {caller} must be an int, not a bool. Got {value!r} "
                 "instead.")
+    if len(_CHECKED_PLAIN_VALUES) > CHECKED_PLAIN_VALUES_KEPT:
+        _CHECKED_PLAIN_VALUES.clear()
+    _CHECKED_PLAIN_VALUES.update((name, type(value), value) for name, value in unchecked.items()
+                                 if type(value) in _PLAIN_TYPES)
+
+
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+_CHECKED_PLAIN_VALUES: set[tuple[str, type, Any]] = set()
+"""``(name, type, value)`` of the plain parameter values that passed
+:func:`validate_parameters` (the table is fixed, so they always will): scikit-learn's
+validator costs ~5 us a parameter, a small fit's whole budget at twenty of them."""
+CHECKED_PLAIN_VALUES_KEPT = 4096
+"""At most this many are remembered (fits drawing a new ``random_state`` each time)."""
 
 
 def resolve_n_init(n_init: Any, init: Any, *, default: int, caller: str) -> int:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from torchmeans.core.accumulate import segment_sums
+from torchmeans.data.distributed import LOCAL, Collective
 
 __all__ = [
     "Chunk",
@@ -79,6 +80,9 @@ def wide_dot(values: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tenso
 
     No ``dtype`` copy of the whole vectors (8 MiB per million rows in float64).
     """
+    if values.numel() <= 1 << 16:  # one block (+ 0: a -0 total is 0, as below)
+        wide = values.to(dtype)
+        return (wide.sum() if weight is None else wide @ weight.to(dtype)).add_(0.0)
     total = torch.zeros((), dtype=dtype, device=values.device)
     for start in range(0, values.numel(), 1 << 16):
         part = values[start : start + (1 << 16)].to(dtype)
@@ -175,6 +179,9 @@ class KMeansData(ABC):
     dense_width: int
     """Floats per row that chunk temporaries hold besides the scores (``n_features``
     for dense rows, 0 for sparse rows, whose products never densify a row)."""
+    collective: Collective = LOCAL
+    """The ranks whose rows together make the data (:mod:`torchmeans.data.distributed`):
+    a distributed fit sums each pass's accumulator over them; one process: the identity."""
 
     @property
     def acc_dtype(self) -> torch.dtype:
@@ -270,6 +277,10 @@ class KMeansData(ABC):
     @abstractmethod
     def take(self, indices: Tensor) -> Tensor:
         """Return the (shifted) rows at ``indices`` as a dense tensor in the accumulation dtype."""
+
+    def all_rows(self) -> Tensor:
+        """Return :meth:`take` of every row (rows held in memory may come uncopied: read only)."""
+        return self.take(torch.arange(self.n_samples, device=self.device))
 
     @abstractmethod
     def mean_variance(self) -> Tensor:

@@ -66,6 +66,7 @@ class DenseData(DenseRows):
             self._lazy_offset = self.offset
         self._sq_norms: Tensor | None = None
         self.chunks_are_views = self._lazy_offset is None
+        self._whole: Chunk | None = None
 
     def _shifted(self, start: int, stop: int) -> Tensor:
         x = self._rows[start:stop]
@@ -81,9 +82,13 @@ class DenseData(DenseRows):
     def _row_statistics(self) -> None:
         """One pass: squared norms of the shifted rows, and their column sums."""
         # Chunks of ~1M elements: the temporaries stay in cache (no fresh pages per pass).
+        rows = max(1, (1 << 20) // max(1, self.n_features))
+        if self.n_samples <= rows:  # one block: no buffers to fill
+            x = self._shifted(0, self.n_samples).to(self.acc_dtype)
+            self._sq_norms, self._column_sums = x.square().sum(dim=1), x.sum(dim=0)
+            return
         norms = torch.empty(self.n_samples, dtype=self.acc_dtype, device=self.device)
         total = torch.zeros(self.n_features, dtype=self.acc_dtype, device=self.device)
-        rows = max(1, (1 << 20) // max(1, self.n_features))
         for start, stop in row_ranges(self.n_samples, rows):
             x = self._shifted(start, stop).to(self.acc_dtype)
             norms[start:stop] = x.square().sum(dim=1)
@@ -91,9 +96,20 @@ class DenseData(DenseRows):
         self._sq_norms, self._column_sums = norms, total
 
     def chunks(self, rows: int) -> Iterator[Chunk]:  # noqa: D102
+        if rows >= self.n_samples and self.chunks_are_views:
+            yield self._whole_chunk()
+            return
         for start, stop in row_ranges(self.n_samples, rows):
             yield Chunk(start, stop, self._shifted(start, stop), self._chunk_weight(start, stop),
                         self)
+
+    def _whole_chunk(self) -> Chunk:
+        """All rows as one chunk, made once (a pass over small data makes no chunk)."""
+        whole = self._whole
+        if whole is None or (whole.weight is None) != self.unit_weights:
+            whole = self._whole = Chunk(0, self.n_samples, self._rows,
+                                        self._chunk_weight(0, self.n_samples), self)
+        return whole
 
     def subset(self, indices: Tensor) -> DenseData:  # noqa: D102
         return DenseData(self.take(indices), self.sample_weight[indices],
@@ -101,4 +117,8 @@ class DenseData(DenseRows):
 
     def take(self, indices: Tensor) -> Tensor:  # noqa: D102
         rows = self._rows.index_select(0, indices).to(self.acc_dtype)
+        return rows if self._lazy_offset is None else rows - self.offset
+
+    def all_rows(self) -> Tensor:  # noqa: D102
+        rows = self._rows.to(self.acc_dtype).contiguous()  # (as take's rows are)
         return rows if self._lazy_offset is None else rows - self.offset

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["Collective"]
+__all__ = ["LOCAL", "Collective", "global_mean", "global_mean_variance"]
 
 
 class Collective:
@@ -88,6 +88,10 @@ class Collective:
         return int(counts[: self.rank].sum()), int(counts.sum())
 
 
+LOCAL = Collective(False)
+"""One process: every collective is the identity (the data's default)."""
+
+
 def global_mean(X: Tensor, collective: Collective) -> tuple[Tensor, int]:
     """Column means of the rows of all ranks (float64 where possible) and the row count."""
     wide = torch.float64 if X.device.type != "mps" else torch.float32
@@ -97,8 +101,9 @@ def global_mean(X: Tensor, collective: Collective) -> tuple[Tensor, int]:
     return total[:-1] / max(n_global, 1), n_global
 
 
-def global_mean_variance(data: Any, collective: Collective) -> float:
+def global_mean_variance(data: Any) -> float:
     """Mean per-feature variance of the rows of all ranks (as ``KMeansData.mean_variance``)."""
+    collective = data.collective
     if not collective:
         return float(data.mean_variance())
     wide = torch.float64 if data.device.type != "mps" else torch.float32

@@ -22,13 +22,13 @@ from sklearn.base import (
     ClusterMixin,
     TransformerMixin,
 )
-from sklearn.utils.validation import _check_feature_names, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor
 
-from torchmeans.backends.native import kernel as _native
+from torchmeans.backends import predict_backend
+from torchmeans.backends.base import Backend
 from torchmeans.core.assign import assign, pairwise_distances
 from torchmeans.core.functional import resolve_init
-from torchmeans.core.lloyd import native_unsupported
 from torchmeans.core.precision import with_full_float32_matmul
 from torchmeans.core.validation import (
     NUMPY_FLOAT_DTYPES,
@@ -38,6 +38,7 @@ from torchmeans.core.validation import (
     check_n_samples,
     check_tensor,
     constraints,
+    is_plain_float_array,
     make_generator,
     prepare_data,
     resolve_device,
@@ -45,7 +46,6 @@ from torchmeans.core.validation import (
     to_device,
     validate_parameters,
 )
-from torchmeans.core.warning import warn
 from torchmeans.data.base import KMeansData, accumulation_dtype
 from torchmeans.data.stream import as_stream, is_source
 from torchmeans.module import KMeansModule
@@ -134,8 +134,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         """
         source = as_stream(X, estimator_name=type(self).__name__) if stream else X
         if is_source(source):
-            if source is not X:  # scikit-learn's check of the feature names, too
-                _check_feature_names(self, X, reset=reset)
+            if source is not X:  # scikit-learn's feature-name checks, nothing read
+                validate_data(self, X, reset=reset, skip_check_array=True)
             self._check_n_features(source.n_features, reset)
             return source, X, _numpy_output
         if isinstance(X, Tensor):
@@ -143,6 +143,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             self._check_n_features(X_tensor.shape[1], reset)
             device = resolve_device(self.device, X)
             return to_device(X_tensor, device), X, _torch_output(X.device)
+        if reset and is_plain_float_array(X, min_samples=0 if allow_empty else 1):
+            # What validate_data would return unchanged (its checks cost more than a small fit).
+            self._check_n_features(X.shape[1], reset)
+            return to_device(_from_numpy(X), resolve_device(self.device)), X, _numpy_output
         validated = validate_data(
             self, X, accept_sparse="csr", dtype=NUMPY_FLOAT_DTYPES, order="C", reset=reset,
             ensure_min_samples=0 if allow_empty else 1,
@@ -204,15 +208,13 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         return centers if isinstance(centers, Tensor) else _from_numpy(
             np.ascontiguousarray(centers))
 
-    def _direct_labels(self, data: KMeansData, centers: Tensor) -> bool:
-        """Whether labels come from the native kernel's own scores, as in the fit.
+    def _predict_backend(self, data: KMeansData) -> Backend:
+        """Return the backend labelling new rows: the fit's, where it runs on ``data``.
 
-        As the fit decided, where the kernel can run on ``data``; models that did not
-        decide (loaded from files, ``MiniBatchKMeans``) label with the GEMM.
+        Models that did not record one (loaded from files, ``MiniBatchKMeans``) use the
+        torch reference (:func:`torchmeans.backends.predict_backend`).
         """
-        return (getattr(self, "_fit_direct_labels", False)
-                and native_unsupported(data) is None
-                and _native.direct_applies(centers.shape[1]))
+        return predict_backend(getattr(self, "_fit_backend", None), data)
 
     # -- fitted-model API ---------------------------------------------------------------
 
@@ -256,8 +258,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         check_is_fitted(self)
         X_tensor, _, output = self._prepare(X, reset=False)
         data, centers = self._fitted_terms(X_tensor)
-        labels = assign(data, centers, chunk_bytes=self.chunk_bytes,
-                        direct=self._direct_labels(data, centers)).labels
+        labels = assign(data, centers, backend=self._predict_backend(data),
+                        chunk_bytes=self.chunk_bytes).labels
         if out is None:
             return output(labels, labels=True)
         return _write_labels(labels, out, centers.shape[0])
@@ -300,7 +302,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         check_is_fitted(self)
         X_tensor, _, output = self._prepare(X, reset=False)
         data, centers = self._fitted_terms(X_tensor)
-        distances = pairwise_distances(data, centers, chunk_bytes=self.chunk_bytes)
+        distances = pairwise_distances(data, centers, backend=self._predict_backend(data),
+                                       chunk_bytes=self.chunk_bytes)
         if self.metric == "cosine":  # 1 - x.c = ||x - c||^2 / 2 for unit vectors
             distances = distances.square_().mul_(0.5)
         return output(distances)
@@ -326,8 +329,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         check_is_fitted(self)
         X_tensor, _, _ = self._prepare(X, reset=False)
         data, centers = self._fitted_terms(X_tensor, sample_weight)
-        inertia = float(assign(data, centers, chunk_bytes=self.chunk_bytes,
-                               direct=self._direct_labels(data, centers)).inertia)
+        inertia = float(assign(data, centers, backend=self._predict_backend(data),
+                               chunk_bytes=self.chunk_bytes).inertia)
         return -inertia * (0.5 if self.metric == "cosine" else 1.0)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -369,11 +372,3 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
                             return_distances=return_distances,
                             normalize=self.metric == "cosine")
 
-
-def warn_elkan_single_cluster(algorithm: str, n_clusters: int) -> str:
-    """Return the algorithm to run; Elkan with one cluster is Lloyd, with scikit-learn's warning."""
-    if algorithm == "elkan" and n_clusters == 1:
-        warn("algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' "
-             "instead.", RuntimeWarning)
-        return "lloyd"
-    return algorithm

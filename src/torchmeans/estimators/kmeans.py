@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import numbers
 import os
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
-from sklearn.utils import check_random_state
 
-from torchmeans.core.functional import fit_data, resolve_init
-from torchmeans.core.lloyd import uses_direct_labels
+from torchmeans.core.functional import fit
+from torchmeans.core.options import ExecutionOptions
 from torchmeans.core.precision import with_full_float32_matmul
-from torchmeans.core.validation import (
-    constraints,
-    make_generator,
-    prepare_data,
-    resolve_device,
-)
-from torchmeans.data.base import accumulation_dtype
-from torchmeans.data.distributed import Collective, global_mean
-from torchmeans.data.stream import is_source
-from torchmeans.estimators.base import _BaseKMeans, warn_elkan_single_cluster
-from torchmeans.io.checkpoint import Checkpointer, data_fingerprint
+from torchmeans.core.validation import constraints, validate_parameters
+from torchmeans.core.warning import warn
+from torchmeans.data.distributed import Collective
+from torchmeans.estimators.base import _BaseKMeans
 
 __all__ = ["KMeans"]
 
@@ -103,12 +92,10 @@ class KMeans(_BaseKMeans):
         ``init='k-means||'`` only: number of sampling rounds (passes over the data);
         None means 5.
     checkpoint : str or PathLike, default=None
-        Write the state of the fit to this file every ``checkpoint_every``
-        iterations (atomically: a crash never leaves a half-written file); ``fit(X,
-        resume=True)`` then continues an interrupted fit from it to the result the
-        uninterrupted fit would have had. Needs the ``io`` extra (safetensors).
-    checkpoint_every : int, default=10
-        Iterations between checkpoints.
+        Deprecated: pass ``checkpoint`` to :meth:`fit` (a constructor parameter is copied
+        by ``clone`` into parallel fits, which would then write one file).
+    checkpoint_every : int, default=None
+        Deprecated: pass ``checkpoint_every`` to :meth:`fit`.
     distributed : bool, default=None
         Fit across the processes of the initialised ``torch.distributed`` process
         group, each rank passing its own rows (None: whenever a group of more than
@@ -206,7 +193,7 @@ class KMeans(_BaseKMeans):
         oversampling_factor: float = 2.0,
         init_rounds: int | None = None,
         checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int = 10,
+        checkpoint_every: int | None = None,
         distributed: bool | None = None,
         precision: str = "exact",
         deterministic: bool = True,
@@ -233,29 +220,11 @@ class KMeans(_BaseKMeans):
         self.precision = precision
         self.deterministic = deterministic
 
-    def _fingerprint(self, n_init: int) -> dict[str, Any]:
-        """Return the parameters a checkpoint must agree with to be resumed."""
-        if isinstance(self.init, str):
-            init = self.init
-        elif callable(self.init):
-            init = getattr(self.init, "__qualname__", type(self.init).__name__)
-        else:  # an array: its values
-            array = np.ascontiguousarray(np.asarray(self.init, dtype=np.float64))
-            init = "array:" + hashlib.sha256(array.tobytes()).hexdigest()[:16]
-        seed = self.random_state
-        seed = int(seed) if isinstance(seed, numbers.Integral) else None
-        return {"n_clusters": int(self.n_clusters), "init": init, "n_init": int(n_init),
-                "max_iter": int(self.max_iter), "tol": float(self.tol),
-                "algorithm": self.algorithm, "metric": self.metric,
-                "init_size": None if self.init_size is None else int(self.init_size),
-                "oversampling_factor": float(self.oversampling_factor),
-                "init_rounds": None if self.init_rounds is None else int(self.init_rounds),
-                "random_state": seed}
-
     # -- estimator API ------------------------------------------------------------
 
     @with_full_float32_matmul
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None, *,
+            checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
             resume: bool = False) -> KMeans:
         """Compute k-means clustering.
 
@@ -268,6 +237,15 @@ class KMeans(_BaseKMeans):
         sample_weight : array-like or Tensor of shape (n_samples,), default=None
             Non-negative weight of each sample (used by the init too, except
             for arrays and callables).
+        checkpoint : str or PathLike, default=None
+            Write the state of the fit to this file every ``checkpoint_every``
+            iterations (atomically: a crash never leaves a half-written file); ``fit(X,
+            checkpoint=path, resume=True)`` then continues an interrupted fit from it to
+            the result the uninterrupted fit would have had. Needs the ``io`` extra
+            (safetensors). A fit-time argument, so that clones (``GridSearchCV``'s
+            parallel fits) never share a file.
+        checkpoint_every : int, default=None
+            Iterations between checkpoints (None: 10).
         resume : bool, default=False
             Continue from ``checkpoint`` when that file exists (a checkpoint of a
             fit with other data or parameters is refused); start afresh otherwise.
@@ -278,74 +256,28 @@ class KMeans(_BaseKMeans):
             Fitted estimator.
         """
         self._validate_params()
-        collective = Collective(self.distributed)
-        X_tensor, validated, output = self._prepare(X, reset=True, allow_empty=bool(collective))
-        streamed = is_source(X_tensor)
-        n_features = X_tensor.n_features if streamed else X_tensor.shape[1]
-        known_rows = X_tensor.n_samples if streamed else X_tensor.shape[0]
-        offset = None
-        if collective:
-            # Every rank shifts by the global mean, so their sums add up in one space.
-            if not streamed and X_tensor.layout != torch.strided:
-                raise ValueError("distributed fits take dense rows (not sparse) for now.")
-            known_rows = None
-            if not streamed:
-                offset, _ = global_mean(X_tensor.to(accumulation_dtype(X_tensor.dtype)),
-                                        collective)
-
-        # Checked against the row count before any pass over the data where it is known
-        # (a streamed source's is known after its first pass; a distributed fit's after
-        # a collective).
-        if known_rows is not None:
-            self._check_params_vs_input(known_rows)
-        data = prepare_data(X_tensor, sample_weight, copy=self.copy_x, metric=self.metric,
-                            device=resolve_device(self.device) if streamed else None,
-                            offset=offset, collective=collective, precision=self.precision,
-                            deterministic=self.deterministic)
-        device = data.device
-        if known_rows is None:
-            self._check_params_vs_input(
-                int(collective.sum(torch.tensor([data.n_samples], device=device))[0]))
-        n_init = self._n_init
-        algorithm = warn_elkan_single_cluster(self.algorithm, self.n_clusters)
-        random_state = self.random_state
-        if collective:
-            data.unit_weights = collective.all(data.unit_weights, device)
-            if random_state is None:  # one seed for all ranks
-                random_state = collective.broadcast_int(
-                    int(check_random_state(None).randint(2**31 - 1)), device)
-        checkpointer = None
-        if self.checkpoint is not None:
-            checkpointer = Checkpointer(self.checkpoint, self.checkpoint_every,
-                                        data_fingerprint(data, self._fingerprint(n_init)))
-        elif resume:
-            raise ValueError("resume=True needs the checkpoint parameter (the file to resume).")
-        init = resolve_init(self.init, self.n_clusters, n_features, data.acc_dtype, device,
-                            callable_input=validated, init_size=self.init_size,
-                            metric=self.metric, oversampling_factor=self.oversampling_factor,
-                            init_rounds=self.init_rounds, collective=collective)
-        result = fit_data(
-            data,
-            self.n_clusters,
-            init=init,
-            n_init=n_init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            generator=make_generator(random_state, device),
-            chunk_bytes=self.chunk_bytes,
-            verbose=bool(self.verbose),
-            algorithm=algorithm,
-            backend=self.backend,
-            metric=self.metric,
-            checkpointer=checkpointer,
-            resume=resume,
-            collective=collective,
-        )
-        self._offset = data.offset
-        # Whether the fit labelled with the native kernel's own scores (decided with this
-        # fit's threads and data): predict follows it, so labels_ equal predict(X).
-        self._fit_direct_labels = uses_direct_labels(self.backend, data, self.n_clusters,
-                                                 self.chunk_bytes)
+        checkpoint, checkpoint_every = self._checkpoint_arguments(checkpoint, checkpoint_every)
+        validate_parameters({"checkpoint": checkpoint, "checkpoint_every": checkpoint_every},
+                            "KMeans.fit")
+        params = self.get_params(deep=False)
+        distributed = Collective(self.distributed)
+        X_tensor, validated, output = self._prepare(X, reset=True,
+                                                    allow_empty=bool(distributed))
+        fitted = fit(
+            X_tensor, self.n_clusters, sample_weight=sample_weight, init=self.init,
+            n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+            random_state=self.random_state, verbose=self.verbose, algorithm=self.algorithm,
+            init_size=self.init_size, metric=self.metric,
+            oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
+            copy=self.copy_x, options=ExecutionOptions.from_params(params, validated=True),
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+            distributed=self.distributed, callable_input=validated,
+            caller=type(self).__name__, default_n_init=self._default_n_init)
+        result = fitted.result
+        self._n_init = fitted.n_init
+        self._offset = fitted.offset
+        # predict follows the fit's backend (so labels_ equal predict(X)).
+        self._fit_backend = fitted.backend.name
         self.cluster_centers_ = output(result.centers)
         self.labels_ = output(result.labels, labels=True)
         self.inertia_ = result.inertia
@@ -353,3 +285,16 @@ class KMeans(_BaseKMeans):
         self.n_iter_history_ = result.history
         self._n_features_out = self.n_clusters
         return self
+
+    def _checkpoint_arguments(self, checkpoint: Any, every: Any) -> tuple[Any, int]:
+        """Return the fit's checkpoint file and interval (the deprecated constructor's)."""
+        if self.checkpoint is not None or self.checkpoint_every is not None:
+            warn("KMeans(checkpoint=..., checkpoint_every=...) is deprecated and will be "
+                 "removed: clone() and GridSearchCV copy it into parallel fits, which then "
+                 "write one file. Pass them to fit(): fit(X, checkpoint=path, resume=True).",
+                 FutureWarning)
+        if checkpoint is None:
+            checkpoint = self.checkpoint
+        if every is None:
+            every = 10 if self.checkpoint_every is None else self.checkpoint_every
+        return checkpoint, every

@@ -43,6 +43,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from torchmeans._version import __version__
+from torchmeans.backends import REGISTRY
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load", "save"]
 
@@ -271,6 +272,8 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
         "n_iter": None if n_iter is None else int(n_iter),
         "n_samples": None if labels is None else len(labels),
         "cluster_sizes": sizes,
+        # the backend the fit labelled with: predict after load labels as before save
+        "backend": getattr(estimator, "_fit_backend", None),
     }
     online = None
     if hasattr(estimator, "_counts"):  # MiniBatchKMeans: what partial_fit goes on from
@@ -437,6 +440,8 @@ def _build(fields: Fields, tensors: Mapping[str, torch.Tensor]) -> Any:
     if summary["n_iter"] is not None:
         estimator.n_iter_ = summary["n_iter"]
     estimator.n_iter_history_ = []
+    if summary["backend"] is not None:
+        estimator._fit_backend = summary["backend"]
     estimator._n_features_out = n_clusters
     estimator.training_summary_ = summary
     _restore_online_state(fields, tensors, estimator, kind, n_clusters)
@@ -530,5 +535,8 @@ def _checked_summary(fields: Fields, summary: Any, n_clusters: int) -> dict[str,
             fields.int_value(size, f"summary.cluster_sizes[{index}]", 0)
         fields.check(sum(sizes) == n_samples, "summary.cluster_sizes",
                      f"sum to {sum(sizes)}, not summary.n_samples={n_samples}")
+    backend = summary.get("backend")  # (absent in older files: torch)
+    fields.check(backend is None or backend in REGISTRY, "summary.backend",
+                 f"must be one of {sorted(REGISTRY)} or null, got {_describe(backend)}")
     return {"inertia": inertia, "n_iter": n_iter, "n_samples": n_samples,
-            "cluster_sizes": sizes}
+            "cluster_sizes": sizes, "backend": backend}

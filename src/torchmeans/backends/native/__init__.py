@@ -1,1 +1,5 @@
-"""The compiled CPU kernel (``backend='native'``)."""
+"""The compiled CPU kernel (``backend='native'``): its backend class and its ctypes bindings."""
+
+from torchmeans.backends.native.backend import NativeBackend
+
+__all__ = ["NativeBackend"]

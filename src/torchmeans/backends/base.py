@@ -1,0 +1,117 @@
+"""The interface every backend implements: what the engine asks of the code that runs a pass.
+
+A backend is one way of computing the engine's operations on a :class:`~torchmeans.data.
+KMeansData`: the Lloyd pass (labels and the flat accumulator of
+:mod:`torchmeans.core.accumulate`), the nearest centers of a fit's final assignment and of
+``predict``, the seeding's minima, exact distances to given centers, and, where a backend
+has them, its own bounded passes (Elkan) and seeding steps. It says whether it can run on
+given data (:meth:`Backend.unsupported`, with the reason) and whether ``backend='auto'``
+takes it (:meth:`Backend.auto_applies`). The registry (:mod:`torchmeans.backends`) resolves
+``'auto'`` once per fit; everything after that calls methods of the resolved object.
+
+Same results everywhere: a backend's labels equal the torch reference's wherever their
+scores round alike. Where a backend scores rows in its own summation order
+(:meth:`Backend.own_scores`), ``predict`` and the fit's final assignment use the same
+backend, so a fit's ``labels_`` equal ``predict(X)``; where its Lloyd pass may round
+near-ties differently from its :meth:`Backend.nearest` (``exact_pass_labels = False``), the
+fit's labels come from a final :meth:`Backend.nearest` pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from torchmeans.data.base import Chunk, KMeansData
+
+__all__ = ["Backend"]
+
+
+class Backend:
+    """Base class of the backends; subclasses override the operations they run differently."""
+
+    name: ClassVar[str]
+    """The ``backend=`` value that selects it."""
+
+    exact_pass_labels: ClassVar[bool] = True
+    """Whether :meth:`lloyd_pass`'s labels are always :meth:`nearest`'s."""
+
+    def unsupported(self, data: KMeansData) -> str | None:
+        """Why this backend cannot run on ``data`` (None when it can)."""
+        raise NotImplementedError
+
+    def auto_applies(self, data: KMeansData, n_clusters: int, budget: int) -> bool:
+        """Whether ``backend='auto'`` takes this backend for ``data`` (it can run on it).
+
+        ``budget`` is the fit's working-memory budget per chunk, in bytes.
+        """
+        return self.unsupported(data) is None
+
+    def algorithm_unsupported(self, algorithm: str, data: KMeansData) -> str | None:
+        """Why this backend does not run ``algorithm``'s passes on ``data`` (None when it does)."""
+        return None
+
+    def own_scores(self, data: KMeansData) -> bool:
+        """Whether :meth:`nearest` scores ``data``'s rows itself rather than by torch's GEMM."""
+        return False
+
+    def runs_elkan(self, data: KMeansData) -> bool:
+        """Whether Elkan's bounded passes run in this backend (:meth:`elkan_pass`)."""
+        return False
+
+    def nearest_chunk_rows(self, data: KMeansData, rows: int, n_clusters: int) -> int:
+        """Rows per chunk of :meth:`nearest` (``rows``: what the budget allows for scores).
+
+        Totals over an assignment (the inertia) are summed chunk by chunk in this chunking
+        wherever they are computed, so they agree to the bit.
+        """
+        return rows
+
+    # -- operations ---------------------------------------------------------------------
+
+    def lloyd_pass(self, data: KMeansData, centers: Tensor, labels: Tensor, rows: int, *,
+                   incremental: bool = False) -> Tensor:
+        """Assign every row (``labels`` updated in place); return the flat accumulator.
+
+        See :class:`torchmeans.backends.torch.TorchBackend.lloyd_pass` for the meaning
+        of ``incremental``; ``rows`` is the chunk size the budget allows for scores.
+        """
+        raise NotImplementedError
+
+    def nearest(self, data: KMeansData, centers: Tensor, rows: int, *,
+                previous: Tensor | None = None) -> Iterator[tuple[Chunk, Tensor]]:
+        """Yield ``(chunk, labels)`` over ``data``: each row's nearest center (first on ties).
+
+        ``previous`` (labels against nearby centers) may speed the search up; the result
+        is the same without it.
+        """
+        raise NotImplementedError
+
+    def minima(self, data: KMeansData, centers: Tensor, rows: int, *, with_labels: bool = False
+               ) -> Iterator[tuple[Chunk, Tensor, Tensor | None]]:
+        """Yield ``(chunk, values, labels)``: each row's least ``||c||^2 - 2 x.c`` (seeding)."""
+        raise NotImplementedError
+
+    def sq_distances(self, data: KMeansData, chunk: Chunk, centers: Tensor,
+                     labels: Tensor) -> Tensor:
+        """Exact ``||x_i - centers[labels_i]||^2`` of a chunk's rows."""
+        raise NotImplementedError
+
+    def elkan_pass(self, chunk: Chunk, margin: Tensor, centers: Tensor, center_sq_norms: Tensor,
+                   drift: Tensor, half_gaps: Tensor, upper: Tensor, lower: Tensor,
+                   labels: Tensor) -> int:
+        """One Elkan pass over a chunk (bounds and labels in place); return rows recomputed."""
+        raise NotImplementedError(f"backend={self.name!r} has no Elkan pass of its own")
+
+    def seeding_rows(self, x: Tensor, weight: Tensor | None) -> Any:
+        """Rows held for the blocked k-means++ steps in this backend's layout, or None.
+
+        None: the seeding compares candidates with torch products
+        (:class:`torchmeans.core.seeding.CandidateJudge`).
+        """
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} backend={self.name!r}>"
