@@ -45,7 +45,7 @@ from torchmeans.core.warning import warn
 from torchmeans.data.base import KMeansData, accumulation_dtype
 from torchmeans.data.dense import DenseData
 from torchmeans.data.distributed import Collective, global_mean, global_mean_variance
-from torchmeans.data.stream import is_source
+from torchmeans.data.stream import as_stream, is_source
 from torchmeans.io.checkpoint import BestRun, Checkpointer, data_fingerprint
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
@@ -530,7 +530,9 @@ def kmeans(
                                           deterministic=deterministic)}, "kmeans")
     options = ExecutionOptions(device=device, backend=backend, precision=precision,
                                chunk_bytes=chunk_bytes, deterministic=deterministic)
-    X_tensor = X if is_source(X) else as_tensor(X, options.compute_device(X))
+    X_tensor = as_stream(X)  # memory maps, h5py/zarr datasets: streamed, not copied
+    if not is_source(X_tensor):
+        X_tensor = as_tensor(X, options.compute_device(X))
     return fit(X_tensor, sample_weight=sample_weight, copy=copy, options=options,
                resume=resume, callable_input=X, caller="kmeans", **params).result
 

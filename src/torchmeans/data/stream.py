@@ -14,6 +14,11 @@ per row (labels, squared norms), not the data.
   ``torch.utils.data.DataLoader`` (sequential only: each pass iterates it again);
 - ``source.shard(rank, world_size)`` -- the rows of one rank (random-access sources).
 
+A ``numpy.memmap``, an ``h5py`` dataset or a zarr array passed straight to ``fit``,
+``predict``... or :func:`torchmeans.kmeans` is streamed too (:func:`as_stream`), with
+scikit-learn's rules for what comes back (numpy outputs, integer data clustered in
+float64, its messages for NaN and infinity).
+
 Sequential sources have no random access, so k-means++ (which looks up one row per
 step) would read them ``k`` times: seed them with ``init='k-means||'`` (a few passes), or
 with ``init_size`` (seeding on a uniform sample read in one pass).
@@ -35,10 +40,10 @@ import torch
 from torch import Tensor
 
 from torchmeans.core.validation import safe_row_norms
-from torchmeans.data.base import Chunk, DenseRows, supports_float64
+from torchmeans.data.base import Chunk, DenseRows, row_ranges, supports_float64
 from torchmeans.data.dense import DenseData
 
-__all__ = ["DataSource", "StreamData", "from_array", "from_batches", "from_npy"]
+__all__ = ["DataSource", "StreamData", "as_stream", "from_array", "from_batches", "from_npy"]
 
 
 class DataSource:
@@ -77,6 +82,20 @@ class DataSource:
     def describe(self) -> str:  # noqa: D102
         return type(self).__name__
 
+    def whole(self) -> Tensor | None:
+        """All rows as one CPU tensor sharing the source's memory, where they are one array.
+
+        A C-contiguous NumPy array or memory map (or a CPU tensor): reductions over it
+        (the column means) are then the very ones in-memory data computes. None otherwise.
+        """
+        return None
+
+    def non_finite_message(self, value: float, row: int, column: int,
+                           dtype: torch.dtype) -> str:
+        """Return the error for a NaN or infinite ``value`` at ``(row, column)``."""
+        return (f"{self.describe()}: row {row}, column {column} is {value}; the data must "
+                "be finite")
+
 
 BLOCK_BYTES = 1 << 22
 """Bytes of rows a random-access source yields at a time (4 MiB: small next to a chunk)."""
@@ -97,6 +116,12 @@ class _RandomAccess(DataSource):
 
 
 class _Array(_RandomAccess):
+    sklearn_rules = False
+    """Set by :func:`as_stream`: scikit-learn's messages (naming ``estimator_name``)."""
+    estimator_name: str | None = None
+    compute_dtype: torch.dtype | None = None
+    """Set by :func:`as_stream`: the dtype scikit-learn converts the rows to."""
+
     def __init__(self, array: Any, name: str = "array") -> None:
         if isinstance(array, Tensor):
             if array.device.type != "cpu":
@@ -119,10 +144,40 @@ class _Array(_RandomAccess):
     def read_rows(self, indices: np.ndarray) -> np.ndarray | Tensor:
         if isinstance(self.array, Tensor):
             return self.array[torch.from_numpy(indices)]
-        return self.array[indices]
+        if isinstance(self.array, np.ndarray):
+            return self.array[indices]
+        # h5py takes strictly increasing indices only; zarr's orthogonal selection is
+        # its fancy indexing (zarr 2 has no other).
+        unique, inverse = np.unique(indices, return_inverse=True)
+        oindex = getattr(self.array, "oindex", None)
+        rows = np.asarray(oindex[unique] if oindex is not None else self.array[unique])
+        return rows if len(unique) == len(indices) else rows[inverse]
 
     def describe(self) -> str:
         return self.name
+
+    def whole(self) -> Tensor | None:
+        return _zero_copy(self.array)
+
+    def non_finite_message(self, value: float, row: int, column: int,
+                           dtype: torch.dtype) -> str:
+        if not self.sklearn_rules:
+            return super().non_finite_message(value, row, column, dtype)
+        # Passed straight to fit or kmeans (as_stream): scikit-learn's message, as for
+        # the same rows in memory, and where the first bad value is.
+        np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        try:
+            from sklearn.utils.validation import _assert_all_finite
+
+            _assert_all_finite(np.array([value], dtype=np_dtype), input_name=self.name,
+                               estimator_name=self.estimator_name)
+            message = f"Input {self.name} contains {value}."  # (not reached)
+        except ValueError as error:
+            message = str(error)
+        except ImportError:  # pragma: no cover - scikit-learn moved it
+            what = "NaN" if np.isnan(value) else f"infinity or a value too large for {np_dtype!r}"
+            message = f"Input {self.name} contains {what}."
+        return f"{message}\n(The first is at row {row}, column {column}.)"
 
 
 class _Shards(_RandomAccess):
@@ -185,6 +240,9 @@ class _Shards(_RandomAccess):
 
     def describe(self) -> str:
         return str(self.paths[0]) if len(self.paths) == 1 else f"{len(self.paths)} shards"
+
+    def whole(self) -> Tensor | None:
+        return _zero_copy(self.arrays[0]) if len(self.arrays) == 1 else None
 
 
 class _RowRange(_RandomAccess):
@@ -253,6 +311,61 @@ def from_array(array: Any, *, name: str = "array") -> DataSource:
     DataSource
     """
     return _Array(array, name)
+
+
+def _zero_copy(array: Any) -> Tensor | None:
+    """``array`` as a CPU tensor sharing its memory, where it is C-contiguous and numeric."""
+    if isinstance(array, Tensor):
+        return array if array.device.type == "cpu" and array.is_contiguous() else None
+    if (isinstance(array, np.ndarray) and array.flags.c_contiguous and array.dtype.isnative
+            and array.dtype.kind in "fiub"):
+        with warnings.catch_warnings():  # read-only memory maps: the rows are only read
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(np.asarray(array))
+    return None
+
+
+def as_stream(X: Any, *, estimator_name: str | None = None) -> Any:
+    """Return a source over ``X`` where it is a file to stream; ``X`` itself otherwise.
+
+    A 2-D numeric ``numpy.memmap`` (``np.load(..., mmap_mode='r')``, ``open_memmap``,
+    a slice of either), an ``h5py`` dataset or a zarr array (recognised without
+    importing them) is read chunk by chunk, as :func:`from_array` reads it, instead of
+    being copied into memory. The source follows scikit-learn's input rules: rows of
+    float32 or float64 are computed in that dtype, others (integers, booleans, float16)
+    in float64; NaN or infinity raise scikit-learn's ``ValueError`` (naming
+    ``estimator_name``). Anything else, and inputs that scikit-learn refuses (not 2-D,
+    empty, complex...), is returned unchanged, to be checked (and raise) as usual.
+
+    Parameters
+    ----------
+    X : any
+        The input of ``fit``, ``predict``... or :func:`torchmeans.kmeans`.
+    estimator_name : str, optional
+        Named in the error for non-finite values, as scikit-learn does.
+
+    Returns
+    -------
+    DataSource or X
+    """
+    if isinstance(X, np.memmap):
+        pass
+    elif isinstance(X, np.ndarray | Tensor) or not type(X).__module__.startswith(
+            ("h5py", "zarr")):
+        return X
+    shape, dtype = getattr(X, "shape", None), getattr(X, "dtype", None)
+    if shape is None or dtype is None or not hasattr(X, "__getitem__"):
+        return X
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:  # (zarr 3 string dtypes and the like)
+        return X
+    if (len(shape) != 2 or min(shape) < 1 or dtype.kind not in "fiub" or not dtype.isnative):
+        return X
+    source = _Array(X, "X")
+    source.sklearn_rules, source.estimator_name = True, estimator_name
+    source.compute_dtype = torch.float32 if dtype == np.float32 else torch.float64
+    return source
 
 
 def from_npy(paths: str | Path | Sequence[str | Path]) -> DataSource:
@@ -327,13 +440,33 @@ class StreamData(DenseRows):
         first = next(iter(source.blocks()), None)
         if first is None and not collective:
             raise ValueError(f"{source.describe()}: no rows")
-        self.dtype = dtype or (_torch_dtype(first) if first is not None else torch.float32)
-        wide = torch.float64 if supports_float64(device) else self.acc_dtype
-        total = torch.zeros(self.n_features, dtype=wide, device=device)
-        n_samples = 0
-        for start, block in self._raw_blocks(check=True):
-            total += _wait_ready(block).sum(dim=0, dtype=wide)
-            n_samples = start + len(block)
+        self.dtype = dtype or getattr(source, "compute_dtype", None) or (
+            _torch_dtype(first) if first is not None else torch.float32)
+        whole = None
+        if not (collective or normalize) and device.type == "cpu" and first is not None:
+            whole = source.whole()
+        self._whole = whole
+        if whole is not None:
+            # One array: its column means are computed as for the same rows in memory
+            # (the same torch reduction over the same bytes), so the shift, and the whole
+            # fit, are bit for bit the in-memory ones. Finite means (or sums) prove every
+            # value finite; otherwise the checking pass below names the first bad one.
+            n_samples = int(whole.shape[0])
+            if offset is None:
+                offset = whole.mean(dim=0, dtype=self.acc_dtype)
+                finite = bool(torch.isfinite(offset).all())
+            else:
+                finite = bool(torch.isfinite(whole.sum(dtype=self.acc_dtype)))
+            if not finite:
+                for _ in self._raw_blocks(check=True):
+                    pass
+        else:
+            wide = torch.float64 if supports_float64(device) else self.acc_dtype
+            total = torch.zeros(self.n_features, dtype=wide, device=device)
+            n_samples = 0
+            for start, block in self._raw_blocks(check=True):
+                total += _wait_ready(block).sum(dim=0, dtype=wide)
+                n_samples = start + len(block)
         self.n_samples = n_samples
         if isinstance(source, _Batches):
             source._n_samples = n_samples  # counted: later fits and predicts can check early
@@ -388,9 +521,8 @@ class StreamData(DenseRows):
             bad = ~torch.isfinite(rows)
             if bool(bad.any()):
                 row, column = (int(v) for v in torch.nonzero(bad)[0])
-                raise ValueError(f"{self.source.describe()}: row {start + row}, column "
-                                 f"{column} is {float(rows[row, column])}; the data must "
-                                 "be finite")
+                raise ValueError(self.source.non_finite_message(
+                    float(rows[row, column]), start + row, column, self.acc_dtype))
         if self.normalize:
             norms = safe_row_norms(rows)
             if bool((norms == 0).any()):
@@ -404,6 +536,14 @@ class StreamData(DenseRows):
         check = getattr(self.source, "check_unchanged", None)
         if check is not None:
             check()
+        if self._whole is not None:
+            # One array in memory or mapped: each chunk is shifted straight from its rows
+            # (no blocks to gather; the kernel pages a memory map in as they are read).
+            for start, stop in row_ranges(self.n_samples, rows):
+                x = self._whole[start:stop]
+                yield self._chunk(start, (x if x.dtype == self.acc_dtype else
+                                          x.to(self.acc_dtype)) - self.offset)
+            return
         pending: list[Tensor] = []
         count = start = 0
         for block in _read_ahead(self._raw_blocks()):

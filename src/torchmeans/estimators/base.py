@@ -47,7 +47,7 @@ from torchmeans.core.validation import (
     validate_parameters,
 )
 from torchmeans.data.base import KMeansData, accumulation_dtype
-from torchmeans.data.stream import is_source
+from torchmeans.data.stream import as_stream, is_source
 from torchmeans.module import KMeansModule
 
 __all__ = ["OutputFn"]
@@ -122,18 +122,22 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     # -- input handling -------------------------------------------------------------
 
-    def _prepare(self, X: Any, *, reset: bool,
-                 allow_empty: bool = False) -> tuple[Tensor, Any, OutputFn]:
+    def _prepare(self, X: Any, *, reset: bool, allow_empty: bool = False,
+                 stream: bool = True) -> tuple[Tensor, Any, OutputFn]:
         """Check ``X``: return it on the compute device, as validated, and a converter back.
 
         NumPy-like input is validated by scikit-learn (integers become float64); integer
         tensors become torch's default float dtype. A streamed source
         (:mod:`torchmeans.sources`) is returned as it is (read chunk by chunk later); its
-        outputs are numpy arrays.
+        outputs are numpy arrays. So is a memory map or an h5py/zarr dataset (``stream``:
+        :func:`~torchmeans.data.stream.as_stream`), with scikit-learn's rules.
         """
-        if is_source(X):
-            self._check_n_features(X.n_features, reset)
-            return X, X, _numpy_output
+        source = as_stream(X, estimator_name=type(self).__name__) if stream else X
+        if is_source(source):
+            if source is not X:  # scikit-learn's feature-name checks, nothing read
+                validate_data(self, X, reset=reset, skip_check_array=True)
+            self._check_n_features(source.n_features, reset)
+            return source, X, _numpy_output
         if isinstance(X, Tensor):
             X_tensor = check_tensor(X, allow_empty=allow_empty)
             self._check_n_features(X_tensor.shape[1], reset)

@@ -399,7 +399,8 @@ class MiniBatchKMeans(_BaseKMeans):
 
     def _partial_fit(self, X: Any, sample_weight: Any) -> MiniBatchKMeans:
         has_centers = hasattr(self, "cluster_centers_")
-        X_tensor, validated, output = self._prepare(X, reset=not has_centers)
+        # (one batch, in memory: a memory map too)
+        X_tensor, validated, output = self._prepare(X, reset=not has_centers, stream=False)
         if not isinstance(X_tensor, Tensor):
             raise TypeError("partial_fit takes one batch as an array or a tensor.")
         if not hasattr(self, "_generator"):
