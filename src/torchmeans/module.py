@@ -57,7 +57,7 @@ class KMeansModule(nn.Module):
         shifted = centers - offset
         self.register_buffer("centers", centers.clone())
         self.register_buffer("offset", offset.clone())
-        # predict's operands exactly: the transposed centers, contiguous (ops.assign)
+        # predict's operands exactly: transposed centers, contiguous (as center_terms makes them)
         self.register_buffer("centers_t", shifted.T.contiguous())
         self.register_buffer("center_sq_norms", shifted.square().sum(dim=1))
         self.transposed = transposed_layout(centers.shape[0])

@@ -108,8 +108,8 @@ class Backend:
     def seeding_rows(self, x: Tensor, weight: Tensor | None) -> Any:
         """Rows held for the blocked k-means++ steps in this backend's layout, or None.
 
-        None: the seeding compares candidates with torch products
-        (:class:`torchmeans.core.seeding.CandidateJudge`).
+        None: the seeding compares candidates with torch products (``_CandidateJudge`` in
+        :mod:`torchmeans.core.seeding`).
         """
         return None
 

@@ -56,7 +56,8 @@ __all__ = ["BoundedPass", "center_groups"]
 
 FILTER_CHUNK_FACTOR = 16
 """A bounded pass filters rows in chunks this many times the GEMM's (when chunks are
-views): fewer, larger per-chunk steps once few rows fail (benchmarks/RESULTS.md)."""
+views): fewer, larger per-chunk steps once few rows fail (RESULTS.md, "Converged fits from
+the same init")."""
 
 YINYANG_GROUP_SIZE = 10
 """Centers per group for ``'yinyang'`` (the paper's ``t = k / 10``)."""
@@ -102,7 +103,7 @@ def _group_minimum(values: Tensor, groups: Tensor, n_groups: int) -> Tensor:
 class BoundedPass:
     """The assignment pass of a bound-based algorithm, with its per-sample bounds.
 
-    Called like :func:`torchmeans.core.lloyd.accumulate` (same flat accumulator) once
+    Called like :meth:`~torchmeans.backends.base.Backend.lloyd_pass` (same flat accumulator) once
     per iteration with the current centers; it remembers the previous centers to
     move the bounds by how far each center drifted.
 
@@ -272,8 +273,10 @@ class BoundedPass:
                     incremental: bool) -> None:
         """Compute all distances (no bounds yet) and set the bounds from them.
 
-        Incremental only when a run resumes from a checkpoint: then ``labels`` are
-        valid, and the changes of the rows that moved are added to the sums. With
+        Incremental whenever :func:`~torchmeans.core.lloyd.lloyd` asks for it, as for a
+        Lloyd pass: usually, since bounds start after Lloyd passes have left valid labels
+        (unit weights, few moves), and on resuming from a checkpoint that says so. Then
+        only the changes of the rows that moved are added to the sums. With
         ``own_elkan`` the labels come from the backend's own scores, as its Elkan passes'
         that follow (the GEMM may round a near-tie the other way); the bounds from the
         GEMM's scores hold either way (the margin covers any order of summation).

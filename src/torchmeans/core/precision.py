@@ -24,9 +24,10 @@ accumulation of ``d`` products (``gamma_d`` with unit ``2 u32``: truncating
 tensor-core adders included), the rounding of the product's output to the low
 precision, and the float32 reference's own error (:func:`reference_error_bound`: a
 sum of ``d + 1`` terms in any order, as BLAS may round into the output per K-panel).
-Through Cauchy-Schwarz it needs only ``||x||`` and the largest ``||c_j||``. The same
-certificate checks a fused kernel's float32 scores (another summation order), so the
-Triton backend's labels are the torch path's too. Where an accelerator may reduce
+Through Cauchy-Schwarz it needs only ``||x||`` and the largest ``||c_j||``. The Triton
+backend certifies its low-precision scores this way; its float32 scores (the kernel's own
+summation order) are not certified, so a near-tie may go another way in its Lloyd pass and
+a Triton fit's labels come from a final torch pass. Where an accelerator may reduce
 half-precision products in half precision the accumulation term uses the low
 precision's ``u`` (on CUDA, :func:`full_float32_matmul` turns those reductions off).
 
@@ -82,7 +83,8 @@ def low_precision_dtype(dtype: torch.dtype, precision: str,
     ``precision='fast'``: float16/bfloat16 data use their own dtype and float32 data
     bfloat16 (float32's range: no overflow). ``'exact'``: never (half-precision chunks
     are cast to float32 for the products). float64 never. ``device`` is not used yet:
-    the certificate's cost was only measured on the CPU (see docs/design.md).
+    the certificate's cost is known on the CPU only (RESULTS.md, "precision='fast' against
+    'exact'").
     """
     del device
     if precision == "fast" and dtype in (*_LOW, torch.float32):
@@ -142,7 +144,7 @@ def score_error_bound(row_norms: Tensor, largest_center_norm: float, n_features:
     float32, or in ``low`` when ``low_accumulation``) against the float32 reference
     ``s_ref`` (:func:`reference_error_bound`), for rows of norm ``row_norms`` and any
     center of norm at most ``largest_center_norm``. ``low=torch.float32`` bounds a
-    float32 product in another summation order (a fused kernel's).
+    float32 product in another summation order (no backend uses that today).
     """
     info = torch.finfo(low)
     u = info.eps / 2  # unit roundoff
@@ -203,8 +205,8 @@ def certify(x: Tensor, best: Tensor, second: Tensor, labels: Tensor, largest_cen
     largest_center_norm : float
         ``max_j ||c_j||``, rounded up (:func:`largest_norm`).
     low : torch.dtype
-        Precision of the approximate products' inputs and output (float32 for a fused
-        float32 kernel whose only difference is the summation order).
+        Precision of the approximate products' inputs and output (float32 would cover
+        a float32 kernel whose only difference is the summation order).
     resolve : callable
         Given row indices, returns their reference labels.
     low_accumulation : bool, optional

@@ -172,7 +172,7 @@ def _checked_state(fields: Fields, tensors: dict[str, Tensor], fingerprint: dict
     n, n_init = int(fingerprint["n_samples"]), int(fingerprint["n_init"])
     max_iter = int(fingerprint["max_iter"])
     acc_dtype = accumulation_dtype(getattr(torch, fingerprint["dtype"]))
-    # as _lloyd.lloyd keeps its running totals
+    # as core.lloyd.lloyd keeps its running totals
     total_dtype = torch.float64 if supports_float64(device) else acc_dtype
     run = fields.integer("run", 0, n_init - 1)
     iteration = fields.integer("iteration", 1, max_iter)
