@@ -13,12 +13,12 @@ from torchmeans.core.precision import with_full_float32_matmul
 from torchmeans.core.validation import constraints, validate_parameters
 from torchmeans.core.warning import warn
 from torchmeans.data.distributed import Collective
-from torchmeans.estimators.base import _BaseKMeans
+from torchmeans.estimators.base import BaseKMeans
 
 __all__ = ["KMeans"]
 
 
-class KMeans(_BaseKMeans):
+class KMeans(BaseKMeans):
     """K-means clustering on any torch device, a drop-in for :class:`sklearn.cluster.KMeans`.
 
     Exact Lloyd iterations: each assignment is a chunked matrix product
@@ -167,7 +167,7 @@ class KMeans(_BaseKMeans):
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **_BaseKMeans._parameter_constraints,
+        **BaseKMeans._parameter_constraints,
         **constraints("copy_x", "algorithm", "backend", "oversampling_factor", "init_rounds",
                       "checkpoint", "checkpoint_every", "distributed", "precision",
                       "deterministic"),
