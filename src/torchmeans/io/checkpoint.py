@@ -35,8 +35,8 @@ from torchmeans.data.base import accumulation_dtype, supports_float64
 from torchmeans.io.model_files import (
     Fields,
     ModelFileError,
-    _safetensors,
     content_checksum,
+    import_safetensors,
     read_safetensors,
     write_atomically,
 )
@@ -97,7 +97,7 @@ class Checkpointer:
     """
 
     def __init__(self, path: str | os.PathLike, every: int, fingerprint: dict[str, Any]) -> None:
-        _safetensors()  # fail now, not after the first iterations, without the io extra
+        import_safetensors()  # fail now, not after the first iterations, without the io extra
         self.path = Path(path)
         self.every = every
         self.fingerprint = fingerprint

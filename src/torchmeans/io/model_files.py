@@ -69,7 +69,7 @@ class ModelFileError(ValueError):
     """A file is not a valid torchmeans model (corrupt, truncated, foreign or too new)."""
 
 
-def _safetensors() -> Any:
+def import_safetensors() -> Any:
     """Import ``safetensors`` (an optional extra), with a clear error without it."""
     try:
         import safetensors
@@ -324,7 +324,7 @@ def write_atomically(path: Path, tensors: dict[str, torch.Tensor],
     """
     from torchmeans.io.data_files import replace_atomically
 
-    safetensors = _safetensors()
+    safetensors = import_safetensors()
     path.parent.mkdir(parents=True, exist_ok=True)
     return replace_atomically(path, lambda scratch: safetensors.torch.save_file(
         tensors, scratch, metadata=metadata))
@@ -338,7 +338,7 @@ def read_safetensors(path: Path, what: str = "model",
     safetensors checks the header against the file's size (a truncated file is refused
     before any tensor is read); what fails raises ``error`` naming the file.
     """
-    safetensors = _safetensors()
+    safetensors = import_safetensors()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such {what} file")
     try:
