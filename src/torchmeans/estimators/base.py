@@ -211,8 +211,8 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
     def _predict_backend(self, data: KMeansData) -> Backend:
         """Return the backend labelling new rows: the fit's, where it runs on ``data``.
 
-        Models that did not record one (loaded from files, ``MiniBatchKMeans``) use the
-        torch reference (:func:`torchmeans.backends.predict_backend`).
+        Models without one (``MiniBatchKMeans``, model files older than ``summary.backend``)
+        use the torch reference (:func:`torchmeans.backends.predict_backend`).
         """
         return predict_backend(getattr(self, "_fit_backend", None), data)
 

@@ -102,17 +102,14 @@ class KMeans(BaseKMeans):
         one process is initialised; False: fit each rank's rows on their own). All
         ranks end with the same centers; ``labels_`` are each rank's own.
     backend : {'auto', 'torch', 'native', 'triton'}, default='auto'
-        How a Lloyd pass runs. ``'torch'``: a distance GEMM and torch ops, on
-        every device (the reference). ``'native'``: after the GEMM, a small C/OpenMP
-        kernel that fuses the nearest-center search, label update and cluster sums
-        on the CPU (dense float32/float64 data); it is compiled with the system C
-        compiler on first use (well under a second) and cached. ``'triton'``: fused
-        Triton kernels on CUDA (distances and argmin in registers, never a
-        ``rows x k`` block; deterministic sort-based sums; float32/float16/bfloat16).
-        ``'auto'``: native on the CPU, Triton on CUDA, where they apply; torch
-        otherwise. An explicit ``'native'`` or ``'triton'`` that cannot run raises.
-        Same labels either way, but for float32 near-ties under Triton (its own
-        summation order; a Triton fit's ``labels_`` come from a final torch pass).
+        How a Lloyd pass runs. ``'torch'``: a distance GEMM and torch ops, on every
+        device (the reference). ``'native'``: a C/OpenMP kernel fusing the nearest-center
+        search, label update and cluster sums, on the CPU for dense float32/float64 data
+        (compiled at install, docs/native_build.md). ``'triton'``: fused Triton kernels on
+        CUDA (no ``rows x k`` block, deterministic sums; float32/float16/bfloat16).
+        ``'auto'``: native on the CPU, Triton on CUDA, where they apply; torch otherwise.
+        An explicit backend that cannot run raises. Same labels either way but for float32
+        near-ties under Triton (a Triton fit's ``labels_`` come from a final torch pass).
     precision : {'exact', 'fast'}, default='exact'
         ``'exact'``: distances in float32 (float16/bfloat16 chunks are cast) or
         float64; float32 products never use TF32 (the fit sets

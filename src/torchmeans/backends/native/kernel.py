@@ -468,7 +468,7 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
     centers : Tensor
         ``(k, d)`` centers, same dtype.
     sq_norms : Tensor
-        ``(k,)`` their squared norms (as :func:`~torchmeans.core.assign.center_terms`
+        ``(k,)`` their squared norms (as :func:`~torchmeans.backends.torch.center_terms`
         computes them).
     weight, labels, accumulators, incremental
         As for :func:`lloyd_step`; ``accumulators`` may be None (labels only).

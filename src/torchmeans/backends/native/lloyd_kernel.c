@@ -9,7 +9,7 @@
  * - tm_lloyd_step_*: runs after torch's GEMM has written a chunk's scores ||c||^2 - 2 x.c
  *   and replaces the separate torch ops (minimum, label compare and update, index_add_,
  *   bincount) by one pass over the scores and the rows. Same scores in, same labels out as
- *   the torch path in torchmeans/core/assign.py (the first center holding the minimum).
+ *   the torch path in torchmeans/backends/torch.py (the first center holding the minimum).
  * - tm_lloyd_tiled_*: the same for more features (x86 AVX2 / AVX-512), as a GEMM
  *   micro-kernel whose epilogue is the first minimum (see the comment above it).
  * - tm_seeding_steps_*: the blocked k-means++ seeding's steps over one pool of proposals.
@@ -654,7 +654,7 @@ INLINE void FN(potential_tile)(int64_t tile, int64_t m, int64_t d, int64_t n_pad
             for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v) {
                 const int64_t at = first_row + v * VL;
                 /* (||x||^2 - 2 x.c) + ||c||^2 in the order of the torch path's addmm and add
-                   (_init._CandidateJudge); max(0, NaN) is NaN, which min turns into closest */
+                   (core/seeding.py's _CandidateJudge); max(0, NaN) is NaN, which min turns into closest */
                 VT value = VOP(add)(VOP(fmadd)(minus2, dot[v][q], VOP(loadu)(row_sq + at)), sq);
                 value = VOP(min)(VOP(max)(zero, value), VOP(loadu)(closest + at));
                 VOP(storeu)(distances + j * n_padded + at, value);
@@ -671,9 +671,8 @@ INLINE void FN(potential_tile)(int64_t tile, int64_t m, int64_t d, int64_t n_pad
 }
 
 /* The steps of the blocked k-means++ seeding over one pool of proposals (the loop of
- * _init.blocked_kmeans_plusplus_centers, in one parallel region: at 200,000 x 128, k=1024
- * the per-step Python and the wake-ups of the thread pool between calls cost as much as the
- * products themselves).
+ * core/seeding.py's blocked_kmeans_plusplus_centers, in one parallel region: at large k the
+ * per-step Python and the thread pool's wake-ups between calls cost as much as the products).
  *
  * Rows are given once, in tiles: xt is (n_tiles, d, POTENTIAL_ROWS) (any alignment); row_sq,
  * closest and weight (NULL: all 1) hold n_tiles * POTENTIAL_ROWS entries (padding rows: zero
@@ -812,7 +811,7 @@ void FN(tm_sq_distances)(int64_t n_rows, int64_t d, const T *x, int64_t x_stride
 /* Elkan's pass (one lower bound per center; algorithm='elkan' with the native backend).
  *
  * The bounds are true distances: upper[i] >= ||x_i - c_label||, lower[i, j] <= ||x_i - c_j||
- * (lower[i, label] is +inf), as torchmeans/_bounds.py keeps them. Per block of rows:
+ * (lower[i, label] is +inf), as torchmeans/core/bounds.py keeps them. Per block of rows:
  * 1. move the bounds by the centers' drift (upper += drift[label], lower[j] -= drift[j]) and
  *    keep the rows whose upper bound fails max(min_j lower, 2 half_gap[label] - upper)
  *    within the margin (u^2 + 2E >= l^2, E the rounding bound of a score);
