@@ -339,8 +339,8 @@ class DenseRows(KMeansData):
             segment_sums(x, labels, sums.shape[0], deterministic=self.deterministic, out=sums,
                          alpha=alpha)
             return
-        # Few features: torch's CPU index_add_ over rows is slow (3-6x) for short rows;
-        # adding columns of x.T into a (d, k) block is not (benchmarks/RESULTS.md).
+        # Few features: torch's CPU index_add_ over short rows is slow; adding columns of
+        # x.T into a (d, k) block is not (RESULTS.md, "The native Lloyd step", item 7).
         columns = torch.zeros(self.n_features, sums.shape[0], dtype=sums.dtype,
                               device=sums.device)
         sums.add_(columns.index_add_(1, labels, x.T).T, alpha=alpha)

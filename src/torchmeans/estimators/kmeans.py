@@ -66,7 +66,7 @@ class KMeans(BaseKMeans):
         cluster: ``'hamerly'`` (one bound), ``'yinyang'`` (one per group of about
         ten centers), ``'elkan'`` (one per center, ``n_samples x n_clusters``
         memory, as scikit-learn's). All give Lloyd's labels, centers and
-        ``n_iter_``; ``'auto'`` picks the fastest measured for the shape.
+        ``n_iter_``; ``'auto'`` picks by shape and backend (see docs/design.md).
     device : str or torch.device, default=None
         Where to compute. None: the input tensor's device, else CUDA when
         available, else the CPU.
@@ -111,16 +111,14 @@ class KMeans(BaseKMeans):
         An explicit backend that cannot run raises. Same labels either way but for float32
         near-ties under Triton (a Triton fit's ``labels_`` come from a final torch pass).
     precision : {'exact', 'fast'}, default='exact'
-        ``'exact'``: distances in float32 (float16/bfloat16 chunks are cast) or
-        float64; float32 products never use TF32 (the fit sets
-        ``torch.set_float32_matmul_precision('highest')`` for its duration and
+        ``'exact'``: distances in float32 (float16/bfloat16 chunks are cast) or float64,
+        never TF32 (the fit sets the float32 matmul precision to ``'highest'`` and
         restores it). ``'fast'``: distance products in bfloat16 (half-precision data:
-        their own precision), keeping only the labels proven equal to the float32
-        ones (a margin test against a proven error bound) and resolving the others
-        exactly, so labels equal the float32 computation's (see
-        :mod:`torchmeans.core.precision`). Applies to Lloyd passes and ``predict``;
-        the bound-based algorithms and ``backend='native'`` compute in float32. Not
-        yet faster than ``'exact'`` where measured (benchmarks/RESULTS.md).
+        their own), keeping the labels a margin test proves equal to the float32 ones and
+        resolving the others exactly (:mod:`torchmeans.core.precision`). Applies to Lloyd
+        passes and ``predict``; the bound-based algorithms and ``backend='native'``
+        compute in full precision. Not yet faster than ``'exact'`` (RESULTS.md,
+        "precision='fast' against 'exact'").
     deterministic : bool, default=True
         Repeated fits with the same ``random_state`` on the same device give
         bit-identical centers and labels: on accelerators the per-cluster sums are

@@ -1,21 +1,19 @@
 """Checkpoints of a running fit: written atomically, resumed to the same result.
 
-A checkpoint holds everything the next Lloyd iteration depends on, so a resumed fit
-continues exactly where the interrupted one stood: the ``n_init`` run in progress, its
-iteration count, centers, labels, the float64 running sums and weights (and whether the
-next pass adds only moved rows), the per-iteration history, the random generator's state
-after that run's seeding, the best finished run so far, and a fingerprint of the data and
-parameters (a checkpoint of another fit is refused). It is a safetensors file with JSON
-metadata and a content checksum (as model files, :mod:`torchmeans.io.model_files`): loading never
-runs code. Writes go to a temporary file in the same directory and are renamed over the
-old checkpoint, so a crash (even ``SIGKILL``) never leaves a half-written one.
+A checkpoint holds all the next Lloyd iteration depends on, so a resumed fit continues
+exactly where the interrupted one stood: the ``n_init`` run in progress, its iteration,
+centers, labels, float64 running sums and weights (and whether the next pass is
+incremental), the history, the generator state after that run's seeding, the best finished
+run, and a fingerprint of data and parameters (another fit's checkpoint is refused). It is
+a safetensors file with JSON metadata and a content checksum, as model files
+(:mod:`torchmeans.io.model_files`), written to a temporary file and renamed over the old
+one, so a crash (even ``SIGKILL``) never leaves half a checkpoint.
 
-A checkpoint is untrusted input: its checksum is verified, and every tensor and field is
-checked against the fit that resumes (shapes, dtypes, label range, iteration counts, the
-generator state) before any of it reaches the Lloyd loop or the native kernel, which
-indexes the sums by the stored labels. Every failure raises :class:`CheckpointError`
-naming the file and the field. Checkpoints without a checksum (older torchmeans) are
-refused: a checkpoint is the scratch file of one fit, so that costs a restart at most.
+A checkpoint is untrusted input: its checksum is verified and every tensor and field is
+checked against the resuming fit (shapes, dtypes, label range, iteration counts, generator
+state) before it reaches the Lloyd loop or the native kernel (which indexes the sums by the
+stored labels); failures raise :class:`CheckpointError` naming the file and the field.
+Checkpoints without a checksum (older torchmeans) are refused: at most a restart is lost.
 """
 
 from __future__ import annotations
