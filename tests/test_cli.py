@@ -408,6 +408,19 @@ def test_backend_and_precision_options(cli, tmp_path):
     assert "half" in bad.output
 
 
+def test_backend_choices_are_the_registrys(cli, monkeypatch):
+    from torchmeans import backends
+
+    def choices(group):
+        return tuple(next(p for p in group.commands["fit"].params if p.name == "backend")
+                     .type.choices)
+
+    assert choices(cli) == backends.BACKENDS == ("auto", *backends.REGISTRY)
+    # A backend added to the registry is a choice without an edit of the CLI.
+    monkeypatch.setattr(backends, "BACKENDS", (*backends.BACKENDS, "extra"))
+    assert choices(build_cli())[-1] == "extra"
+
+
 def test_csv_first_row_with_a_missing_value_is_data_not_a_header(tmp_path):
     from torchmeans.io.data_files import DataFileError, read_matrix
 

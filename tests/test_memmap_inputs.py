@@ -149,6 +149,22 @@ def test_non_finite_values_raise_scikit_learns_errors(rows, tmp_path):
         km.predict(memmap_of(rows[:, :3], tmp_path, "narrow.npy"))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_messages_are_scikit_learns_own(rows, tmp_path, dtype, value):
+    # The streamed check words its error as scikit-learn's check on the same array in memory.
+    bad = rows.astype(dtype)
+    bad[17, 3] = value
+    with pytest.raises(ValueError, match="Input X contains") as in_memory:
+        KMeans(3).fit(bad)
+    with pytest.raises(ValueError, match="Input X contains") as streamed:
+        KMeans(3).fit(memmap_of(bad, tmp_path, "bad.npy"))
+    assert str(streamed.value) == f"{in_memory.value}\n(The first is at row 17, column 3.)"
+    assert str(in_memory.value).startswith(
+        "Input X contains NaN." if np.isnan(value)
+        else f"Input X contains infinity or a value too large for {np.dtype(dtype)!r}.")
+
+
 def test_feature_names_and_callable_init(rows, mapped):
     pd = pytest.importorskip("pandas")
     km = KMeans(3, random_state=0, n_init=1).fit(pd.DataFrame(rows, columns=list("abcdefg")))

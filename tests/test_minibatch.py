@@ -126,12 +126,12 @@ def test_tensor_outputs_stay_tensors():
 
 def test_is_not_a_kmeans_but_shares_the_base():
     from torchmeans import KMeans
-    from torchmeans.estimators.base import _BaseKMeans
+    from torchmeans.estimators.base import BaseKMeans
 
     assert not isinstance(MiniBatchKMeans(), KMeans)
     assert not isinstance(KMeans(), MiniBatchKMeans)
-    assert isinstance(MiniBatchKMeans(), _BaseKMeans)
-    assert isinstance(KMeans(), _BaseKMeans)
+    assert isinstance(MiniBatchKMeans(), BaseKMeans)
+    assert isinstance(KMeans(), BaseKMeans)
 
 
 def test_fit_then_partial_fit_continues_from_the_fit():

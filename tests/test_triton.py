@@ -1,4 +1,4 @@
-"""The fused Triton kernels (``torchmeans/ops/_triton.py``) against torch references.
+"""The fused Triton kernels (``torchmeans/backends/triton/kernels.py``) against torch references.
 
 Without CUDA the kernels run under Triton's interpreter (``TRITON_INTERPRET=1``, set
 below before any kernel is defined), on CPU tensors through numpy. The interpreter

@@ -228,6 +228,7 @@ def build_cli() -> Any:
     docstring), also under click's test runner, which calls it the same way.
     """
     click = _click()
+    from torchmeans.backends import BACKENDS  # the registry's names: a new backend needs no edit
 
     class Failure(click.ClickException):
         """A failure with its own exit status (130 for an interrupt)."""
@@ -348,7 +349,7 @@ def build_cli() -> Any:
                                                     "auto"]), default="auto", show_default=True)
     @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean",
                   show_default=True, help="cosine: spherical k-means on unit-normalised rows.")
-    @click.option("--backend", type=click.Choice(["auto", "torch", "native", "triton"]),
+    @click.option("--backend", type=click.Choice(BACKENDS),
                   default="auto", show_default=True,
                   help="Lloyd pass: native C kernel (CPU), Triton kernels (CUDA) or torch.")
     @click.option("--precision", type=click.Choice(["exact", "fast"]), default="exact",

@@ -7,10 +7,10 @@ depends on data, and runs under ``torch.compile`` and ``torch.export``.
 
 Its arithmetic is the estimator's: rows are shifted by the training mean, scores are
 ``||c||^2 - 2 x.c`` from one ``addmm`` in the same layout ``predict`` uses, and ties go
-to the first center, so its labels equal ``KMeans.predict``'s (tested). (With at most 16
-features on the CPU, ``predict`` takes its scores from the native kernel, which sums
-them in a BLAS kernel's order; the labels then agree wherever torch's BLAS sums alike,
-as it does on the machines the tests run on.)
+to the first center, so its labels equal ``KMeans.predict``'s (tested). (Where the native
+kernel scores the rows itself, :meth:`~torchmeans.backends.base.Backend.own_scores`,
+``predict`` takes its scores from it, summed in a BLAS kernel's order; the labels then
+agree wherever torch's BLAS sums alike, as it does on the machines the tests run on.)
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class KMeansModule(nn.Module):
         shifted = centers - offset
         self.register_buffer("centers", centers.clone())
         self.register_buffer("offset", offset.clone())
-        # predict's operands exactly: the transposed centers, contiguous (ops.assign)
+        # predict's operands exactly: transposed centers, contiguous (as center_terms makes them)
         self.register_buffer("centers_t", shifted.T.contiguous())
         self.register_buffer("center_sq_norms", shifted.square().sum(dim=1))
         self.transposed = transposed_layout(centers.shape[0])

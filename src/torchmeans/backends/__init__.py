@@ -54,8 +54,8 @@ def predict_backend(name: str | None, data: KMeansData) -> Backend:
     """Return the backend that labels new rows of a model fitted with backend ``name``.
 
     The fit's own backend where it can run on ``data`` (so ``predict(X)`` equals the fit's
-    ``labels_``), else the torch reference; models that did not record one (loaded from
-    files, mini-batch fits) use torch.
+    ``labels_``), else the torch reference. Model files keep it (``summary.backend``);
+    models without one (``MiniBatchKMeans``, files written before that field) use torch.
     """
     backend = REGISTRY.get(name or "torch", REGISTRY["torch"])
     return backend if backend.unsupported(data) is None else REGISTRY["torch"]

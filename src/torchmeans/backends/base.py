@@ -1,20 +1,19 @@
 """The interface every backend implements: what the engine asks of the code that runs a pass.
 
-A backend is one way of computing the engine's operations on a :class:`~torchmeans.data.
-KMeansData`: the Lloyd pass (labels and the flat accumulator of
-:mod:`torchmeans.core.accumulate`), the nearest centers of a fit's final assignment and of
-``predict``, the seeding's minima, exact distances to given centers, and, where a backend
-has them, its own bounded passes (Elkan) and seeding steps. It says whether it can run on
-given data (:meth:`Backend.unsupported`, with the reason) and whether ``backend='auto'``
-takes it (:meth:`Backend.auto_applies`). The registry (:mod:`torchmeans.backends`) resolves
-``'auto'`` once per fit; everything after that calls methods of the resolved object.
+A backend computes the engine's operations on a :class:`~torchmeans.data.KMeansData`: the
+Lloyd pass (labels and the flat accumulator of :mod:`torchmeans.core.accumulate`), the
+nearest centers (final assignment, ``predict``), the seeding's minima, exact distances, and
+where it has them its own Elkan pass and seeding steps. It says whether it can run on given
+data (:meth:`Backend.unsupported`, with the reason) and whether ``backend='auto'`` takes it
+(:meth:`Backend.auto_applies`); the registry (:mod:`torchmeans.backends`) resolves
+``'auto'`` once per fit.
 
 Same results everywhere: a backend's labels equal the torch reference's wherever their
-scores round alike. Where a backend scores rows in its own summation order
-(:meth:`Backend.own_scores`), ``predict`` and the fit's final assignment use the same
-backend, so a fit's ``labels_`` equal ``predict(X)``; where its Lloyd pass may round
-near-ties differently from its :meth:`Backend.nearest` (``exact_pass_labels = False``), the
-fit's labels come from a final :meth:`Backend.nearest` pass.
+scores round alike. A backend that scores rows in its own summation order
+(:meth:`Backend.own_scores`) also serves ``predict`` and the final assignment, so
+``labels_`` equal ``predict(X)``; where its Lloyd pass may round near-ties unlike its
+:meth:`Backend.nearest` (``exact_pass_labels = False``), a final :meth:`Backend.nearest`
+pass gives the fit's labels.
 """
 
 from __future__ import annotations
@@ -108,8 +107,8 @@ class Backend:
     def seeding_rows(self, x: Tensor, weight: Tensor | None) -> Any:
         """Rows held for the blocked k-means++ steps in this backend's layout, or None.
 
-        None: the seeding compares candidates with torch products
-        (:class:`torchmeans.core.seeding.CandidateJudge`).
+        None: the seeding compares candidates with torch products (``_CandidateJudge`` in
+        :mod:`torchmeans.core.seeding`).
         """
         return None
 

@@ -31,9 +31,8 @@ __all__ = [
 DEFAULT_CHUNK_BYTES = {"cpu": 1 << 24}
 """Default working-memory budget of one chunk's temporaries, by device type.
 
-16 MiB on the CPU: the ``(rows, k)`` score block then stays near the caches, and
-was fastest of 1-64 MiB at all three shapes of ``benchmarks/bench_lloyd.py``
-(see benchmarks/RESULTS.md). Accelerators use ``FALLBACK_CHUNK_BYTES``.
+16 MiB on the CPU, so the ``(rows, k)`` score block stays near the caches (RESULTS.md,
+"Where the Lloyd step's time went at c6da09f"). Accelerators use ``FALLBACK_CHUNK_BYTES``.
 """
 FALLBACK_CHUNK_BYTES = 1 << 28
 

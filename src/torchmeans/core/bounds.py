@@ -1,36 +1,28 @@
 """Exact k-means that skips distance work with bounds: Hamerly, Yinyang and Elkan.
 
-Lloyd recomputes the distance of every sample to every center on each
-iteration, although late iterations move few samples. The bound-based algorithms
-keep, per sample, an upper bound ``u`` on the distance to its assigned center and
-lower bounds ``l_g`` on the distance to the other centers of each *group* of
-centers. When centers move by ``delta_j``, the triangle inequality keeps the
-bounds valid after ``u += delta[label]`` and ``l_g -= max_{j in g} delta_j``; a
-sample whose ``u`` is below every ``l_g`` (or below half the distance from its
-center to the nearest other center, Hamerly's test) cannot change its label and
-costs nothing. The others first tighten ``u`` to their exact distance, and the
-ones that still fail get their distances to all centers recomputed, gathered into
-a dense block so the recomputation is still one GEMM. Elkan with a backend that has its
-own Elkan pass (:meth:`~torchmeans.backends.base.Backend.runs_elkan`: the native CPU
-kernel) instead runs that center-by-center test: scores only for the centers whose own
-bound fails, computed exactly as the backend's Lloyd pass computes them.
+Late Lloyd iterations move few samples, yet Lloyd scores every sample against every
+center. Here each sample keeps an upper bound ``u`` on the distance to its center and a
+lower bound ``l_g`` per *group* of other centers; when centers move by ``delta_j`` the
+triangle inequality keeps them valid after ``u += delta[label]`` and ``l_g -= max_{j in g}
+delta_j``. A sample whose ``u`` is below every ``l_g`` (or below half the distance from its
+center to the nearest other, Hamerly's test) keeps its label at no cost; the others
+tighten ``u`` to their exact distance, and those still failing are rescored in one GEMM
+over the gathered block. With a backend that has its own Elkan pass
+(:meth:`~torchmeans.backends.base.Backend.runs_elkan`: the native kernel) Elkan instead
+tests center by center and scores only the centers whose own bound fails, as that
+backend's Lloyd pass scores them.
 
-One engine covers the three published variants; they differ only in the groups:
+One engine, three variants that differ only in the groups: ``'hamerly'`` one (Hamerly
+2010); ``'yinyang'`` about ``k / 10`` from a k-means of the initial centers (Ding et al.
+2015, global filter), capped so the bounds stay small next to the data; ``'elkan'`` one
+per center (Elkan 2003: ``N x k`` memory, as scikit-learn's).
 
-- ``'hamerly'``: one group (one lower bound per sample, Hamerly 2010);
-- ``'yinyang'``: about ``k / 10`` groups from a k-means of the initial centers
-  (Ding et al. 2015, global filter), capped so the bounds stay small next to the data;
-- ``'elkan'``: one group per center (Elkan 2003: ``k`` lower bounds per sample,
-  ``N x k`` memory as scikit-learn's).
-
-**Same labels as Lloyd.** Bounds hold for the exact distances, and the skip test
-keeps a margin ``2 E`` that covers the rounding of the scores Lloyd computes
-(``E = gamma (R + ||x||)^2``, ``gamma`` a worst-case dot-product error bound for
-``n_features`` terms, ``R`` the largest center norm): a skipped sample is one whose
-label Lloyd's floating-point scores could not change either. Recomputed samples
-use the same score primitive as Lloyd. Center updates, relocation of empty
-clusters and the convergence tests are Lloyd's own (:func:`torchmeans.core.lloyd.lloyd`
-runs this pass in place of its full one).
+**Same labels as Lloyd.** The bounds hold for exact distances and the skip test keeps a
+margin ``2 E`` covering the rounding of Lloyd's scores (``E = gamma (R + ||x||)^2``,
+``gamma`` a worst-case dot-product error bound for ``n_features`` terms, ``R`` the largest
+center norm), so a skipped sample is one whose label Lloyd's scores could not change;
+rescored samples use Lloyd's score primitive. Updates, relocation and convergence are
+Lloyd's own: :func:`torchmeans.core.lloyd.lloyd` runs this pass in place of its full one.
 """
 
 from __future__ import annotations
@@ -56,7 +48,8 @@ __all__ = ["BoundedPass", "center_groups"]
 
 FILTER_CHUNK_FACTOR = 16
 """A bounded pass filters rows in chunks this many times the GEMM's (when chunks are
-views): fewer, larger per-chunk steps once few rows fail (benchmarks/RESULTS.md)."""
+views): fewer, larger per-chunk steps once few rows fail (RESULTS.md, "Converged fits from
+the same init")."""
 
 YINYANG_GROUP_SIZE = 10
 """Centers per group for ``'yinyang'`` (the paper's ``t = k / 10``)."""
@@ -102,7 +95,7 @@ def _group_minimum(values: Tensor, groups: Tensor, n_groups: int) -> Tensor:
 class BoundedPass:
     """The assignment pass of a bound-based algorithm, with its per-sample bounds.
 
-    Called like :func:`torchmeans.core.lloyd.accumulate` (same flat accumulator) once
+    Called like :meth:`~torchmeans.backends.base.Backend.lloyd_pass` (same flat accumulator) once
     per iteration with the current centers; it remembers the previous centers to
     move the bounds by how far each center drifted.
 
@@ -272,8 +265,10 @@ class BoundedPass:
                     incremental: bool) -> None:
         """Compute all distances (no bounds yet) and set the bounds from them.
 
-        Incremental only when a run resumes from a checkpoint: then ``labels`` are
-        valid, and the changes of the rows that moved are added to the sums. With
+        Incremental whenever :func:`~torchmeans.core.lloyd.lloyd` asks for it, as for a
+        Lloyd pass: usually, since bounds start after Lloyd passes have left valid labels
+        (unit weights, few moves), and on resuming from a checkpoint that says so. Then
+        only the changes of the rows that moved are added to the sums. With
         ``own_elkan`` the labels come from the backend's own scores, as its Elkan passes'
         that follow (the GEMM may round a near-tie the other way); the bounds from the
         GEMM's scores hold either way (the margin covers any order of summation).

@@ -447,14 +447,15 @@ def kmeans(
     ----------
     X : Tensor, array-like of shape (n_samples, n_features), or a source
         Samples: a dense or sparse torch tensor, a numpy array, a scipy sparse
-        matrix, a pandas DataFrame or a list. Integer and boolean data become float32.
+        matrix, a pandas DataFrame or a list. Integer and boolean arrays become float64
+        (as in scikit-learn), integer and boolean tensors torch's default float dtype.
         A source of :mod:`torchmeans.sources` (memory-mapped files, shards, batches)
         is streamed chunk by chunk.
     n_clusters : int
         Number of clusters.
     sample_weight : Tensor or array-like of shape (n_samples,), optional
         Non-negative weight of each sample.
-    init : {'k-means++', 'random'}, array of shape (n_clusters, n_features) or callable
+    init : {'k-means++', 'k-means||', 'random'}, array of shape (n_clusters, n_features) or callable
         Initial centers (see :class:`torchmeans.KMeans`).
     n_init : 'auto' or int
         Number of initializations; the best by inertia is kept.

@@ -1,43 +1,36 @@
 """Exact answers from low-precision products, and float32 products that stay float32.
 
-**Low precision, exact labels.** With float16/bfloat16 data, or ``precision='fast'``
-on float32 data, the distance product ``x.c`` is computed in half precision (half
-the memory traffic, tensor cores on GPUs), and the labels are still those of the
-float32 computation:
+**Low precision, exact labels.** With float16/bfloat16 data, or ``precision='fast'`` on
+float32 data, ``x.c`` is computed in half precision (half the memory traffic, tensor cores
+on GPUs), and the labels are still the float32 computation's:
 
-1. scores ``s_j = ||c_j||^2 - 2 x.c_j`` come from the low-precision product;
-2. each row keeps its best and second-best score;
-3. a row whose margin ``s_second - s_best`` exceeds twice a *proven* bound ``delta``
-   on the difference between its low-precision scores and the float32 reference
-   scores cannot have another float32 nearest center: it keeps its label;
-4. the other rows (near-ties, possible float16 overflow) are resolved in two steps:
-   their scores in float64 decide every row whose float64 margin exceeds twice the
-   float32 reference's own error bound (the reference's label is then float64's
-   best); the rows left are ties of the float32 computation itself, which only the
-   reference's own product can label, so the chunk's float32 scores are computed
-   as the reference computes them (same call, same shape: BLAS rounds a row
-   differently inside a smaller product) and their first minimum taken.
+1. scores ``s_j = ||c_j||^2 - 2 x.c_j`` come from the low-precision product, and each row
+   keeps its best and second-best;
+2. a row whose margin ``s_second - s_best`` exceeds twice a *proven* bound ``delta`` on
+   the gap between its low-precision and float32 reference scores keeps its label;
+3. the others (near-ties, possible overflow) are scored in float64, which decides every
+   row whose margin exceeds twice the reference's own error bound; the rows left are ties
+   of the float32 computation itself, labelled by the reference's own product on the
+   whole chunk (same call, same shape: BLAS rounds a row differently in a smaller product).
 
-The bound (:func:`score_error_bound`) covers the rounding of both inputs to the low
-precision (relative ``u`` plus the absolute underflow ``eta``), the float32
-accumulation of ``d`` products (``gamma_d`` with unit ``2 u32``: truncating
-tensor-core adders included), the rounding of the product's output to the low
-precision, and the float32 reference's own error (:func:`reference_error_bound`: a
-sum of ``d + 1`` terms in any order, as BLAS may round into the output per K-panel).
-Through Cauchy-Schwarz it needs only ``||x||`` and the largest ``||c_j||``. The same
-certificate checks a fused kernel's float32 scores (another summation order), so the
-Triton backend's labels are the torch path's too. Where an accelerator may reduce
-half-precision products in half precision the accumulation term uses the low
-precision's ``u`` (on CUDA, :func:`full_float32_matmul` turns those reductions off).
+The bound (:func:`score_error_bound`) covers rounding both inputs to the low precision
+(relative ``u``, absolute underflow ``eta``), the float32 accumulation of ``d`` products
+(``gamma_d`` with unit ``2 u32``: truncating tensor-core adders included), rounding the
+output, and the reference's own error (:func:`reference_error_bound`: ``d + 1`` terms in
+any order, as BLAS may round per K-panel). By Cauchy-Schwarz it needs only ``||x||`` and the
+largest ``||c_j||``. Where an accelerator may reduce half-precision products in half
+precision, the accumulation term uses the low precision's ``u`` (on CUDA,
+:func:`full_float32_matmul` turns those reductions off). The Triton backend certifies its
+low-precision scores this way; its float32 scores (the kernel's own summation order) are
+not certified, so a near-tie may go another way in its Lloyd pass and a Triton fit's
+labels come from a final torch pass.
 
-**TF32.** Ampere and newer GPUs may run float32 products in TF32 (10-bit mantissa)
-when ``torch.backends.cuda.matmul.allow_tf32`` is set or
-``torch.set_float32_matmul_precision`` is ``'high'``/``'medium'`` (which may also
-use bfloat16 on some CPUs). torchmeans never lets that change its answers: every
-public entry point runs under :func:`full_float32_matmul`, which asks for
-``'highest'`` (and turns CUDA's reduced-precision reductions off) and restores the
-caller's settings afterwards. Speed from reduced precision is asked for explicitly,
-with ``precision='fast'``, and stays exact by the certificate above.
+**TF32.** Ampere and newer GPUs may run float32 products in TF32 (10-bit mantissa) when
+``torch.backends.cuda.matmul.allow_tf32`` is set or the float32 matmul precision is
+``'high'``/``'medium'`` (also bfloat16 on some CPUs). Every public entry point runs under
+:func:`full_float32_matmul` (``'highest'``, CUDA's reduced-precision reductions off, the
+caller's settings restored after), so that never changes an answer; speed from reduced
+precision is asked for with ``precision='fast'``, exact by the certificate above.
 """
 
 from __future__ import annotations
@@ -82,7 +75,8 @@ def low_precision_dtype(dtype: torch.dtype, precision: str,
     ``precision='fast'``: float16/bfloat16 data use their own dtype and float32 data
     bfloat16 (float32's range: no overflow). ``'exact'``: never (half-precision chunks
     are cast to float32 for the products). float64 never. ``device`` is not used yet:
-    the certificate's cost was only measured on the CPU (see docs/design.md).
+    the certificate's cost is known on the CPU only (RESULTS.md, "precision='fast' against
+    'exact'").
     """
     del device
     if precision == "fast" and dtype in (*_LOW, torch.float32):
@@ -142,7 +136,7 @@ def score_error_bound(row_norms: Tensor, largest_center_norm: float, n_features:
     float32, or in ``low`` when ``low_accumulation``) against the float32 reference
     ``s_ref`` (:func:`reference_error_bound`), for rows of norm ``row_norms`` and any
     center of norm at most ``largest_center_norm``. ``low=torch.float32`` bounds a
-    float32 product in another summation order (a fused kernel's).
+    float32 product in another summation order (no backend uses that today).
     """
     info = torch.finfo(low)
     u = info.eps / 2  # unit roundoff
@@ -203,8 +197,8 @@ def certify(x: Tensor, best: Tensor, second: Tensor, labels: Tensor, largest_cen
     largest_center_norm : float
         ``max_j ||c_j||``, rounded up (:func:`largest_norm`).
     low : torch.dtype
-        Precision of the approximate products' inputs and output (float32 for a fused
-        float32 kernel whose only difference is the summation order).
+        Precision of the approximate products' inputs and output (float32 would cover
+        a float32 kernel whose only difference is the summation order).
     resolve : callable
         Given row indices, returns their reference labels.
     low_accumulation : bool, optional

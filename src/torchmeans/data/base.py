@@ -4,9 +4,10 @@ The Lloyd loop, the seeding and the final assignment never touch a tensor of
 samples directly: they ask a :class:`KMeansData` for its rows in chunks, and for
 the few data-kind-specific products (``x @ centers.T``, the weighted per-cluster
 sums, the distance of a row to one given center). In-memory dense tensors and
-sparse CSR matrices are the two implementations here; memory-mapped files,
-iterators of batches and distributed shards are further implementations of the
-same interface, never branches inside the loop.
+sparse CSR matrices are implemented in :mod:`.dense` and :mod:`.sparse`, memory-mapped
+files and iterators of batches in :mod:`.stream`: implementations of the same interface,
+never branches inside the loop. A distributed fit is no data kind: every data carries a
+:class:`~torchmeans.data.distributed.Collective`.
 
 All rows a :class:`KMeansData` yields are already *shifted*: ``offset`` (the
 training mean for dense data, zero for sparse data) has been subtracted, so the
@@ -338,8 +339,8 @@ class DenseRows(KMeansData):
             segment_sums(x, labels, sums.shape[0], deterministic=self.deterministic, out=sums,
                          alpha=alpha)
             return
-        # Few features: torch's CPU index_add_ over rows is slow (3-6x) for short rows;
-        # adding columns of x.T into a (d, k) block is not (benchmarks/RESULTS.md).
+        # Few features: torch's CPU index_add_ over short rows is slow; adding columns of
+        # x.T into a (d, k) block is not (RESULTS.md, "The native Lloyd step", item 7).
         columns = torch.zeros(self.n_features, sums.shape[0], dtype=sums.dtype,
                               device=sums.device)
         sums.add_(columns.index_add_(1, labels, x.T).T, alpha=alpha)

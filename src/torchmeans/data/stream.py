@@ -166,17 +166,14 @@ class _Array(_RandomAccess):
         # Passed straight to fit or kmeans (as_stream): scikit-learn's message, as for
         # the same rows in memory, and where the first bad value is.
         np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-        try:
-            from sklearn.utils.validation import _assert_all_finite
+        from sklearn.utils import assert_all_finite
 
-            _assert_all_finite(np.array([value], dtype=np_dtype), input_name=self.name,
-                               estimator_name=self.estimator_name)
+        try:
+            assert_all_finite(np.array([value], dtype=np_dtype), input_name=self.name,
+                              estimator_name=self.estimator_name)
             message = f"Input {self.name} contains {value}."  # (not reached)
         except ValueError as error:
             message = str(error)
-        except ImportError:  # pragma: no cover - scikit-learn moved it
-            what = "NaN" if np.isnan(value) else f"infinity or a value too large for {np_dtype!r}"
-            message = f"Input {self.name} contains {what}."
         return f"{message}\n(The first is at row {row}, column {column}.)"
 
 

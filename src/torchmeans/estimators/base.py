@@ -1,4 +1,4 @@
-"""``_BaseKMeans``: what ``KMeans`` and ``MiniBatchKMeans`` share (scikit-learn's ``_BaseKMeans``).
+"""``BaseKMeans``: what ``KMeans`` and ``MiniBatchKMeans`` share (scikit-learn's ``_BaseKMeans``).
 
 Input handling (numpy, pandas, scipy.sparse, lists, torch tensors and streamed sources),
 parameter validation against one table of constraints, seeding, and everything a fitted
@@ -50,7 +50,7 @@ from torchmeans.data.base import KMeansData, accumulation_dtype
 from torchmeans.data.stream import as_stream, is_source
 from torchmeans.module import KMeansModule
 
-__all__ = ["OutputFn"]
+__all__ = ["BaseKMeans", "OutputFn"]
 
 OutputFn = Callable[..., Any]
 
@@ -92,7 +92,7 @@ def _write_labels(labels: Tensor, out: Any, n_clusters: int, block: int = 1 << 2
     return out
 
 
-class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """Base class of :class:`~torchmeans.KMeans` and :class:`~torchmeans.MiniBatchKMeans`."""
 
     _parameter_constraints: ClassVar[dict] = constraints(
@@ -211,8 +211,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
     def _predict_backend(self, data: KMeansData) -> Backend:
         """Return the backend labelling new rows: the fit's, where it runs on ``data``.
 
-        Models that did not record one (loaded from files, ``MiniBatchKMeans``) use the
-        torch reference (:func:`torchmeans.backends.predict_backend`).
+        Models without one (``MiniBatchKMeans``, model files older than ``summary.backend``)
+        use the torch reference (:func:`torchmeans.backends.predict_backend`).
         """
         return predict_backend(getattr(self, "_fit_backend", None), data)
 

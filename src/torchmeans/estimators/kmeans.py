@@ -13,12 +13,12 @@ from torchmeans.core.precision import with_full_float32_matmul
 from torchmeans.core.validation import constraints, validate_parameters
 from torchmeans.core.warning import warn
 from torchmeans.data.distributed import Collective
-from torchmeans.estimators.base import _BaseKMeans
+from torchmeans.estimators.base import BaseKMeans
 
 __all__ = ["KMeans"]
 
 
-class KMeans(_BaseKMeans):
+class KMeans(BaseKMeans):
     """K-means clustering on any torch device, a drop-in for :class:`sklearn.cluster.KMeans`.
 
     Exact Lloyd iterations: each assignment is a chunked matrix product
@@ -66,7 +66,7 @@ class KMeans(_BaseKMeans):
         cluster: ``'hamerly'`` (one bound), ``'yinyang'`` (one per group of about
         ten centers), ``'elkan'`` (one per center, ``n_samples x n_clusters``
         memory, as scikit-learn's). All give Lloyd's labels, centers and
-        ``n_iter_``; ``'auto'`` picks the fastest measured for the shape.
+        ``n_iter_``; ``'auto'`` picks by shape and backend (see docs/design.md).
     device : str or torch.device, default=None
         Where to compute. None: the input tensor's device, else CUDA when
         available, else the CPU.
@@ -102,28 +102,23 @@ class KMeans(_BaseKMeans):
         one process is initialised; False: fit each rank's rows on their own). All
         ranks end with the same centers; ``labels_`` are each rank's own.
     backend : {'auto', 'torch', 'native', 'triton'}, default='auto'
-        How a Lloyd pass runs. ``'torch'``: a distance GEMM and torch ops, on
-        every device (the reference). ``'native'``: after the GEMM, a small C/OpenMP
-        kernel that fuses the nearest-center search, label update and cluster sums
-        on the CPU (dense float32/float64 data); it is compiled with the system C
-        compiler on first use (well under a second) and cached. ``'triton'``: fused
-        Triton kernels on CUDA (distances and argmin in registers, never a
-        ``rows x k`` block; deterministic sort-based sums; float32/float16/bfloat16).
-        ``'auto'``: native on the CPU, Triton on CUDA, where they apply; torch
-        otherwise. An explicit ``'native'`` or ``'triton'`` that cannot run raises.
-        Same labels either way, but for float32 near-ties under Triton (its own
-        summation order; a Triton fit's ``labels_`` come from a final torch pass).
+        How a Lloyd pass runs. ``'torch'``: a distance GEMM and torch ops, on every
+        device (the reference). ``'native'``: a C/OpenMP kernel fusing the nearest-center
+        search, label update and cluster sums, on the CPU for dense float32/float64 data
+        (compiled at install, docs/native_build.md). ``'triton'``: fused Triton kernels on
+        CUDA (no ``rows x k`` block, deterministic sums; float32/float16/bfloat16).
+        ``'auto'``: native on the CPU, Triton on CUDA, where they apply; torch otherwise.
+        An explicit backend that cannot run raises. Same labels either way but for float32
+        near-ties under Triton (a Triton fit's ``labels_`` come from a final torch pass).
     precision : {'exact', 'fast'}, default='exact'
-        ``'exact'``: distances in float32 (float16/bfloat16 chunks are cast) or
-        float64; float32 products never use TF32 (the fit sets
-        ``torch.set_float32_matmul_precision('highest')`` for its duration and
+        ``'exact'``: distances in float32 (float16/bfloat16 chunks are cast) or float64,
+        never TF32 (the fit sets the float32 matmul precision to ``'highest'`` and
         restores it). ``'fast'``: distance products in bfloat16 (half-precision data:
-        their own precision), keeping only the labels proven equal to the float32
-        ones (a margin test against a proven error bound) and resolving the others
-        exactly, so labels equal the float32 computation's (see
-        :mod:`torchmeans.core.precision`). Applies to Lloyd passes and ``predict``;
-        the bound-based algorithms and ``backend='native'`` compute in float32. Not
-        yet faster than ``'exact'`` where measured (benchmarks/RESULTS.md).
+        their own), keeping the labels a margin test proves equal to the float32 ones and
+        resolving the others exactly (:mod:`torchmeans.core.precision`). Applies to Lloyd
+        passes and ``predict``; the bound-based algorithms and ``backend='native'``
+        compute in full precision. Not yet faster than ``'exact'`` (RESULTS.md,
+        "precision='fast' against 'exact'").
     deterministic : bool, default=True
         Repeated fits with the same ``random_state`` on the same device give
         bit-identical centers and labels: on accelerators the per-cluster sums are
@@ -167,7 +162,7 @@ class KMeans(_BaseKMeans):
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **_BaseKMeans._parameter_constraints,
+        **BaseKMeans._parameter_constraints,
         **constraints("copy_x", "algorithm", "backend", "oversampling_factor", "init_rounds",
                       "checkpoint", "checkpoint_every", "distributed", "precision",
                       "deterministic"),

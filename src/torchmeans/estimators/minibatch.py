@@ -41,7 +41,7 @@ from torchmeans.core.validation import constraints, make_generator, prepare_data
 from torchmeans.core.warning import warn
 from torchmeans.data.base import KMeansData, supports_float64
 from torchmeans.data.stream import is_source
-from torchmeans.estimators.base import OutputFn, _BaseKMeans
+from torchmeans.estimators.base import BaseKMeans, OutputFn
 
 __all__ = ["MiniBatchKMeans"]
 
@@ -53,7 +53,7 @@ def _batch_assign(x: Tensor, centers: Tensor) -> tuple[Tensor, Tensor]:
     return labels, (best + x.square().sum(dim=1)).clamp_(min=0)
 
 
-class MiniBatchKMeans(_BaseKMeans):
+class MiniBatchKMeans(BaseKMeans):
     """Mini-batch k-means on any torch device, a drop-in for scikit-learn's ``MiniBatchKMeans``.
 
     Parameters
@@ -105,7 +105,7 @@ class MiniBatchKMeans(_BaseKMeans):
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **_BaseKMeans._parameter_constraints,
+        **BaseKMeans._parameter_constraints,
         **constraints("batch_size", "compute_labels", "max_no_improvement",
                       "reassignment_ratio"),
     }

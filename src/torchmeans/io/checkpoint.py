@@ -1,21 +1,19 @@
 """Checkpoints of a running fit: written atomically, resumed to the same result.
 
-A checkpoint holds everything the next Lloyd iteration depends on, so a resumed fit
-continues exactly where the interrupted one stood: the ``n_init`` run in progress, its
-iteration count, centers, labels, the float64 running sums and weights (and whether the
-next pass adds only moved rows), the per-iteration history, the random generator's state
-after that run's seeding, the best finished run so far, and a fingerprint of the data and
-parameters (a checkpoint of another fit is refused). It is a safetensors file with JSON
-metadata and a content checksum (as model files, :mod:`torchmeans.io.model_files`): loading never
-runs code. Writes go to a temporary file in the same directory and are renamed over the
-old checkpoint, so a crash (even ``SIGKILL``) never leaves a half-written one.
+A checkpoint holds all the next Lloyd iteration depends on, so a resumed fit continues
+exactly where the interrupted one stood: the ``n_init`` run in progress, its iteration,
+centers, labels, float64 running sums and weights (and whether the next pass is
+incremental), the history, the generator state after that run's seeding, the best finished
+run, and a fingerprint of data and parameters (another fit's checkpoint is refused). It is
+a safetensors file with JSON metadata and a content checksum, as model files
+(:mod:`torchmeans.io.model_files`), written to a temporary file and renamed over the old
+one, so a crash (even ``SIGKILL``) never leaves half a checkpoint.
 
-A checkpoint is untrusted input: its checksum is verified, and every tensor and field is
-checked against the fit that resumes (shapes, dtypes, label range, iteration counts, the
-generator state) before any of it reaches the Lloyd loop or the native kernel, which
-indexes the sums by the stored labels. Every failure raises :class:`CheckpointError`
-naming the file and the field. Checkpoints without a checksum (older torchmeans) are
-refused: a checkpoint is the scratch file of one fit, so that costs a restart at most.
+A checkpoint is untrusted input: its checksum is verified and every tensor and field is
+checked against the resuming fit (shapes, dtypes, label range, iteration counts, generator
+state) before it reaches the Lloyd loop or the native kernel (which indexes the sums by the
+stored labels); failures raise :class:`CheckpointError` naming the file and the field.
+Checkpoints without a checksum (older torchmeans) are refused: at most a restart is lost.
 """
 
 from __future__ import annotations
@@ -35,8 +33,8 @@ from torchmeans.data.base import accumulation_dtype, supports_float64
 from torchmeans.io.model_files import (
     Fields,
     ModelFileError,
-    _safetensors,
     content_checksum,
+    import_safetensors,
     read_safetensors,
     write_atomically,
 )
@@ -97,7 +95,7 @@ class Checkpointer:
     """
 
     def __init__(self, path: str | os.PathLike, every: int, fingerprint: dict[str, Any]) -> None:
-        _safetensors()  # fail now, not after the first iterations, without the io extra
+        import_safetensors()  # fail now, not after the first iterations, without the io extra
         self.path = Path(path)
         self.every = every
         self.fingerprint = fingerprint
@@ -172,7 +170,7 @@ def _checked_state(fields: Fields, tensors: dict[str, Tensor], fingerprint: dict
     n, n_init = int(fingerprint["n_samples"]), int(fingerprint["n_init"])
     max_iter = int(fingerprint["max_iter"])
     acc_dtype = accumulation_dtype(getattr(torch, fingerprint["dtype"]))
-    # as _lloyd.lloyd keeps its running totals
+    # as core.lloyd.lloyd keeps its running totals
     total_dtype = torch.float64 if supports_float64(device) else acc_dtype
     run = fields.integer("run", 0, n_init - 1)
     iteration = fields.integer("iteration", 1, max_iter)

@@ -1,30 +1,24 @@
-"""Model files: a fitted :class:`~torchmeans.KMeans` as safetensors plus JSON metadata.
+"""Model files: a fitted ``KMeans`` or ``MiniBatchKMeans`` as safetensors plus JSON metadata.
 
-A model file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the
-tensors ``cluster_centers`` ``(k, d)`` and ``offset`` ``(d,)`` (the training mean that
-``predict`` subtracts, so predictions after a round trip are identical), optionally
-``init`` (an array init) and, for ``MiniBatchKMeans``, ``center_weights`` ``(k,)`` and
-``generator_state`` (what ``partial_fit`` goes on from, with its step counts in
-``online_state``: a loaded model steps as the saved one would have), and string
-metadata: the format name and version, the torchmeans version, the parameters and a
-training summary as JSON, and a ``checksum``
-(sha256 over the other metadata and every tensor's name, dtype, shape and bytes).
+A model file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file holding
+``cluster_centers`` ``(k, d)`` and ``offset`` ``(d,)`` (the training mean ``predict``
+subtracts, so predictions survive a round trip bit for bit), optionally ``init`` (an array
+init) and, for ``MiniBatchKMeans``, ``center_weights`` and ``generator_state`` (with the
+step counts in ``online_state``: a loaded model steps on as the saved one would), and string
+metadata: format name and version, torchmeans version, parameters and training summary as
+JSON, and a ``checksum`` (sha256 over the other metadata and every tensor's name, dtype,
+shape and bytes).
 
-A file is untrusted input. Loading parses only that (it never runs code: no pickle),
-verifies the checksum (a flipped bit is caught), and checks every tensor (dtype, shape,
-finite values) and every metadata field (type, range, agreement with the tensors, and
-the estimator's own parameter validation) before any of it is used, so a tampered,
-truncated or foreign file raises :class:`ModelFileError` naming the file and the field.
+A file is untrusted input. Loading only parses it (no pickle, no code run), verifies the
+checksum, and checks every tensor (dtype, shape, finite values) and every field (type,
+range, agreement with the tensors, the estimator's own parameter validation) before any of
+it is used: a tampered, truncated or foreign file raises :class:`ModelFileError` naming the
+file and the field. Execution settings (:data:`EXECUTION_SETTINGS`) are neither written nor
+restored, so a model fitted on a GPU predicts on a machine without one.
 
-The file records what the model *is* (centers, offset, metric, feature names,
-hyperparameters); execution settings (:data:`EXECUTION_SETTINGS`: the device, the
-checkpoint path) are neither written nor restored, so a model fitted on a GPU predicts on
-a machine without one.
-
-Versions: format 2 added the checksum and requires it, so that no damage can pass a
-file off as one without a checksum. Files of format 1 (torchmeans before the checksum)
-still load, with every other check; a checksum they carry is verified. Files of a newer
-format are refused with a message to upgrade.
+Versions: format 2 added the checksum and requires it (so no damage can pass a file off as
+one without); format 1 files still load with every other check; newer formats are refused
+with a message to upgrade.
 """
 
 from __future__ import annotations
@@ -69,7 +63,7 @@ class ModelFileError(ValueError):
     """A file is not a valid torchmeans model (corrupt, truncated, foreign or too new)."""
 
 
-def _safetensors() -> Any:
+def import_safetensors() -> Any:
     """Import ``safetensors`` (an optional extra), with a clear error without it."""
     try:
         import safetensors
@@ -324,7 +318,7 @@ def write_atomically(path: Path, tensors: dict[str, torch.Tensor],
     """
     from torchmeans.io.data_files import replace_atomically
 
-    safetensors = _safetensors()
+    safetensors = import_safetensors()
     path.parent.mkdir(parents=True, exist_ok=True)
     return replace_atomically(path, lambda scratch: safetensors.torch.save_file(
         tensors, scratch, metadata=metadata))
@@ -338,7 +332,7 @@ def read_safetensors(path: Path, what: str = "model",
     safetensors checks the header against the file's size (a truncated file is refused
     before any tensor is read); what fails raises ``error`` naming the file.
     """
-    safetensors = _safetensors()
+    safetensors = import_safetensors()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such {what} file")
     try:

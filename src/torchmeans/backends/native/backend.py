@@ -43,8 +43,8 @@ def direct_chunk_rows(rows: int, n_clusters: int, n_features: int) -> int:
 DIRECT_VIEW_CHUNK_ROWS = 1 << 16
 """Fewest rows per call of the native kernel's own scores when chunks are views of the
 rows (nothing is materialised per chunk): each call packs the centers and forks the
-threads (~0.7 ms at 256 x 768), which 3,600-row chunks paid 28 times per pass (223 ms
-against 204 ms for one call at 100,000 x 768, k=256)."""
+threads, a fixed cost that small chunks would pay many times per pass (benchmarks/RESULTS.md,
+"Figures moved from docstrings")."""
 
 
 def direct_pass_rows(data: KMeansData, rows: int, n_clusters: int) -> int:
@@ -74,7 +74,7 @@ class NativeBackend(TorchBackend):
     def auto_applies(self, data: KMeansData, n_clusters: int, budget: int) -> bool:
         """Where it runs, in full precision, and its per-thread float64 accumulators fit ``budget``.
 
-        It was faster than the torch path at every shape measured (benchmarks/RESULTS.md).
+        Why: RESULTS.md, "Lloyd step vs scikit-learn" (native beats torch at every shape there).
         """
         if self.unsupported(data) is not None or data.low_dtype is not None:
             return False

@@ -1,37 +1,27 @@
-"""The optional compiled CPU kernel of a Lloyd pass (``backend='native'``).
+"""The optional compiled CPU kernel of a Lloyd pass (``backend='native'``): ctypes bindings.
 
-``lloyd_kernel.c`` fuses what follows torch's score GEMM in a Lloyd pass (first
-minimum, label update, weighted sums, inertia, changed count) into one pass over a
-chunk. At small ``k`` those separate torch ops cost more than the GEMM itself
-(benchmarks/RESULTS.md). It can also compute the scores itself (:func:`lloyd_direct`),
-so no score block is written at all: with at most 16 features in registers, and with
-more as a tiled GEMM whose epilogue is the first minimum (AVX2 or AVX-512 CPUs; at the
-GEMM floor here). The kernel is plain C99 + OpenMP (+ x86 intrinsics), compiled when
-torchmeans is installed (``hatch_build.py``, :mod:`.build`; docs/native_build.md), never
-at run time:
+``lloyd_kernel.c`` fuses what follows torch's score GEMM (first minimum, label update,
+weighted sums, inertia, changed count) into one pass over a chunk: at small ``k`` those
+separate torch ops cost more than the GEMM (RESULTS.md, "The native Lloyd step"). It can
+also score the rows itself (:func:`lloyd_direct`, no score block written): up to 16
+features in registers, beyond as a tiled GEMM whose epilogue is the first minimum (AVX2 or
+AVX-512). Plain C99 + OpenMP, compiled when torchmeans is installed (``hatch_build.py``,
+:mod:`.build`, docs/native_build.md), never at run time:
 
-- Variants per CPU level sit next to this file: on x86-64 ``avx512`` (x86-64-v4),
-  ``avx2`` (x86-64-v3) and ``portable``, elsewhere ``portable``. The portable one's
-  ``tm_cpu_level()`` (CPUID, and whether the OS saves the vector registers) picks the best
-  this machine runs; ``TORCHMEANS_NATIVE_ISA=portable|avx2|avx512`` asks for a given one
-  (no higher than the CPU runs). :func:`variant` says which one is loaded.
-- The libraries link no OpenMP runtime: their OpenMP symbols bind to the runtime torch
-  has already loaded (found among the process's libraries and made global first). Torch
-  and the kernel then share one thread pool, and ``torch.set_num_threads`` and
-  ``threadpoolctl`` limits apply to both.
-- It has no torch ABI: it takes raw pointers through :mod:`ctypes`, which releases
-  the GIL during the call. There is nothing to rebuild when torch is upgraded.
-- The C code trusts every size, stride and index it is given, so each entry point here
-  checks its buffers first (CPU, dense, dtype, shape, contiguity, and the range of the
-  labels wherever the kernel indexes with them) and raises ``ValueError`` naming the
-  call and the problem: no argument makes it read or write out of bounds.
+- One variant per CPU level beside this file (x86-64: ``avx512``, ``avx2``, ``portable``;
+  elsewhere ``portable``); the portable one's ``tm_cpu_level()`` picks the best this CPU
+  runs, ``TORCHMEANS_NATIVE_ISA`` asks for a lower one, :func:`variant` names the loaded one.
+- No OpenMP runtime is linked: the symbols bind to the one torch loaded, so both share one
+  thread pool and ``torch.set_num_threads``/``threadpoolctl`` limits apply to both.
+- No torch ABI: raw pointers through :mod:`ctypes` (the GIL is released); nothing to
+  rebuild when torch is upgraded.
+- The C code trusts its arguments, so every entry point here checks its buffers first and
+  raises ``ValueError`` naming the call: no argument makes it read or write out of bounds.
 
-When it cannot run (not built at install for want of a compiler, a source tree never
-built, built from another ``lloyd_kernel.c``, not Linux or macOS, no OpenMP runtime in
-the process) the kernel is unavailable and ``backend='auto'`` uses the torch path;
+When it cannot run (not built, built from another ``lloyd_kernel.c``, not Linux or macOS,
+no OpenMP runtime in the process) ``backend='auto'`` uses torch and
 :func:`unavailable_reason` says why. ``TORCHMEANS_NATIVE=0`` turns it off;
-``TORCHMEANS_NATIVE_TILED=0`` keeps torch's GEMM (then the kernel's step) above 16
-features.
+``TORCHMEANS_NATIVE_TILED=0`` keeps torch's GEMM (then the kernel's step) above 16 features.
 """
 
 from __future__ import annotations
@@ -468,7 +458,7 @@ def lloyd_direct(x: Tensor, centers: Tensor, sq_norms: Tensor, weight: Tensor | 
     centers : Tensor
         ``(k, d)`` centers, same dtype.
     sq_norms : Tensor
-        ``(k,)`` their squared norms (as :func:`~torchmeans.core.assign.center_terms`
+        ``(k,)`` their squared norms (as :func:`~torchmeans.backends.torch.center_terms`
         computes them).
     weight, labels, accumulators, incremental
         As for :func:`lloyd_step`; ``accumulators`` may be None (labels only).

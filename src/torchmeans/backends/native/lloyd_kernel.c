@@ -9,7 +9,7 @@
  * - tm_lloyd_step_*: runs after torch's GEMM has written a chunk's scores ||c||^2 - 2 x.c
  *   and replaces the separate torch ops (minimum, label compare and update, index_add_,
  *   bincount) by one pass over the scores and the rows. Same scores in, same labels out as
- *   the torch path in torchmeans/core/assign.py (the first center holding the minimum).
+ *   the torch path in torchmeans/backends/torch.py (the first center holding the minimum).
  * - tm_lloyd_tiled_*: the same for more features (x86 AVX2 / AVX-512), as a GEMM
  *   micro-kernel whose epilogue is the first minimum (see the comment above it).
  * - tm_seeding_steps_*: the blocked k-means++ seeding's steps over one pool of proposals.
@@ -138,9 +138,8 @@ int tm_direct_max_features(void) {
 #define VPRE(op) _mm512_##op
 #define ROW_VECTORS 4
 #define TILE_CENTERS 5
-/* The seeding's potentials (potential_tile): 2 x 8 measured fastest for 7-16 candidates at
-   32,768 x 128 (0.37 ms for 8 against 0.44-0.54 for 4 x 4, 4 x 5, 3 x 6, 2 x 10, 1 x 8): its
-   tile of rows stays in L1 */
+/* The seeding's potentials (potential_tile): 2 x 8, so its tile of rows stays in L1
+   (RESULTS.md, "Figures moved from docstrings") */
 #define POTENTIAL_ROW_VECTORS 2
 #define POTENTIAL_CENTERS 8
 #elif defined(__AVX2__) && defined(__FMA__)
@@ -415,7 +414,7 @@ void FN(tm_lloyd_direct)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64
  * for the whole pass over the centers: a lane is a row, the centers come in increasing
  * order and the comparison is strict, so each lane ends with its first minimum and no
  * score is ever stored. Each dot product is one FMA chain over the features in order, as
- * the direct kernel's. Measured at the GEMM floor here (benchmarks/RESULTS.md). */
+ * the direct kernel's. RESULTS.md, "The native Lloyd step". */
 #define VL (TILED_BYTES / (int)sizeof(T))
 #define TILE_ROWS (ROW_VECTORS * VL)
 /* The register tile of the GEMM micro-kernels: dot[v][q] = sum_f a[f, rows of vector v] *
@@ -443,10 +442,9 @@ void FN(tm_lloyd_direct)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64
  * loaded (a vector of rows at a time: VL sequential streams of reads), transposed in
  * registers in log2(VL) stages (stage h swaps the off-diagonal h x h blocks of every
  * 2h x 2h block: two-source lane permutes with AVX-512, two permutes and a blend with AVX2),
- * VL aligned stores. The copy of one value at a time it replaced cost about 30 ms of a
- * 215 ms pass at 100,000 x 768 (a pass against 5 centers: 41 ms before, 14 ms after;
- * reading the rows alone takes 10 ms). Partial tiles and the last d % VL features are
- * copied one value at a time. */
+ * VL aligned stores (much faster than a copy of one value at a time: RESULTS.md, "Lloyd
+ * step vs scikit-learn"). Partial tiles and the last d % VL features are copied one value
+ * at a time. */
 #define TRANSPOSE_STAGES 4 /* at most log2(16) */
 #if TILED_BYTES == 64
 #define VI __m512i
@@ -654,7 +652,8 @@ INLINE void FN(potential_tile)(int64_t tile, int64_t m, int64_t d, int64_t n_pad
             for (int v = 0; v < POTENTIAL_ROW_VECTORS; ++v) {
                 const int64_t at = first_row + v * VL;
                 /* (||x||^2 - 2 x.c) + ||c||^2 in the order of the torch path's addmm and add
-                   (_init._CandidateJudge); max(0, NaN) is NaN, which min turns into closest */
+                   (core/seeding.py's _CandidateJudge); max(0, NaN) is NaN, which min turns
+                   into closest */
                 VT value = VOP(add)(VOP(fmadd)(minus2, dot[v][q], VOP(loadu)(row_sq + at)), sq);
                 value = VOP(min)(VOP(max)(zero, value), VOP(loadu)(closest + at));
                 VOP(storeu)(distances + j * n_padded + at, value);
@@ -671,9 +670,8 @@ INLINE void FN(potential_tile)(int64_t tile, int64_t m, int64_t d, int64_t n_pad
 }
 
 /* The steps of the blocked k-means++ seeding over one pool of proposals (the loop of
- * _init.blocked_kmeans_plusplus_centers, in one parallel region: at 200,000 x 128, k=1024
- * the per-step Python and the wake-ups of the thread pool between calls cost as much as the
- * products themselves).
+ * core/seeding.py's blocked_kmeans_plusplus_centers, in one parallel region: at large k the
+ * per-step Python and the thread pool's wake-ups between calls cost as much as the products).
  *
  * Rows are given once, in tiles: xt is (n_tiles, d, POTENTIAL_ROWS) (any alignment); row_sq,
  * closest and weight (NULL: all 1) hold n_tiles * POTENTIAL_ROWS entries (padding rows: zero
@@ -812,7 +810,7 @@ void FN(tm_sq_distances)(int64_t n_rows, int64_t d, const T *x, int64_t x_stride
 /* Elkan's pass (one lower bound per center; algorithm='elkan' with the native backend).
  *
  * The bounds are true distances: upper[i] >= ||x_i - c_label||, lower[i, j] <= ||x_i - c_j||
- * (lower[i, label] is +inf), as torchmeans/_bounds.py keeps them. Per block of rows:
+ * (lower[i, label] is +inf), as torchmeans/core/bounds.py keeps them. Per block of rows:
  * 1. move the bounds by the centers' drift (upper += drift[label], lower[j] -= drift[j]) and
  *    keep the rows whose upper bound fails max(min_j lower, 2 half_gap[label] - upper)
  *    within the margin (u^2 + 2E >= l^2, E the rounding bound of a score);

@@ -1,39 +1,25 @@
 """Optional fused Triton kernels: nearest center, and deterministic per-cluster sums.
 
-Two kernels cover the work of a Lloyd pass that torch otherwise does with a score
-GEMM plus several separate elementwise and reduction ops:
-
 :func:`nearest`
-    Fused distance + argmin, as in flash-kmeans. A program owns ``BLOCK_N`` rows
-    and walks the centers ``BLOCK_K`` at a time; for each center tile it forms the
-    ``BLOCK_N x BLOCK_K`` block of ``x.c`` with ``tl.dot`` (accumulated in float32,
-    over ``d`` in ``BLOCK_D`` slices with masking, so any ``d`` works), turns it into
-    scores ``||c||^2 - 2 x.c`` in registers and folds them into a running minimum,
-    its index and, on request, the second-smallest score. The ``N x K`` score matrix
-    is never written to memory. Ties go to the smallest center index, as with
-    ``torch.min``: within a tile the smallest index among equal minima is kept,
-    and across tiles the running minimum only moves when a tile's minimum is
-    strictly smaller. float32 inputs use ``input_precision="ieee"`` (no TF32), so
-    every product is the exact float32 product; float16 and bfloat16 inputs are
-    multiplied exactly and accumulated in float32.
+    Fused distance + argmin (as in flash-kmeans): a program owns ``BLOCK_N`` rows and walks
+    the centers ``BLOCK_K`` at a time, forming ``x.c`` with ``tl.dot`` (float32
+    accumulation, ``d`` in masked ``BLOCK_D`` slices) and folding ``||c||^2 - 2 x.c`` into a
+    running minimum, its index and, on request, the second-smallest score; no ``N x K``
+    block reaches memory. Ties go to the smallest index, as ``torch.min`` (smallest within
+    a tile, strictly smaller to move across tiles). float32 uses ``input_precision="ieee"``
+    (no TF32); float16/bfloat16 products are exact and accumulated in float32.
 
 :func:`segment_sums`
-    Weighted per-cluster sums by a sort-based segmented reduction, deterministic
-    and free of atomics. Rows are ordered by a stable sort of their labels, so
-    each cluster's rows form one contiguous segment (rows with negative labels
-    sort first and are skipped). A program per ``(cluster, BLOCK_D columns)``
-    walks its segment in a fixed order, ``BLOCK_R`` rows at a time: each block is
-    summed with a tree reduction (``tl.sum``) in float32 (float64 for float64
-    data) and the block partials are added into a float64 accumulator. The order
-    of every addition is fixed by the data alone, so repeated calls give
-    bit-identical results, unlike ``index_add_`` on CUDA.
+    Weighted per-cluster sums without atomics: rows sorted stably by label (negative
+    labels first, skipped), one program per ``(cluster, BLOCK_D columns)`` summing its
+    segment ``BLOCK_R`` rows at a time (``tl.sum`` in float32, float64 for float64 data)
+    into a float64 accumulator. The order of every addition depends on the data alone, so
+    repeated calls are bit-identical, unlike ``index_add_`` on CUDA.
 
-Triton is imported lazily: this module imports without it, and the kernels are
-defined on first use (:func:`_kernels`). Triton decides at definition time whether
-a kernel is compiled or run by its interpreter (``TRITON_INTERPRET=1``, which runs
-kernels on CPU tensors through numpy and is what the CPU test-suite uses), so that
-variable must be set before the first call. :func:`unavailable_reason` says whether
-the kernels can run on a given device.
+Triton is imported lazily and the kernels are defined on first use (:func:`_kernels`);
+whether they compile or run in the interpreter (``TRITON_INTERPRET=1``: CPU tensors, what
+the CPU test-suite uses) is decided then, so set that variable before the first call.
+:func:`unavailable_reason` says whether the kernels can run on a device.
 """
 
 from __future__ import annotations
