@@ -11,7 +11,7 @@ from sklearn.metrics.pairwise import euclidean_distances
 
 from _helpers import blob_data, random_row_data, to_numpy
 from torchmeans import KMeans, kmeans, kmeans_plusplus
-from torchmeans.core.validation import _scipy_to_csr_tensor
+from torchmeans.core.validation import scipy_to_csr_tensor
 from torchmeans.data import SparseData
 
 RTOL = {np.float64: 1e-5, np.float32: 1e-4}
@@ -289,7 +289,7 @@ def test_sparse_tolerance_scale_is_exact_for_large_values():
     rng = np.random.default_rng(0)
     dense = np.zeros((100_000, 4), dtype=np.float32)
     dense[:, 0] = 3e4 + rng.normal(size=100_000)
-    data = SparseData(_scipy_to_csr_tensor(sp.csr_array(dense)), torch.ones(100_000))
+    data = SparseData(scipy_to_csr_tensor(sp.csr_array(dense)), torch.ones(100_000))
     expected = dense.astype(np.float64).var(axis=0).mean()
     assert float(data.mean_variance()) == pytest.approx(expected, rel=1e-4)
 

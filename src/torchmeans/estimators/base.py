@@ -32,17 +32,17 @@ from torchmeans.core.functional import resolve_init
 from torchmeans.core.precision import with_full_float32_matmul
 from torchmeans.core.validation import (
     NUMPY_FLOAT_DTYPES,
-    _from_numpy,
-    _scipy_to_csr_tensor,
     as_tensor,
     check_n_samples,
     check_tensor,
     constraints,
     is_plain_float_array,
     make_generator,
+    numpy_to_tensor,
     prepare_data,
     resolve_device,
     resolve_n_init,
+    scipy_to_csr_tensor,
     to_device,
     validate_parameters,
 )
@@ -146,12 +146,12 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
         if reset and is_plain_float_array(X, min_samples=0 if allow_empty else 1):
             # What validate_data would return unchanged (its checks cost more than a small fit).
             self._check_n_features(X.shape[1], reset)
-            return to_device(_from_numpy(X), resolve_device(self.device)), X, _numpy_output
+            return to_device(numpy_to_tensor(X), resolve_device(self.device)), X, _numpy_output
         validated = validate_data(
             self, X, accept_sparse="csr", dtype=NUMPY_FLOAT_DTYPES, order="C", reset=reset,
             ensure_min_samples=0 if allow_empty else 1,
         )
-        tensor = _scipy_to_csr_tensor(validated) if sp.issparse(validated) else _from_numpy(
+        tensor = scipy_to_csr_tensor(validated) if sp.issparse(validated) else numpy_to_tensor(
             validated
         )
         return to_device(tensor, resolve_device(self.device)), validated, _numpy_output
@@ -205,7 +205,7 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
     def _centers_tensor(self) -> Tensor:
         """``cluster_centers_`` as a tensor (a view of a numpy array, never written to)."""
         centers = self.cluster_centers_
-        return centers if isinstance(centers, Tensor) else _from_numpy(
+        return centers if isinstance(centers, Tensor) else numpy_to_tensor(
             np.ascontiguousarray(centers))
 
     def _predict_backend(self, data: KMeansData) -> Backend:
