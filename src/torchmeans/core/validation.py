@@ -40,9 +40,11 @@ __all__ = [
     "check_params",
     "check_sample_weight",
     "check_tensor",
+    "is_integer",
     "make_data",
     "make_generator",
     "resolve_device",
+    "target_float_dtype",
     "to_device",
 ]
 
@@ -170,7 +172,12 @@ def to_device(X: Tensor, device: torch.device) -> Tensor:
     return X.to(device)
 
 
-def _target_dtype(dtype: torch.dtype, name: str) -> torch.dtype:
+def target_float_dtype(dtype: torch.dtype, name: str) -> torch.dtype:
+    """Return the float dtype samples of ``dtype`` are computed in (``name`` for the error).
+
+    The four float dtypes are kept; integers and booleans become torch's default float
+    dtype; complex values are refused.
+    """
     if dtype.is_complex:
         raise ValueError(
             f"Complex data not supported: {name} has dtype {dtype}; "
@@ -208,7 +215,7 @@ def check_tensor(X: Tensor, *, name: str = "X", allow_empty: bool = False) -> Te
             f"Found array with {n_samples} sample(s) and {n_features} feature(s) "
             f"(shape={tuple(X.shape)}) while a minimum of 1 is required: {name} is empty."
         )
-    dtype = _target_dtype(X.dtype, name)
+    dtype = target_float_dtype(X.dtype, name)
     if X.layout == torch.sparse_csr and dtype not in (torch.float32, torch.float64):
         dtype = torch.float32  # torch's sparse products have no half-precision kernels
     if X.dtype != dtype:
@@ -369,7 +376,8 @@ def make_data(X: Tensor, sample_weight: Tensor, *, offset: Tensor | None = None,
     return DenseData(X, sample_weight, offset, precompute_shift=copy)
 
 
-def _is_int(value: Any) -> bool:
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is an integer (any ``numbers.Integral``) and not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -536,7 +544,7 @@ def make_generator(random_state: Any, device: torch.device) -> torch.Generator:
                                  device=random_state.device))
     elif isinstance(random_state, np.random.Generator):
         seed = int(random_state.integers(2**62))
-    elif _is_int(random_state):
+    elif is_integer(random_state):
         seed = int(random_state)
         if seed < 0:
             raise ValueError(f"random_state must be >= 0, got {random_state}.")

@@ -40,11 +40,11 @@ from torchmeans.core.precision import full_float32_matmul, with_full_float32_mat
 from torchmeans.core.seeding import _weighted_choice, default_local_trials, weighted_sample
 from torchmeans.core.validation import (
     METRICS,
-    _is_int,
-    _target_dtype,
     check_params,
+    is_integer,
     make_generator,
     resolve_device,
+    target_float_dtype,
     to_device,
 )
 from torchmeans.data.base import accumulation_dtype
@@ -115,7 +115,7 @@ def _as_batch(X: Any, device: torch.device) -> Tensor:
         )
     if min(X.shape) < 1:
         raise ValueError(f"X of shape {tuple(X.shape)} is empty: every dimension must be >= 1.")
-    return to_device(X.to(_target_dtype(X.dtype, "X")), device)
+    return to_device(X.to(target_float_dtype(X.dtype, "X")), device)
 
 
 def _as_rows_like(value: Any, name: str, shape: tuple[int, int], dtype: torch.dtype,
@@ -480,7 +480,7 @@ def _batched_fit(X: Any, n_clusters: int, *, mask: Any, sample_weight: Any, init
                         "(B, n_clusters, n_features), not a callable.")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
-    if not _is_int(n_clusters) or n_clusters < 1:
+    if not is_integer(n_clusters) or n_clusters < 1:
         raise ValueError(f"n_clusters must be an integer >= 1, got {n_clusters!r}.")
     # Parameters first (the row count does not matter here: each problem is checked).
     check_params(n_clusters=n_clusters, n_samples=n_clusters, init=init, n_init=1,
