@@ -79,18 +79,17 @@ def resolve_algorithm(algorithm: str, data: KMeansData, n_clusters: int,
 
 AUTO_DIRECT_LLOYD_MAX_FEATURES = 16
 """Up to this many features, Lloyd with the native kernel's own scores beats the bounds at
-any k (200,000 x 16, k=256: 0.35 against Hamerly's 0.46 of scikit-learn's converged fit;
-1,000,000 x 4, k=64: 0.16 against 0.47). Above, the bounds skip enough of the tiled
-kernel's work to pay (200,000 x 32, k=256: Hamerly 0.35, Lloyd 0.44; benchmarks/RESULTS.md)."""
+every k measured: its pass costs less than their bookkeeping. Above, the bounds skip enough
+of the tiled kernel's work to pay (benchmarks/RESULTS.md, "Converged fits from the same
+init" and "Figures moved from docstrings")."""
 
 BOUNDS_AFTER_CHANGED = 0.01
 """Bound-based passes start once at most this fraction of the labels (or
 ``BOUNDS_AFTER_ROWS`` rows, whichever is more) changed in the last iteration; before, Lloyd
 passes run (with the resolved backend: the native kernel on the CPU). Early on, centers move
-far, the bounds loosen at once and most rows fail them: a bounded pass then cost up to 2.5x
-a Lloyd pass (100,000 x 768, k=256: 0.50 s against 0.19 s). Whole fits there: median 19.0 s
-against 21.5 s with bounds from the start (3 interleaved runs each; docs/design.md). A
-resumed fit starts with bounds."""
+far, the bounds loosen at once and most rows fail them, so a bounded pass costs more than a
+Lloyd pass and whole fits are slower with bounds from the start (benchmarks/RESULTS.md,
+"Figures moved from docstrings"). A resumed fit starts with bounds."""
 
 BOUNDS_AFTER_ROWS = 64
 """Small data switch to bounds at once (so tests on small data exercise the bounds)."""
@@ -100,19 +99,15 @@ AUTO_ELKAN_MIN_FEATURES = 256
 many features (and no more clusters than features, so that Elkan's ``n_samples x k``
 bounds are no larger than the data; dense rows in memory only: sparse or streamed data
 would not bound them) ``'auto'`` runs Elkan: its per-center bounds hold where Hamerly's
-single one fails in high dimensions (100,000 x 768, k=256: median of 3 fits 14.0 s against
-Hamerly's 17.1 s and Yinyang's 15.5 s; at 200,000 x 32, k=256 Hamerly is faster: 0.39
-against 0.65 of scikit-learn's time). With the native kernel (``direct``) Elkan tests
-center by center and wins at any width above 16 where ``k <= d`` (converged fits, time
-relative to scikit-learn's best, Elkan / Hamerly / Lloyd: 200,000 x 64, k=64: 0.50 / 0.52 /
-0.55; 200,000 x 128, k=128: 0.34 / 0.40 / 0.79; 100,000 x 256, k=256: 0.31 / 0.46 / 0.91;
-benchmarks/RESULTS.md); where ``k > d`` Hamerly stays (200,000 x 32, k=256: 0.36-0.39
-against Elkan's 0.41-0.44), and Elkan's ``N x k`` bounds would outgrow the data."""
+single one fails in high dimensions; in fewer dimensions Hamerly is faster. With the native
+kernel (``direct``) Elkan tests center by center and wins at any width above
+``AUTO_DIRECT_LLOYD_MAX_FEATURES`` where ``k <= d``; where ``k > d`` Hamerly stays, and
+Elkan's ``N x k`` bounds would outgrow the data (benchmarks/RESULTS.md, "Converged fits
+from the same init" and "Figures moved from docstrings")."""
 
 AUTO_BOUNDS_MIN_CLUSTERS = 64
 """Below this many clusters a Lloyd pass is cheap next to the bookkeeping of the bounds
-(1,000,000 x 8, k=16: bounds 1.9x Lloyd's time per iteration; 200,000 x 32, k=256:
-Hamerly 0.3x scikit-learn's converged fit; benchmarks/RESULTS.md)."""
+(benchmarks/RESULTS.md, "Figures moved from docstrings")."""
 
 
 Gather = Callable[[Tensor], Tensor]

@@ -143,7 +143,8 @@ BLOCKED_SEEDING_MIN_WORK = 1 << 27
 and k=64) :func:`kmeans_plusplus_centers` compares its candidates on a subsample: a step
 of the exact greedy seeding reads every row for ``n_local_trials`` candidates, so the
 whole seeding costs at least ``n_local_trials`` Lloyd iterations of arithmetic, and far
-more of memory traffic (40 Lloyd iterations at 200,000 x 128, k=1024)."""
+more of memory traffic (benchmarks/RESULTS.md, "k-means++ seeding: cost and quality" and
+"Figures moved from docstrings")."""
 BLOCKED_SEEDING_MAX_BLOCK = 128
 """Most centers chosen between two passes over all rows (blocks double up to this)."""
 EVALUATION_MAX_ROWS = 1 << 20
@@ -151,10 +152,9 @@ EVALUATION_MAX_ROWS = 1 << 20
 EVALUATION_MAX_BYTES = 1 << 28
 """... and most memory they take (a copy of them is held, dense)."""
 EVALUATION_ROWS_PER_CLUSTER = 32
-"""Fewest rows per cluster on which the blocked seeding compares its candidates
-(potential of the seeds over 30 seeds at 20,000 x 16, k=200, relative to greedy
-k-means++ on all rows: 1.012 with 14 rows per cluster, 1.005 with 25 and with 50,
-+-0.002; 1 trial, i.e. plain k-means++: 1.129)."""
+"""Fewest rows per cluster on which the blocked seeding compares its candidates: with fewer,
+the seeds' potential drifts above greedy k-means++'s on all rows; from about this many it
+stays within noise of it (benchmarks/RESULTS.md, "Figures moved from docstrings")."""
 
 
 def kmeans_plusplus_centers(
@@ -281,11 +281,11 @@ class _CandidateJudge:
     are rejected, no Python or thread-pool wake-up between steps. Elsewhere dense rows are
     held as one block, and their products with the pool are computed a window of
     proposals at a time, as many as fill the chunk budget (128 for 32,768 float32 rows
-    and the 16 MiB CPU default: a GEMM per step against 8 candidates ran at 40% of the
-    speed of one against 64); candidates spread wider than a window get their own
-    products. Sparse rows, and dense rows too many to hold a copy of
-    (``EVALUATION_MAX_BYTES``), are read chunk by chunk through
-    :func:`_best_candidate_of_data`.
+    and the 16 MiB CPU default: a GEMM per step against a step's few candidates runs far
+    below the speed of one against many; benchmarks/RESULTS.md, "Figures moved from
+    docstrings"); candidates spread wider than a window get their own products. Sparse
+    rows, and dense rows too many to hold a copy of (``EVALUATION_MAX_BYTES``), are read
+    chunk by chunk through :func:`_best_candidate_of_data`.
     """
 
     def __init__(self, data: KMeansData, rows: Tensor | None, closest: Tensor, itemsize: int,
