@@ -13,7 +13,8 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 import torchmeans
-from torchmeans.estimators import batched as batched_module
+from torchmeans.core import batched as core_batched
+from torchmeans.core import lloyd as core_lloyd
 from torchmeans.estimators.batched import BatchedKMeans, batched_kmeans
 
 
@@ -133,13 +134,14 @@ def test_finished_problems_stop_costing_work(monkeypatch):
     X = torch.cat([_problems(1, 300, 2, seed=0),
                    torch.randn(1, 300, 2, dtype=torch.float64)])  # blobs settle fast
     sizes = []
-    original = batched_module._assign_pass
+    original = core_batched.batched_pass
 
     def counting(pb, source, centers, labels, deterministic):
         sizes.append(source.numel())
         return original(pb, source, centers, labels, deterministic)
 
-    monkeypatch.setattr(batched_module, "_assign_pass", counting)
+    monkeypatch.setattr(core_batched, "batched_pass", counting)  # the final pass
+    monkeypatch.setattr(core_lloyd, "batched_pass", counting)  # the Lloyd passes
     result = batched_kmeans(X, 4, init=X[:, :4].clone(), tol=0)
     assert int(result.n_iter[0]) != int(result.n_iter[1])
     lloyd_passes = sizes[:-1]  # the last pass is the final assignment of every problem
@@ -236,3 +238,69 @@ def test_predict_equals_labels_far_from_the_origin():
         for n_init in (1, 3):
             model = BatchedKMeans(8, n_init=n_init, max_iter=5, random_state=seed).fit(X)
             assert torch.equal(model.predict(X), model.labels_)
+
+
+def test_batched_relocation_equals_the_single_problem_one_on_each_problem():
+    """relocate_empty_clusters over a batch moves, in each problem, what it moves alone."""
+    from torchmeans.core.lloyd import farthest_rows, relocate_empty_clusters
+    from torchmeans.data.dense import DenseData
+
+    generator = torch.Generator().manual_seed(3)
+    n_problems, n, d, k = 4, 40, 3, 6
+    X = torch.randn(n_problems, n, d, generator=generator, dtype=torch.float64)
+    weight = torch.rand(n_problems, n, generator=generator, dtype=torch.float64) + 0.5
+    centers = torch.randn(n_problems, k, d, generator=generator, dtype=torch.float64)
+    # Clusters 3-5 empty in problems 0 and 2, 2-5 in problem 1, none in problem 3.
+    labels = torch.randint(0, 3, (n_problems, n), generator=generator)
+    labels[1] = torch.randint(0, 2, (n,), generator=generator)
+    labels[3] = torch.arange(n) % k
+    sums = torch.zeros(n_problems, k, d, dtype=torch.float64)
+    weights = torch.zeros(n_problems, k, dtype=torch.float64)
+    for p in range(n_problems):
+        sums[p].index_add_(0, labels[p], X[p] * weight[p][:, None])
+        weights[p].index_add_(0, labels[p], weight[p])
+    expected_sums, expected_weights, farthest = sums.clone(), weights.clone(), []
+    for p in range(n_problems):
+        rows = DenseData(X[p], weight[p], torch.zeros(d, dtype=torch.float64), shifted=True)
+        n_empty = int((weights[p] == 0).sum())
+        found = farthest_rows(rows, centers[p], labels[p], n_empty, n, torch.float64)
+        assert found.shape[0] == n_empty
+        if n_empty:  # the single problem alone (2-D shapes)
+            relocate_empty_clusters(expected_sums[p], expected_weights[p], found)
+        farthest.append(found)
+    padded = torch.full((n_problems, max(f.shape[0] for f in farthest), d + 3), -1.0,
+                        dtype=torch.float64)
+    for p, found in enumerate(farthest):
+        padded[p, : found.shape[0]] = found
+    relocate_empty_clusters(sums, weights, padded)
+    assert torch.equal(sums, expected_sums)
+    assert torch.equal(weights, expected_weights)
+    assert bool((weights > 0).all())
+    # scikit-learn's rule on problem 0: the farthest rows, farthest first, fill clusters 3, 4, 5
+    distances = (X[0] - centers[0][labels[0]]).square().sum(dim=1)
+    order = distances.argsort(descending=True)[:3]
+    torch.testing.assert_close(sums[0, 3:], X[0][order] * weight[0][order][:, None])
+
+
+def test_the_update_over_a_batch_equals_the_update_of_each_problem():
+    from torchmeans.core.lloyd import center_shift, converged, update_centers
+
+    generator = torch.Generator().manual_seed(0)
+    sums = torch.randn(3, 5, 4, generator=generator, dtype=torch.float64)
+    weights = torch.rand(3, 5, generator=generator, dtype=torch.float64) * 4
+    weights[1, 2] = 0  # an empty cluster: the heaviest cluster's mean
+    old = torch.randn(3, 5, 4, generator=generator, dtype=torch.float32)
+    for spherical in (False, True):
+        batched = update_centers(sums, weights, torch.float32, spherical=spherical)
+        shift = center_shift(batched, old, torch.float64)
+        for p in range(3):
+            alone = update_centers(sums[p], weights[p], torch.float32, spherical=spherical)
+            assert torch.equal(alone, batched[p])
+            assert torch.equal(center_shift(alone, old[p], torch.float64), shift[p])
+        assert torch.equal(batched[1, 2], batched[1, int(weights[1].argmax())])
+    n_changed = torch.tensor([0.0, 3.0, 5.0])
+    shift = torch.tensor([1.0, 0.5, 2.0])
+    assert converged(n_changed, shift, torch.tensor(1.0)).tolist() == [True, True, False]
+    assert converged(0.0, 2.0, 1.0)
+    assert converged(4.0, 1.0, 1.0)
+    assert not converged(4.0, 2.0, 1.0)

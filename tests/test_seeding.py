@@ -165,3 +165,58 @@ def test_weighted_draws_never_return_a_zero_weight_row():
     assert _search_weights(weight, targets).tolist() == [2, 2, 3, 3, 3, 3]
     batched = torch.stack([weight, weight.flip(0)])
     assert _search_weights(batched, torch.zeros(2, 1)).tolist() == [[2], [1]]
+
+
+def test_every_strategy_draws_and_chooses_with_the_shared_functions(monkeypatch):
+    """Greedy, blocked and batched k-means++ draw with choose_candidates and pick with
+    best_candidate (the torch judge: the native tiled kernel chooses in C, same rule)."""
+    from collections import Counter
+
+    import torchmeans
+
+    calls = Counter()
+    for name in ("choose_candidates", "best_candidate"):
+        original = getattr(init_module, name)
+
+        def counting(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(init_module, name, counting)
+    X = torch.as_tensor(make_blobs(400, n_features=20, centers=5, random_state=0)[0])
+    data = make_data(X, torch.ones(400, dtype=X.dtype), copy=True)
+    strategies = {
+        "greedy": lambda: kmeans_plusplus_centers(data, 8, make_generator(0, data.device)),
+        "blocked": lambda: init_module.blocked_kmeans_plusplus_centers(
+            data, 8, make_generator(0, data.device), evaluation_rows=100),
+        "batched": lambda: torchmeans.batched_kmeans(X.reshape(4, 100, 20), 8, max_iter=1,
+                                                     random_state=0),
+    }
+    with tiled_kernel(False):
+        for name, run in strategies.items():
+            calls.clear()
+            run()
+            assert calls["choose_candidates"] >= 2, name  # the first center, then candidates
+            assert calls["best_candidate"] >= 7, name  # one choice per step after the first
+
+
+@pytest.mark.parametrize("n", [50, 4096, 9000])
+def test_best_candidate_is_the_least_potential_per_problem(n):
+    generator = torch.Generator().manual_seed(n)
+    distances = torch.rand(3, 5, n, generator=generator, dtype=torch.float32)
+    closest = torch.rand(3, n, generator=generator, dtype=torch.float32)
+    weight = torch.rand(3, n, generator=generator, dtype=torch.float32)
+    distances[1, 3] = distances[1, 1]  # an exact tie: the first wins
+    weight[1] = 1
+    oracle = (torch.minimum(distances.double(), closest.double()[:, None])
+              * weight.double()[:, None]).sum(dim=2)
+    batched = init_module.best_candidate(distances.clone(), closest, weight)
+    for p in range(3):
+        alone = init_module.best_candidate(distances[p].clone(), closest[p], weight[p])
+        assert int(alone) == int(batched[p])
+        potentials = init_module.fixed_order_potentials(
+            torch.minimum(distances[p], closest[p]), weight[p])
+        assert torch.equal(potentials, init_module.fixed_order_potentials(
+            torch.minimum(distances, closest[:, None]), weight)[p])
+        assert oracle[p, int(batched[p])] <= oracle[p].min() * (1 + 1e-5)
+    assert int(batched[1]) != 3

@@ -7,13 +7,18 @@ accumulator is handed to ``reduce`` once per iteration; that single call is
 where a distributed fit sums the accumulators of all ranks. The host reads the
 few scalars it needs to decide on convergence in one synchronisation per
 iteration.
+
+The update itself (:func:`update_centers`, :func:`relocate_empty_clusters`,
+:func:`center_shift`, :func:`converged`) is written over leading batch dimensions: the
+single loop (:func:`lloyd`) and the loop over many independent problems
+(:func:`batched_lloyd`, passes of :mod:`torchmeans.core.batched`) run the same functions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -22,10 +27,26 @@ from torchmeans.backends import get_backend
 from torchmeans.backends.base import Backend
 from torchmeans.core.accumulate import Accumulator
 from torchmeans.core.assign import chunk_rows_for
+from torchmeans.core.batched import ProblemBatch, batched_pass
 from torchmeans.core.bounds import BoundedPass, center_groups
 from torchmeans.data.base import KMeansData, supports_float64, wide_dot
+from torchmeans.data.dense import DenseData
 
-__all__ = ["ALGORITHMS", "IterationStats", "LloydResult", "lloyd", "resolve_algorithm"]
+__all__ = [
+    "ALGORITHMS",
+    "IterationStats",
+    "LloydResult",
+    "average",
+    "batched_lloyd",
+    "center_shift",
+    "converged",
+    "farthest_rows",
+    "lloyd",
+    "project_to_sphere",
+    "relocate_empty_clusters",
+    "resolve_algorithm",
+    "update_centers",
+]
 
 ALGORITHMS = ("lloyd", "elkan", "hamerly", "yinyang", "auto")
 """``algorithm`` values: Lloyd, the bound-based variants (``torchmeans.core.bounds``), or auto."""
@@ -58,18 +79,17 @@ def resolve_algorithm(algorithm: str, data: KMeansData, n_clusters: int,
 
 AUTO_DIRECT_LLOYD_MAX_FEATURES = 16
 """Up to this many features, Lloyd with the native kernel's own scores beats the bounds at
-any k (200,000 x 16, k=256: 0.35 against Hamerly's 0.46 of scikit-learn's converged fit;
-1,000,000 x 4, k=64: 0.16 against 0.47). Above, the bounds skip enough of the tiled
-kernel's work to pay (200,000 x 32, k=256: Hamerly 0.35, Lloyd 0.44; benchmarks/RESULTS.md)."""
+every k measured: its pass costs less than their bookkeeping. Above, the bounds skip enough
+of the tiled kernel's work to pay (benchmarks/RESULTS.md, "Converged fits from the same
+init" and "Figures moved from docstrings")."""
 
 BOUNDS_AFTER_CHANGED = 0.01
 """Bound-based passes start once at most this fraction of the labels (or
 ``BOUNDS_AFTER_ROWS`` rows, whichever is more) changed in the last iteration; before, Lloyd
 passes run (with the resolved backend: the native kernel on the CPU). Early on, centers move
-far, the bounds loosen at once and most rows fail them: a bounded pass then cost up to 2.5x
-a Lloyd pass (100,000 x 768, k=256: 0.50 s against 0.19 s). Whole fits there: median 19.0 s
-against 21.5 s with bounds from the start (3 interleaved runs each; docs/design.md). A
-resumed fit starts with bounds."""
+far, the bounds loosen at once and most rows fail them, so a bounded pass costs more than a
+Lloyd pass and whole fits are slower with bounds from the start (benchmarks/RESULTS.md,
+"Figures moved from docstrings"). A resumed fit starts with bounds."""
 
 BOUNDS_AFTER_ROWS = 64
 """Small data switch to bounds at once (so tests on small data exercise the bounds)."""
@@ -79,19 +99,15 @@ AUTO_ELKAN_MIN_FEATURES = 256
 many features (and no more clusters than features, so that Elkan's ``n_samples x k``
 bounds are no larger than the data; dense rows in memory only: sparse or streamed data
 would not bound them) ``'auto'`` runs Elkan: its per-center bounds hold where Hamerly's
-single one fails in high dimensions (100,000 x 768, k=256: median of 3 fits 14.0 s against
-Hamerly's 17.1 s and Yinyang's 15.5 s; at 200,000 x 32, k=256 Hamerly is faster: 0.39
-against 0.65 of scikit-learn's time). With the native kernel (``direct``) Elkan tests
-center by center and wins at any width above 16 where ``k <= d`` (converged fits, time
-relative to scikit-learn's best, Elkan / Hamerly / Lloyd: 200,000 x 64, k=64: 0.50 / 0.52 /
-0.55; 200,000 x 128, k=128: 0.34 / 0.40 / 0.79; 100,000 x 256, k=256: 0.31 / 0.46 / 0.91;
-benchmarks/RESULTS.md); where ``k > d`` Hamerly stays (200,000 x 32, k=256: 0.36-0.39
-against Elkan's 0.41-0.44), and Elkan's ``N x k`` bounds would outgrow the data."""
+single one fails in high dimensions; in fewer dimensions Hamerly is faster. With the native
+kernel (``direct``) Elkan tests center by center and wins at any width above
+``AUTO_DIRECT_LLOYD_MAX_FEATURES`` where ``k <= d``; where ``k > d`` Hamerly stays, and
+Elkan's ``N x k`` bounds would outgrow the data (benchmarks/RESULTS.md, "Converged fits
+from the same init" and "Figures moved from docstrings")."""
 
 AUTO_BOUNDS_MIN_CLUSTERS = 64
 """Below this many clusters a Lloyd pass is cheap next to the bookkeeping of the bounds
-(1,000,000 x 8, k=16: bounds 1.9x Lloyd's time per iteration; 200,000 x 32, k=256:
-Hamerly 0.3x scikit-learn's converged fit; benchmarks/RESULTS.md)."""
+(benchmarks/RESULTS.md, "Figures moved from docstrings")."""
 
 
 Gather = Callable[[Tensor], Tensor]
@@ -156,7 +172,7 @@ class RunState:
     history: list[IterationStats]
 
 
-def _average(sums: Tensor, weights: Tensor) -> Tensor:
+def average(sums: Tensor, weights: Tensor) -> Tensor:
     """Weighted means; an empty cluster sits on the heaviest cluster's mean (as scikit-learn).
 
     ``sums`` may carry leading batch dimensions (``(..., k, d)``, weights ``(..., k)``).
@@ -177,22 +193,57 @@ def project_to_sphere(centers: Tensor, offset: Tensor) -> Tensor:
                        unshifted) - offset
 
 
-def _relocate_empty_clusters(
-    data: KMeansData, centers: Tensor, labels: Tensor, sums: Tensor, weights: Tensor, rows: int,
-    gather: Gather | None = None,
-) -> None:
-    """Move each empty cluster to one of the samples farthest from their centers.
+def update_centers(sums: Tensor, weights: Tensor, dtype: torch.dtype, *,
+                   offset: Tensor | None = None, spherical: bool = False,
+                   every_weight_normal: bool = False) -> Tensor:
+    """Lloyd's update: the accumulator's weighted means as centers in ``dtype``.
 
-    As scikit-learn: the ``n_empty`` samples with the largest distance to their
-    assigned (old) center are taken, farthest first, each removed from its
-    cluster's sum and made the only member of an empty cluster. Nothing moves if
-    every sample sits exactly on its center (fewer distinct points than
-    clusters). Modifies ``sums`` and ``weights`` in place. ``gather`` concatenates
-    each rank's candidates (distributed fits), which are then chosen identically.
+    ``sums`` ``(..., k, d)`` and ``weights`` ``(..., k)``: leading dimensions are
+    independent problems (:func:`batched_lloyd`). Empty clusters follow :func:`average`
+    until they are relocated; spherical k-means scales each center back to unit norm.
+    With ``offset`` (the data's shift) the centers are round-tripped through it
+    (:func:`as_returned`), so they are those ``predict`` sees; batched problems keep their
+    shifted centers for ``predict`` and pass none. ``every_weight_normal`` (every weight at
+    least ``tiny``: the caller knows it from host values) takes the plain quotient, which
+    is then what :func:`average` computes, with fewer operations.
+    """
+    means = sums / weights[..., None] if every_weight_normal else average(sums, weights)
+    means = means.to(dtype)
+    if spherical:
+        means = project_to_sphere(means, means.new_zeros(()) if offset is None else offset)
+    return means if offset is None else as_returned(means, offset)
+
+
+def center_shift(new_centers: Tensor, centers: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """Sum over clusters of the squared distance each center moved: ``(...)`` per problem.
+
+    ``dtype``: the differences are widened to it before squaring (batched problems sum
+    their shifts in float64).
+    """
+    moved = new_centers - centers
+    return (moved if dtype is None else moved.to(dtype)).square().sum(dim=(-2, -1))
+
+
+def converged(n_changed: Tensor | float, shift: Tensor | float, tol: Tensor | float) -> Any:
+    """scikit-learn's stopping rule: no label changed, or the center shift within ``tol``.
+
+    ``tol`` is the absolute tolerance (``tol`` times the mean feature variance). Host
+    numbers give a bool; tensors (one entry per problem) an elementwise bool tensor.
+    """
+    return (n_changed == 0) | (shift <= tol)
+
+
+def farthest_rows(data: KMeansData, centers: Tensor, labels: Tensor, n_empty: int, rows: int,
+                  dtype: torch.dtype, gather: Gather | None = None) -> Tensor:
+    """Return the ``n_empty`` rows farthest from their assigned centers, farthest first.
+
+    Returns ``(m, d + 3)`` rows ``[distance^2, row (d), weight, old label]`` in ``dtype``,
+    ``m <= n_empty``: the candidates of :func:`relocate_empty_clusters`, as scikit-learn
+    picks them. Ties keep the order of ``topk`` over the chunks, then of the ranks.
+    ``gather`` concatenates each rank's candidates (distributed fits: every rank then
+    holds the same ones).
     """
     gather = gather or data.collective.gather
-    empty = torch.nonzero(weights == 0).flatten()
-    n_empty = empty.numel()
     best_dist = torch.empty(0, dtype=centers.dtype, device=centers.device)
     best_index = torch.empty(0, dtype=torch.int64, device=centers.device)
     for chunk in data.chunks(rows):
@@ -204,32 +255,55 @@ def _relocate_empty_clusters(
         best_dist, order = candidates.topk(min(n_empty, candidates.numel()))
         best_index = indices[order]
     # Each rank's candidates: distance, row, weight and old label (one rank: its own).
-    candidate_rows = data.take(best_index).to(sums.dtype)
-    candidate_weight = data.sample_weight[best_index].to(weights.dtype)
-    packed = gather(torch.cat([best_dist[:, None].to(sums.dtype), candidate_rows,
-                               candidate_weight[:, None].to(sums.dtype),
-                               labels[best_index][:, None].to(sums.dtype)], dim=1))
-    if packed.shape[0] == 0:
+    candidate_rows = data.take(best_index).to(dtype)
+    candidate_weight = data.sample_weight[best_index].to(dtype)
+    packed = gather(torch.cat([best_dist[:, None].to(dtype), candidate_rows,
+                               candidate_weight[:, None], labels[best_index][:, None].to(dtype)],
+                              dim=1))
+    return packed[packed[:, 0].argsort(descending=True, stable=True)[:n_empty]]
+
+
+def relocate_empty_clusters(sums: Tensor, weights: Tensor, farthest: Tensor) -> None:
+    """Move each empty cluster to one of the rows farthest from their centers (in place).
+
+    As scikit-learn: the ``i``-th empty cluster (in index order) takes the ``i``-th row of
+    ``farthest`` (:func:`farthest_rows`), which leaves its old cluster's sum and weight.
+    Nothing moves where every row sits exactly on its center (the farthest distance is 0:
+    fewer distinct rows than clusters). A cluster whose every member left keeps a rounding
+    residual of its weight (non-unit weights): it is made exactly empty.
+
+    ``sums`` ``(..., k, d)`` and ``weights`` ``(..., k)`` are contiguous, leading
+    dimensions independent problems, each with its ``(m, d + 3)`` rows in ``farthest``
+    ``(..., m, d + 3)``; a problem with fewer candidates pads them with distance ``-1``.
+    """
+    n_clusters, n_features = sums.shape[-2:]
+    all_sums, all_weights = sums.view(-1, n_features), weights.view(-1)
+    farthest = farthest.reshape(-1, *farthest.shape[-2:])
+    empty = weights.view(-1, n_clusters) == 0
+    n_empty = empty.sum(dim=1)
+    slots = torch.arange(farthest.shape[1], device=sums.device)
+    moves = ((farthest[:, :, 0] >= 0) & (farthest[:, :1, 0] > 0)
+             & (slots < n_empty[:, None]))
+    problem, slot = torch.nonzero(moves, as_tuple=True)
+    if problem.numel() == 0:
         return
-    order = packed[:, 0].argsort(descending=True, stable=True)[:n_empty]
-    packed = packed[order]
-    if not bool(packed[0, 0] > 0):
-        return
-    take = min(n_empty, packed.shape[0])
-    empty = empty[:take]
-    far_weight = packed[:take, -2].to(weights.dtype)
-    weighted_rows = packed[:take, 1:-2] * far_weight[:, None]
-    old = packed[:take, -1].long()
-    before = weights[old]
-    sums.index_add_(0, old, -weighted_rows)
-    weights.index_add_(0, old, -far_weight)
-    # A cluster whose every member left keeps a rounding residual of its weight
-    # (non-unit weights): make it exactly empty instead of residual / residual.
-    vanished = old[weights[old] <= before * 16 * torch.finfo(weights.dtype).eps]
-    sums[vanished] = 0
-    weights[vanished] = 0
-    sums[empty] = weighted_rows
-    weights[empty] = far_weight
+    # The ``slot``-th empty cluster of each problem: the empty (problem, cluster) pairs
+    # come in row-major order, each problem's from ``first[problem]`` on.
+    empty_clusters = torch.nonzero(empty, as_tuple=True)[1]
+    first = n_empty.cumsum(dim=0) - n_empty
+    target = problem * n_clusters + empty_clusters[first[problem] + slot]
+    moved = farthest[problem, slot]
+    far_weight = moved[:, -2].to(weights.dtype)
+    weighted_rows = moved[:, 1:-2] * far_weight[:, None]
+    old = problem * n_clusters + moved[:, -1].long()
+    before = all_weights[old]
+    all_sums.index_add_(0, old, -weighted_rows)
+    all_weights.index_add_(0, old, -far_weight)
+    vanished = old[all_weights[old] <= before * 16 * torch.finfo(weights.dtype).eps]
+    all_sums[vanished] = 0
+    all_weights[vanished] = 0
+    all_sums[target] = weighted_rows
+    all_weights[target] = far_weight
 
 
 def lloyd(
@@ -342,12 +416,8 @@ def lloyd(
     tiny = torch.finfo(total_dtype).tiny
 
     def update(sums: Tensor, weights: Tensor, every_weight_normal: bool = False) -> Tensor:
-        # Where every weight is at least ``tiny``, _average's clamp and its fallback for
-        # empty clusters change nothing: the plain quotient is the same means.
-        means = sums / weights[:, None] if every_weight_normal else _average(sums, weights)
-        means = means.to(centers.dtype)
-        return as_returned(project_to_sphere(means, data.offset) if spherical else means,
-                           data.offset)
+        return update_centers(sums, weights, centers.dtype, offset=data.offset,
+                              spherical=spherical, every_weight_normal=every_weight_normal)
 
     for iteration in range(first_iteration, max_iter):
         flat = reduce(assignment_pass(centers, labels, incremental))
@@ -363,20 +433,21 @@ def lloyd(
             host_weights = weights.tolist()
             n_empty = host_weights.count(0.0)
             new_centers = update(sums, weights, every_weight_normal=min(host_weights) >= tiny)
-            shift_value = float((new_centers - centers).square().sum())
+            shift_value = float(center_shift(new_centers, centers))
             inertia = max(partial_inertia + host_inertia_offset, 0.0)  # (NaN stays NaN)
         else:
             new_centers = update(sums, weights)
-            shift = (new_centers - centers).square().sum()
+            shift = center_shift(new_centers, centers)
             n_changed, n_empty, shift_value, inertia = torch.stack(
                 [scalars[1].to(total_dtype), (weights == 0).sum().to(total_dtype),
                  shift.to(total_dtype),
                  (scalars[0].to(total_dtype) + inertia_offset).clamp(min=0)]
             ).tolist()
         if n_empty:
-            _relocate_empty_clusters(data, centers, labels, sums, weights, rows, gather)
+            relocate_empty_clusters(sums, weights, farthest_rows(
+                data, centers, labels, int(n_empty), rows, sums.dtype, gather))
             new_centers = update(sums, weights)
-            shift_value = float((new_centers - centers).square().sum())
+            shift_value = float(center_shift(new_centers, centers))
         # After the first pass (all labels new) the labels are valid; go incremental
         # unless more than half of them just moved (then a full pass is cheaper).
         incremental = data.unit_weights and not n_empty and (
@@ -391,12 +462,10 @@ def lloyd(
         if n_changed == 0:  # (else the caller's final assignment labels the rows)
             labels_are_final = pass_labels_exact[0] and bool(torch.equal(new_centers, centers))
         centers = new_centers
-        if n_changed == 0:
-            if verbose:
+        if converged(n_changed, shift_value, tol):
+            if verbose and n_changed == 0:
                 print(f"Converged at iteration {iteration}: strict convergence.")
-            break
-        if shift_value <= tol:
-            if verbose:
+            elif verbose:
                 print(f"Converged at iteration {iteration}: center shift {shift_value} within "
                       f"tolerance {tol}.")
             break
@@ -404,3 +473,69 @@ def lloyd(
             on_iteration(RunState(iteration + 1, centers, labels, sums, weights, incremental,
                                   history))
     return LloydResult(centers, labels, len(history), history, labels_are_final)
+
+
+def batched_lloyd(problems: ProblemBatch, source: Tensor, centers: Tensor, *, max_iter: int,
+                  tol: float, spherical: bool, deterministic: bool) -> tuple[Tensor, Tensor]:
+    """Run Lloyd on many independent problems at once, each until it converges.
+
+    ``centers`` ``(P, k, d)`` are the initial centers of the problems ``source`` (each an
+    index into ``problems``: restarts read the same rows), in their shifted space; they
+    are updated in place and returned with each problem's iteration count. Every pass is
+    :func:`~torchmeans.core.batched.batched_pass` over the problems still running; the
+    update, the relocation of empty clusters and the stopping rule are the single fit's
+    (:func:`update_centers`, :func:`relocate_empty_clusters`, :func:`converged`, with
+    ``tol`` scaled by each problem's variance), so each problem ends as :func:`lloyd`
+    would end on it alone. A problem that stops costs nothing in later passes.
+    """
+    n_problems, n_clusters, n_features = centers.shape
+    labels = torch.full((n_problems, problems.x.shape[1]), -1, dtype=torch.int64,
+                        device=problems.x.device)
+    n_iter = torch.zeros(n_problems, dtype=torch.int64, device=problems.x.device)
+    tolerance = (tol * problems.variance)[source]
+    active = torch.arange(n_problems, device=problems.x.device)
+    wide = problems.variance.dtype
+    for _ in range(max_iter):
+        if active.numel() == 0:
+            break
+        run_source, old_centers = source[active], centers[active]
+        new_labels, flat = batched_pass(problems, run_source, old_centers, labels[active],
+                                        deterministic)
+        accumulator = Accumulator.split(flat, n_clusters, n_features)
+        sums, weights = accumulator.sums.to(wide), accumulator.weights.to(wide)
+        if bool((weights == 0).any()):
+            _relocate_in_problems(problems, run_source, old_centers, new_labels, sums, weights)
+        new_centers = update_centers(sums, weights, centers.dtype, spherical=spherical)
+        shift = center_shift(new_centers, old_centers, wide)
+        labels[active] = new_labels
+        centers[active] = new_centers
+        n_iter[active] += 1
+        active = active[~converged(accumulator.n_changed, shift, tolerance[active])]
+    return centers, n_iter
+
+
+def _relocate_in_problems(problems: ProblemBatch, source: Tensor, centers: Tensor,
+                          labels: Tensor, sums: Tensor, weights: Tensor) -> None:
+    """:func:`relocate_empty_clusters` for the problems that have empty clusters (in place).
+
+    Each one's farthest rows are found among its valid rows exactly as a single fit on
+    those rows finds them (:func:`farthest_rows`; rare, so problem by problem); the moves
+    are then made for all of them at once.
+    """
+    which = torch.nonzero((weights == 0).any(dim=1)).flatten()
+    n_features = centers.shape[2]
+    farthest = []
+    for p in which.tolist():
+        valid = problems.valid[source[p]]
+        rows = DenseData(problems.x[source[p]][valid], problems.weight[source[p]][valid],
+                         torch.zeros_like(problems.offset[0]), shifted=True)
+        farthest.append(farthest_rows(rows, centers[p], labels[p][valid],
+                                      int((weights[p] == 0).sum()), rows.n_samples, sums.dtype))
+    padded = sums.new_full((which.numel(), max(f.shape[0] for f in farthest), n_features + 3),
+                           -1.0)
+    for i, rows_of_problem in enumerate(farthest):
+        padded[i, : rows_of_problem.shape[0]] = rows_of_problem
+    some_sums, some_weights = sums[which], weights[which]
+    relocate_empty_clusters(some_sums, some_weights, padded)
+    sums[which] = some_sums
+    weights[which] = some_weights

@@ -1,5 +1,20 @@
 """Initial centers: greedy k-means++, random rows, a given array, or a callable.
 
+One k-means++ with three strategies, which share its two choices: the candidates are
+drawn by ``w D^2`` with :func:`choose_candidates`, and the winner of a step is the
+candidate leaving the least potential, :func:`best_candidate` (summed in the fixed order
+of :func:`fixed_order_potentials`; where the native kernel judges the candidates, its
+seeding steps apply the same rule in C, with their own fixed per-tile order).
+
+- **greedy**: scikit-learn's greedy k-means++, candidates compared on all rows; it runs
+  as the blocked strategy with every row evaluated (:func:`kmeans_plusplus_centers`
+  below ``BLOCKED_SEEDING_MIN_WORK``);
+- **blocked** (:func:`blocked_kmeans_plusplus_centers`): ``D^2`` over all rows brought up
+  to date once per block of centers, candidates exact draws by rejection from a pool,
+  compared on a fixed subsample for large problems;
+- **batched** (:func:`batched_kmeans_plusplus_centers`): greedy k-means++ for many
+  independent problems at once, the problems a leading dimension of every operation.
+
 Every sampler draws from a local ``torch.Generator`` on the data's device, so the
 same seed gives the same centers on the same device, and no global random state
 is touched. The draws do not depend on the data's dtype, layout or the thread count:
@@ -22,13 +37,20 @@ from torch import Tensor
 from torchmeans.backends import seeding_backend
 from torchmeans.backends.torch import center_terms, chunk_scores
 from torchmeans.core.assign import chunk_budget, chunk_rows_for
+from torchmeans.core.batched import ProblemBatch, block_sizes, groups, select
 from torchmeans.data.base import KMeansData, supports_float64
 
 __all__ = [
     "WeightedRows",
+    "batched_kmeans_plusplus_centers",
+    "batched_random_centers",
+    "best_candidate",
+    "blocked_kmeans_plusplus_centers",
+    "choose_candidates",
     "kmeans_parallel_centers",
     "kmeans_plusplus_centers",
     "random_centers",
+    "weighted_sample",
 ]
 
 PARALLEL_ROUNDS = 5
@@ -75,25 +97,40 @@ def draw_dtype(device: torch.device) -> torch.dtype:
 
 
 def fixed_order_potentials(distances: Tensor, weight: Tensor | None) -> Tensor:
-    """``sum_i w_i distances[j, i]`` for each row ``j``, in an order fixed by the shapes.
+    """``sum_i w_i distances[..., j, i]`` for each row ``j``, in an order fixed by the shapes.
 
     Blocks of ``POTENTIAL_BLOCK`` columns are summed first, then the blocks in order (in
     float64), so the result depends on the shapes only, not on the thread count (a BLAS
     GEMV or a parallel reduction splits its sums by thread): the same candidates get the
-    same potentials, and k-means++ the same winner, with 1 thread or many.
+    same potentials, and k-means++ the same winner, with 1 thread or many. Leading
+    dimensions are independent problems, ``weight`` ``(..., n)`` one row per problem.
     """
     dtype = draw_dtype(distances.device)
     if weight is not None:
-        distances = distances * weight.to(distances.dtype)
-    n_rows, n_columns = distances.shape
+        distances = distances * weight.to(distances.dtype).unsqueeze(-2)
+    n_columns = distances.shape[-1]
     whole = n_columns - n_columns % POTENTIAL_BLOCK
     # Each block summed in the distances' dtype (one vectorised pass), the block sums in
     # float64 (a sequential scan): both orders are fixed by the shapes.
-    total = distances[:, whole:].sum(dim=1).to(dtype)  # the last, partial block
+    total = distances[..., whole:].sum(dim=-1).to(dtype)  # the last, partial block
     if whole:  # (a view of the whole blocks: no copy)
-        blocks = distances[:, :whole].reshape(n_rows, -1, POTENTIAL_BLOCK).sum(dim=2)
-        total = blocks.to(dtype).cumsum(dim=1)[:, -1] + total
+        blocks = distances[..., :whole].reshape(*distances.shape[:-1], -1,
+                                                POTENTIAL_BLOCK).sum(dim=-1)
+        total = blocks.to(dtype).cumsum(dim=-1)[..., -1] + total
     return total
+
+
+def best_candidate(distances: Tensor, closest: Tensor, weight: Tensor | None) -> Tensor:
+    """Index of the candidate leaving the least potential: every strategy's choice of winner.
+
+    ``distances`` ``(..., trials, n)`` holds each candidate's squared distances to the
+    rows, ``closest`` ``(..., n)`` the rows' current ``D^2``; ``distances`` is lowered to
+    ``closest`` in place (each candidate's ``D^2`` after it is chosen) and the potentials
+    ``sum_i w_i min(D_i^2, d(x_i, c)^2)`` are summed by :func:`fixed_order_potentials`.
+    The first candidate wins ties. Leading dimensions are independent problems.
+    """
+    torch.minimum(distances, closest.unsqueeze(-2), out=distances)
+    return fixed_order_potentials(distances, weight).argmin(dim=-1)
 
 
 def default_local_trials(n_clusters: int) -> int:
@@ -106,7 +143,8 @@ BLOCKED_SEEDING_MIN_WORK = 1 << 27
 and k=64) :func:`kmeans_plusplus_centers` compares its candidates on a subsample: a step
 of the exact greedy seeding reads every row for ``n_local_trials`` candidates, so the
 whole seeding costs at least ``n_local_trials`` Lloyd iterations of arithmetic, and far
-more of memory traffic (40 Lloyd iterations at 200,000 x 128, k=1024)."""
+more of memory traffic (benchmarks/RESULTS.md, "k-means++ seeding: cost and quality" and
+"Figures moved from docstrings")."""
 BLOCKED_SEEDING_MAX_BLOCK = 128
 """Most centers chosen between two passes over all rows (blocks double up to this)."""
 EVALUATION_MAX_ROWS = 1 << 20
@@ -114,10 +152,9 @@ EVALUATION_MAX_ROWS = 1 << 20
 EVALUATION_MAX_BYTES = 1 << 28
 """... and most memory they take (a copy of them is held, dense)."""
 EVALUATION_ROWS_PER_CLUSTER = 32
-"""Fewest rows per cluster on which the blocked seeding compares its candidates
-(potential of the seeds over 30 seeds at 20,000 x 16, k=200, relative to greedy
-k-means++ on all rows: 1.012 with 14 rows per cluster, 1.005 with 25 and with 50,
-+-0.002; 1 trial, i.e. plain k-means++: 1.129)."""
+"""Fewest rows per cluster on which the blocked seeding compares its candidates: with fewer,
+the seeds' potential drifts above greedy k-means++'s on all rows; from about this many it
+stays within noise of it (benchmarks/RESULTS.md, "Figures moved from docstrings")."""
 
 
 def kmeans_plusplus_centers(
@@ -198,7 +235,7 @@ def blocked_kmeans_plusplus_centers(
     centers = torch.empty(n_clusters, data.n_features, dtype=dtype, device=device)
     indices = torch.empty(n_clusters, dtype=torch.int64, device=device)
     unit = data.unit_weights
-    indices[:1] = _weighted_choice(weight, 1, generator, unit_weights=unit)
+    indices[:1] = choose_candidates(weight, 1, generator, unit_weights=unit)
     centers[:1] = data.take(indices[:1])
     closest = _sq_distances(data, centers[:1], chunk_rows_for(data, 1, chunk_bytes))[0]
     if evaluation_rows >= n:
@@ -210,7 +247,7 @@ def blocked_kmeans_plusplus_centers(
     while chosen < n_clusters:
         block_start = chosen
         block = min(chosen, BLOCKED_SEEDING_MAX_BLOCK, n_clusters - chosen)
-        pool_ids = _weighted_choice(weight, 2 * n_local_trials * block, generator, closest,
+        pool_ids = choose_candidates(weight, 2 * n_local_trials * block, generator, closest,
                                     unit_weights=unit)
         pool = data.take(pool_ids)
         pool_sq = pool.square().sum(dim=1)
@@ -244,10 +281,11 @@ class _CandidateJudge:
     are rejected, no Python or thread-pool wake-up between steps. Elsewhere dense rows are
     held as one block, and their products with the pool are computed a window of
     proposals at a time, as many as fill the chunk budget (128 for 32,768 float32 rows
-    and the 16 MiB CPU default: a GEMM per step against 8 candidates ran at 40% of the
-    speed of one against 64); candidates spread wider than a window get their own
-    products. Sparse rows, and dense rows too many to hold a copy of
-    (``EVALUATION_MAX_BYTES``), are read chunk by chunk through :func:`_best_candidate`.
+    and the 16 MiB CPU default: a GEMM per step against a step's few candidates runs far
+    below the speed of one against many; benchmarks/RESULTS.md, "Figures moved from
+    docstrings"); candidates spread wider than a window get their own products. Sparse
+    rows, and dense rows too many to hold a copy of (``EVALUATION_MAX_BYTES``), are read
+    chunk by chunk through :func:`_best_candidate_of_data`.
     """
 
     def __init__(self, data: KMeansData, rows: Tensor | None, closest: Tensor, itemsize: int,
@@ -317,7 +355,7 @@ class _CandidateJudge:
         """Index in ``trials`` (pool positions, increasing, ``first`` to ``last``) of the best."""
         candidates = pool[trials]
         if self.chunked:
-            distances, best = _best_candidate(self.part, candidates, self.closest,
+            distances, best = _best_candidate_of_data(self.part, candidates, self.closest,
                                               self.itemsize, self.chunk_bytes)
             torch.minimum(self.closest, distances, out=self.closest)
             return int(best)
@@ -334,21 +372,19 @@ class _CandidateJudge:
                                           self.x.T, alpha=-2)
             distances = self.window.index_select(0, trials - self.window_start)
         distances.add_(pool_sq_norms[trials, None]).clamp_(min=0)
-        torch.minimum(distances, self.closest[None, :], out=distances)
-        best = int(fixed_order_potentials(distances, self.weight).argmin())
+        best = int(best_candidate(distances, self.closest, self.weight))
         self.closest.copy_(distances[best])
         return best
 
 
-def _best_candidate(data: KMeansData, candidates: Tensor, closest: Tensor, itemsize: int,
-                    chunk_bytes: int | None) -> tuple[Tensor, Tensor]:
+def _best_candidate_of_data(data: KMeansData, candidates: Tensor, closest: Tensor,
+                            itemsize: int, chunk_bytes: int | None) -> tuple[Tensor, Tensor]:
     """Return the candidate leaving the lowest potential on ``data``, and its distances."""
     trials = candidates.shape[0]
     rows = chunk_rows_for(data, trials, chunk_bytes)
     if trials * data.n_samples * itemsize <= chunk_budget(data, chunk_bytes):
         block = _sq_distances(data, candidates, rows)
-        weight = None if data.unit_weights else data.sample_weight
-        best = fixed_order_potentials(torch.minimum(block, closest), weight).argmin()
+        best = best_candidate(block, closest, None if data.unit_weights else data.sample_weight)
         return block[best], best
     best = _candidate_potentials(data, candidates, closest, rows).argmin()
     return _sq_distances(data, candidates[best][None], rows)[0], best
@@ -374,6 +410,64 @@ def _lower_closest(data: KMeansData, points: Tensor, first_id: int, closest: Ten
         nearer = distances < closest[rows]
         closest[rows] = torch.where(nearer, distances, closest[rows])
         nearest[rows] = torch.where(nearer, index + first_id, nearest[rows])
+
+
+def batched_kmeans_plusplus_centers(problems: ProblemBatch, source: Tensor, n_clusters: int,
+                                    generator: torch.Generator, *,
+                                    n_local_trials: int | None = None) -> Tensor:
+    """Greedy k-means++ for many problems at once: the problems are a leading dimension.
+
+    Each step draws ``n_local_trials`` candidates per problem by ``w D^2``
+    (:func:`choose_candidates`, one batched draw over the ``(problems, N)`` potentials),
+    computes their distances to all the problem's rows as one batched product, and keeps
+    the one leaving the least potential (:func:`best_candidate`), scikit-learn's greedy
+    rule. Where every row of a problem sits on a chosen center (fewer distinct rows than
+    clusters) its candidates are drawn by weight alone. ``source`` maps each seeded
+    problem to its rows in ``problems`` (restarts); returns ``(P, k, d)`` centers in the
+    problems' shifted space.
+    """
+    if n_local_trials is None:
+        n_local_trials = default_local_trials(n_clusters)
+    n_features = problems.x.shape[2]
+    centers = problems.x.new_empty(source.numel(), n_clusters, n_features)
+    group, _ = block_sizes(source.numel(), problems.x.shape[1], n_local_trials + n_features,
+                           problems.x.element_size(), problems.budget)
+    for ids in groups(source.numel(), group, source.device):
+        block = source[ids]
+        x, sq = select(problems.x, block), select(problems.sq_norms, block)
+        weight = select(problems.weight, block)
+        arange = torch.arange(ids.numel(), device=x.device)
+        first = choose_candidates(weight, 1, generator).squeeze(1)
+        chosen = x[arange, first]
+        closest = (x - chosen[:, None]).square().sum(dim=2)
+        centers[ids, 0] = chosen
+        for c in range(1, n_clusters):
+            potential = weight * closest
+            potential = torch.where(potential.sum(dim=1, keepdim=True) > 0, potential, weight)
+            picks = choose_candidates(potential, n_local_trials, generator)
+            candidates = torch.gather(x, 1, picks[..., None].expand(-1, -1, n_features))
+            distances = torch.baddbmm(sq[:, None, :] + candidates.square().sum(dim=2)[..., None],
+                                      candidates, x.transpose(1, 2), alpha=-2).clamp_(min=0)
+            best = best_candidate(distances, closest, weight)
+            closest = distances[arange, best]
+            centers[ids, c] = candidates[arange, best]
+    return centers
+
+
+def batched_random_centers(problems: ProblemBatch, source: Tensor, n_clusters: int,
+                           generator: torch.Generator) -> Tensor:
+    """``n_clusters`` distinct rows per problem, drawn by weight (:func:`weighted_sample`).
+
+    ``source`` as for :func:`batched_kmeans_plusplus_centers`; returns ``(P, k, d)``.
+    """
+    weight = problems.weight[source]
+    short = torch.nonzero((weight > 0).sum(dim=1) < n_clusters).flatten()
+    if short.numel():
+        raise ValueError(f"init='random' needs n_clusters={n_clusters} rows of positive weight; "
+                         f"problem {int(source[short[0]])} has fewer.")
+    picks = weighted_sample(weight, n_clusters, generator)
+    return torch.gather(problems.x[source], 1,
+                        picks[..., None].expand(-1, -1, problems.x.shape[2]))
 
 
 def kmeans_parallel_centers(
@@ -418,7 +512,7 @@ def kmeans_parallel_centers(
     first, n_global = collective.row_range(data.n_samples, device) if collective else (
         0, data.n_samples)
     mine = slice(first, first + data.n_samples)
-    picked_rows = [_global_weighted_choice(data, weight, first, generator, collective)]
+    picked_rows = [_global_weighted_row(data, weight, first, generator, collective)]
     picked = [picked_rows[0][1]]
     closest = torch.full((data.n_samples,), torch.inf, dtype=data.acc_dtype, device=device)
     nearest = torch.zeros(data.n_samples, dtype=torch.int64, device=device)
@@ -467,11 +561,11 @@ def _total(value: Tensor, collective: Any) -> Tensor:
     return collective.sum(value.reshape(1))[0] if collective else value
 
 
-def _global_weighted_choice(data: KMeansData, weight: Tensor, first: int,
+def _global_weighted_row(data: KMeansData, weight: Tensor, first: int,
                             generator: torch.Generator, collective: Any) -> tuple[Tensor, Tensor]:
     """One row drawn by weight over all ranks' rows: ``(row (1, d), global index (1,))``."""
     if not collective:
-        index = _weighted_choice(weight, 1, generator)
+        index = choose_candidates(weight, 1, generator)
         return data.take(index), index
     dtype = draw_dtype(weight.device)
     totals = collective.gather(_cumulative_weights(weight.to(dtype))[-1:] if weight.numel()
@@ -518,7 +612,7 @@ def weighted_sample(weight: Tensor, size: int, generator: torch.Generator) -> Te
 class WeightedRows:
     """Row indices drawn with replacement by weight, the weights summed once for all draws.
 
-    The draws of :func:`_weighted_choice` (the same numbers from the same generator), for a
+    The draws of :func:`choose_candidates` (the same numbers from the same generator), for a
     sampler that draws many times from fixed weights (mini-batches).
     """
 
@@ -533,9 +627,13 @@ class WeightedRows:
         return _search_cumulative(self.cumulative, draws * self.cumulative[-1:])
 
 
-def _weighted_choice(weight: Tensor, size: int, generator: torch.Generator,
-                     times: Tensor | None = None, *, unit_weights: bool = False) -> Tensor:
+def choose_candidates(weight: Tensor, size: int, generator: torch.Generator,
+                      times: Tensor | None = None, *, unit_weights: bool = False) -> Tensor:
     """``size`` indices along the last dimension drawn with replacement, by weight.
+
+    The candidate draw of every k-means++ strategy: with ``times = D^2`` (the rows'
+    squared distances to the chosen centers) it is k-means++'s ``w D^2`` sampling, and
+    without it the first center's draw by weight.
 
     With ``times``, by ``weight * times`` (the product formed in the draws' dtype, in
     place: no copy of it in the data's dtype). ``unit_weights`` (every weight is 1) gives

@@ -40,11 +40,13 @@ __all__ = [
     "check_params",
     "check_sample_weight",
     "check_tensor",
+    "is_integer",
     "make_data",
     "make_generator",
     "numpy_to_tensor",
     "resolve_device",
     "scipy_to_csr_tensor",
+    "target_float_dtype",
     "to_device",
 ]
 
@@ -174,7 +176,12 @@ def to_device(X: Tensor, device: torch.device) -> Tensor:
     return X.to(device)
 
 
-def _target_dtype(dtype: torch.dtype, name: str) -> torch.dtype:
+def target_float_dtype(dtype: torch.dtype, name: str) -> torch.dtype:
+    """Return the float dtype samples of ``dtype`` are computed in (``name`` for the error).
+
+    The four float dtypes are kept; integers and booleans become torch's default float
+    dtype; complex values are refused.
+    """
     if dtype.is_complex:
         raise ValueError(
             f"Complex data not supported: {name} has dtype {dtype}; "
@@ -212,7 +219,7 @@ def check_tensor(X: Tensor, *, name: str = "X", allow_empty: bool = False) -> Te
             f"Found array with {n_samples} sample(s) and {n_features} feature(s) "
             f"(shape={tuple(X.shape)}) while a minimum of 1 is required: {name} is empty."
         )
-    dtype = _target_dtype(X.dtype, name)
+    dtype = target_float_dtype(X.dtype, name)
     if X.layout == torch.sparse_csr and dtype not in (torch.float32, torch.float64):
         dtype = torch.float32  # torch's sparse products have no half-precision kernels
     if X.dtype != dtype:
@@ -373,7 +380,8 @@ def make_data(X: Tensor, sample_weight: Tensor, *, offset: Tensor | None = None,
     return DenseData(X, sample_weight, offset, precompute_shift=copy)
 
 
-def _is_int(value: Any) -> bool:
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is an integer (any ``numbers.Integral``) and not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -540,7 +548,7 @@ def make_generator(random_state: Any, device: torch.device) -> torch.Generator:
                                  device=random_state.device))
     elif isinstance(random_state, np.random.Generator):
         seed = int(random_state.integers(2**62))
-    elif _is_int(random_state):
+    elif is_integer(random_state):
         seed = int(random_state)
         if seed < 0:
             raise ValueError(f"random_state must be >= 0, got {random_state}.")

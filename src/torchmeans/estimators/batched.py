@@ -3,8 +3,16 @@
 ``B`` problems of ``N`` rows each (``X`` of shape ``(B, N, D)``; a ``mask`` marks
 the valid rows of ragged problems) are clustered together. Every pass is one
 batched matrix product (``baddbmm``) over the problems still running, followed by
-one ``min`` and one segmented sum over all of them, so the cost of a thousand small
-fits is that of one large fit, not of a thousand Python-level fits.
+one ``min`` and one segmented sum over all of them, so many small fits run as one
+large one rather than as a Python-level fit each.
+
+This module checks the input and orchestrates the fit (restarts, the best restart,
+``predict``). The engine is the core's, with the problems as a leading dimension: the
+passes in :mod:`torchmeans.core.batched`, the Lloyd loop
+:func:`torchmeans.core.lloyd.batched_lloyd` (the single fit's update, relocation and
+stopping rule) and the seeding
+:func:`torchmeans.core.seeding.batched_kmeans_plusplus_centers` (k-means++'s shared
+candidate draw and choice).
 
 - **Restarts** (``n_init``) are more problems: a problem ``p`` of the batch is a
   pair (problem of ``X``, restart), its rows read through an index, never copied
@@ -24,8 +32,6 @@ fits is that of one large fit, not of a thousand Python-level fits.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,22 +39,21 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from torch import Tensor
 
-from torchmeans.core.accumulate import segment_sums
 from torchmeans.core.assign import DEFAULT_CHUNK_BYTES, FALLBACK_CHUNK_BYTES
-from torchmeans.core.lloyd import _average, _relocate_empty_clusters, project_to_sphere
+from torchmeans.core.batched import ProblemBatch, batched_pass, final_assignment
+from torchmeans.core.lloyd import batched_lloyd
 from torchmeans.core.precision import full_float32_matmul, with_full_float32_matmul
-from torchmeans.core.seeding import _weighted_choice, default_local_trials, weighted_sample
+from torchmeans.core.seeding import batched_kmeans_plusplus_centers, batched_random_centers
 from torchmeans.core.validation import (
     METRICS,
-    _is_int,
-    _target_dtype,
     check_params,
+    is_integer,
     make_generator,
     resolve_device,
+    target_float_dtype,
     to_device,
 )
 from torchmeans.data.base import accumulation_dtype
-from torchmeans.data.dense import DenseData
 
 __all__ = ["BatchedKMeans", "BatchedKMeansResult", "batched_kmeans"]
 
@@ -77,29 +82,6 @@ class BatchedKMeansResult(NamedTuple):
     n_iter: Tensor
 
 
-@dataclass
-class _Problems:
-    """The checked batch: shifted rows, weights and per-problem constants."""
-
-    x: Tensor
-    """``(B, N, D)`` rows minus their problem's offset, in the accumulation dtype; zero
-    outside the mask."""
-    weight: Tensor
-    """``(B, N)`` sample weights, zero outside the mask."""
-    valid: Tensor
-    """``(B, N)`` bool mask."""
-    sq_norms: Tensor
-    """``(B, N)`` squared norms of the shifted rows."""
-    offset: Tensor
-    """``(B, D)`` each problem's offset (its mean; zero for cosine)."""
-    variance: Tensor
-    """``(B,)`` mean per-feature variance of each problem's valid rows (``tol``'s scale)."""
-    budget: int
-    """Working-memory budget in bytes for one block of scores."""
-    unit_weights: bool
-    """Every row is valid and weighs 1 (the sums skip the multiplication by weights)."""
-
-
 def _as_batch(X: Any, device: torch.device) -> Tensor:
     if isinstance(X, Tensor):
         X = X.detach()
@@ -115,7 +97,7 @@ def _as_batch(X: Any, device: torch.device) -> Tensor:
         )
     if min(X.shape) < 1:
         raise ValueError(f"X of shape {tuple(X.shape)} is empty: every dimension must be >= 1.")
-    return to_device(X.to(_target_dtype(X.dtype, "X")), device)
+    return to_device(X.to(target_float_dtype(X.dtype, "X")), device)
 
 
 def _as_rows_like(value: Any, name: str, shape: tuple[int, int], dtype: torch.dtype,
@@ -129,7 +111,7 @@ def _as_rows_like(value: Any, name: str, shape: tuple[int, int], dtype: torch.dt
 
 def _prepare(X: Any, mask: Any, sample_weight: Any, n_clusters: int, metric: str,
              device: torch.device, chunk_bytes: int | None,
-             offset: Tensor | None = None) -> _Problems:
+             offset: Tensor | None = None) -> ProblemBatch:
     """Check and shift the batch; ``offset`` (predict) replaces each problem's mean."""
     x = _as_batch(X, device)
     n_problems, n_samples, _ = x.shape
@@ -184,205 +166,8 @@ def _prepare(X: Any, mask: Any, sample_weight: Any, n_clusters: int, metric: str
     variance = (sq_norms.sum(dim=1, dtype=wide) / (n * x.shape[2]) - mean.square().mean(dim=1))
     budget = int(chunk_bytes) if chunk_bytes is not None else DEFAULT_CHUNK_BYTES.get(
         device.type, FALLBACK_CHUNK_BYTES)
-    return _Problems(x, weight, valid, sq_norms, offset, variance.clamp(min=0), budget,
+    return ProblemBatch(x, weight, valid, sq_norms, offset, variance.clamp(min=0), budget,
                      bool((weight == 1).all()))
-
-
-def _blocks(n_problems: int, n_samples: int, width: int, itemsize: int,
-            budget: int) -> tuple[int, int]:
-    """Problems per group and rows per chunk so that a ``(group, rows, width)`` block fits."""
-    per_problem = n_samples * width * itemsize
-    group = max(1, min(n_problems, budget // max(1, per_problem)))
-    rows = n_samples if group > 1 else max(1, min(n_samples, budget // max(1, width * itemsize)))
-    return group, rows
-
-
-def _select(tensor: Tensor, problems: Tensor) -> Tensor:
-    """Return ``tensor[problems]``, as a view when ``problems`` are consecutive.
-
-    Consecutive problems (every problem once) are the common case; restarts and
-    finished problems need a copy.
-    """
-    first, count = int(problems[0]), problems.numel()
-    if int(problems[-1]) - first + 1 == count and bool((problems.diff() == 1).all()):
-        return tensor[first : first + count]
-    return tensor[problems]
-
-
-def _groups(ids: Tensor, group: int) -> Iterator[Tensor]:
-    for start in range(0, ids.numel(), group):
-        yield ids[start : start + group]
-
-
-def _plusplus(pb: _Problems, source: Tensor, n_clusters: int, generator: torch.Generator,
-              n_local_trials: int | None = None) -> Tensor:
-    """Greedy k-means++ for every problem at once (scikit-learn's rule, one RNG stream).
-
-    Each step samples ``n_local_trials`` candidates per problem with probability
-    ``w D(x)^2`` (one batched ``searchsorted`` on the ``(problems, N)`` potentials), computes
-    their distances to all rows as one batched product, and keeps the candidate
-    leaving the lowest potential.
-    """
-    if n_local_trials is None:
-        n_local_trials = default_local_trials(n_clusters)
-    n_features = pb.x.shape[2]
-    itemsize = pb.x.element_size()
-    centers = pb.x.new_empty(source.numel(), n_clusters, n_features)
-    group, _ = _blocks(source.numel(), pb.x.shape[1], n_local_trials + n_features, itemsize,
-                       pb.budget)
-    for ids in _groups(torch.arange(source.numel(), device=source.device), group):
-        problems = source[ids]
-        x, sq = _select(pb.x, problems), _select(pb.sq_norms, problems)
-        weight = _select(pb.weight, problems)
-        arange = torch.arange(ids.numel(), device=x.device)
-        first = _weighted_choice(weight, 1, generator).squeeze(1)
-        chosen = x[arange, first]
-        closest = (x - chosen[:, None]).square().sum(dim=2)
-        centers[ids, 0] = chosen
-        for c in range(1, n_clusters):
-            potential = weight * closest
-            # All rows on chosen centers (fewer distinct points than clusters): any row.
-            potential = torch.where(potential.sum(dim=1, keepdim=True) > 0, potential, weight)
-            picks = _weighted_choice(potential, n_local_trials, generator)
-            candidates = torch.gather(x, 1, picks[..., None].expand(-1, -1, n_features))
-            distances = torch.baddbmm(sq[:, None, :] + candidates.square().sum(dim=2)[..., None],
-                                      candidates, x.transpose(1, 2), alpha=-2).clamp_(min=0)
-            distances = torch.minimum(distances, closest[:, None, :], out=distances)
-            best = (distances * weight[:, None, :]).sum(dim=2).argmin(dim=1)
-            closest = distances[arange, best]
-            centers[ids, c] = candidates[arange, best]
-    return centers
-
-
-def _random(pb: _Problems, source: Tensor, n_clusters: int,
-            generator: torch.Generator) -> Tensor:
-    """``n_clusters`` distinct rows per problem, drawn with probability ``w`` (scikit-learn's)."""
-    weight = pb.weight[source]
-    short = torch.nonzero((weight > 0).sum(dim=1) < n_clusters).flatten()
-    if short.numel():
-        raise ValueError(f"init='random' needs n_clusters={n_clusters} rows of positive weight; "
-                         f"problem {int(source[short[0]])} has fewer.")
-    picks = weighted_sample(weight, n_clusters, generator)
-    return torch.gather(pb.x[source], 1, picks[..., None].expand(-1, -1, pb.x.shape[2]))
-
-
-class _Pass(NamedTuple):
-    labels: Tensor
-    sums: Tensor
-    weights: Tensor
-    n_changed: Tensor
-
-
-def _assign_pass(pb: _Problems, source: Tensor, centers: Tensor, labels: Tensor,
-                 deterministic: bool) -> _Pass:
-    """Assign the rows of problems ``source`` to ``centers``; per-problem sums and weights.
-
-    ``labels`` are the problems' previous labels (``-1`` before the first pass and
-    outside the mask); the new ones are returned with the number that changed.
-    """
-    n_problems, n_clusters = centers.shape[:2]
-    n_samples, n_features = pb.x.shape[1:]
-    group, rows = _blocks(n_problems, n_samples, n_clusters, pb.x.element_size(), pb.budget)
-    new_labels = torch.empty_like(labels)
-    sums = centers.new_empty(n_problems, n_clusters, n_features)
-    weights = centers.new_empty(n_problems, n_clusters)
-    # One scores buffer for every block: allocating it per block costs more than the
-    # product itself on the CPU (fresh pages).
-    buffer = centers.new_empty(min(group, n_problems) * rows * n_clusters)
-    for ids in _groups(torch.arange(n_problems, device=source.device), group):
-        problems = source[ids]
-        x, weight = _select(pb.x, problems), _select(pb.weight, problems)
-        transposed = centers[ids].transpose(1, 2)
-        sq_centers = centers[ids].square().sum(dim=2)[:, None, :]
-        segment = (torch.arange(ids.numel(), device=x.device) * n_clusters)[:, None]
-        n_segments = ids.numel() * n_clusters
-        group_sums = centers.new_zeros(n_segments, n_features)
-        group_weights = centers.new_zeros(n_segments)
-        for start in range(0, n_samples, rows):
-            stop = min(start + rows, n_samples)
-            chunk, chunk_weight = x[:, start:stop], weight[:, start:stop]
-            scores = torch.baddbmm(sq_centers, chunk, transposed, alpha=-2,
-                                   out=buffer[: chunk.numel() // n_features * n_clusters].view(
-                                       ids.numel(), stop - start, n_clusters))
-            # ``min`` gives the first minimum on ties (as a single fit), and is faster than
-            # ``argmin`` on the CPU.
-            chunk_labels = scores.min(dim=2).indices
-            index = (chunk_labels + segment).flatten()
-            weighted = (chunk if pb.unit_weights else
-                        chunk * chunk_weight[..., None]).reshape(-1, n_features)
-            segment_sums(weighted, index, n_segments, deterministic=deterministic,
-                         out=group_sums)
-            segment_sums(chunk_weight.flatten(), index, n_segments, deterministic=deterministic,
-                         out=group_weights)
-            if not pb.unit_weights:  # rows outside the mask get -1
-                valid = _select(pb.valid, problems)[:, start:stop]
-                chunk_labels = torch.where(valid, chunk_labels, -1)
-            new_labels[ids, start:stop] = chunk_labels
-        sums[ids] = group_sums.view(-1, n_clusters, n_features)
-        weights[ids] = group_weights.view(-1, n_clusters)
-    return _Pass(new_labels, sums, weights, (new_labels != labels).sum(dim=1))
-
-
-def _relocate(pb: _Problems, source: Tensor, centers: Tensor, labels: Tensor, sums: Tensor,
-              weights: Tensor) -> None:
-    """Refill the empty clusters of each problem, as a single fit would (in place).
-
-    Rare, so problem by problem: each one's valid rows go through the single fit's
-    relocation (the farthest rows from their centers become the empty clusters).
-    """
-    for p in torch.nonzero((weights == 0).any(dim=1)).flatten().tolist():
-        valid = pb.valid[source[p]]
-        rows = DenseData(pb.x[source[p]][valid], pb.weight[source[p]][valid],
-                         torch.zeros_like(pb.offset[0]), shifted=True)
-        _relocate_empty_clusters(rows, centers[p], labels[p][valid], sums[p], weights[p],
-                                 rows.n_samples)
-
-
-def _lloyd(pb: _Problems, source: Tensor, centers: Tensor, *, max_iter: int, tol: float,
-           spherical: bool, deterministic: bool) -> tuple[Tensor, Tensor]:
-    """Run Lloyd on every problem until each converges; return final centers and iterations."""
-    n_problems = source.numel()
-    labels = torch.full((n_problems, pb.x.shape[1]), -1, dtype=torch.int64, device=pb.x.device)
-    n_iter = torch.zeros(n_problems, dtype=torch.int64, device=pb.x.device)
-    tolerance = (tol * pb.variance)[source]
-    active = torch.arange(n_problems, device=pb.x.device)
-    wide = pb.variance.dtype
-    for _ in range(max_iter):
-        if active.numel() == 0:
-            break
-        run_source, old_centers = source[active], centers[active]
-        result = _assign_pass(pb, run_source, old_centers, labels[active], deterministic)
-        sums, weights = result.sums.to(wide), result.weights.to(wide)
-        if bool((weights == 0).any()):
-            _relocate(pb, run_source, old_centers, result.labels, sums, weights)
-        new_centers = _average(sums, weights).to(centers.dtype)
-        if spherical:  # the rows are unit vectors about the origin (no offset)
-            new_centers = project_to_sphere(new_centers, torch.zeros_like(new_centers[0, 0]))
-        shift = (new_centers - old_centers).to(wide).square().sum(dim=(1, 2))
-        labels[active] = result.labels
-        centers[active] = new_centers
-        n_iter[active] += 1
-        done = (result.n_changed == 0) | (shift <= tolerance[active])
-        active = active[~done]
-    return centers, n_iter
-
-
-def _final(pb: _Problems, source: Tensor, centers: Tensor,
-           deterministic: bool) -> tuple[Tensor, Tensor]:
-    """Labels of every row for the final centers, and the exact weighted inertia per problem."""
-    labels = torch.full((source.numel(), pb.x.shape[1]), -1, dtype=torch.int64,
-                        device=pb.x.device)
-    labels = _assign_pass(pb, source, centers, labels, deterministic).labels
-    inertia = centers.new_empty(source.numel())
-    n_features = pb.x.shape[2]
-    group, _ = _blocks(source.numel(), pb.x.shape[1], n_features, pb.x.element_size(),
-                       pb.budget)
-    for ids in _groups(torch.arange(source.numel(), device=source.device), group):
-        assigned = torch.gather(centers[ids], 1,
-                                labels[ids].clamp(min=0)[..., None].expand(-1, -1, n_features))
-        distances = (_select(pb.x, source[ids]) - assigned).square_().sum(dim=2)
-        inertia[ids] = (distances * _select(pb.weight, source[ids])).sum(dim=1)
-    return labels, inertia
 
 
 @with_full_float32_matmul
@@ -480,7 +265,7 @@ def _batched_fit(X: Any, n_clusters: int, *, mask: Any, sample_weight: Any, init
                         "(B, n_clusters, n_features), not a callable.")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
-    if not _is_int(n_clusters) or n_clusters < 1:
+    if not is_integer(n_clusters) or n_clusters < 1:
         raise ValueError(f"n_clusters must be an integer >= 1, got {n_clusters!r}.")
     # Parameters first (the row count does not matter here: each problem is checked).
     check_params(n_clusters=n_clusters, n_samples=n_clusters, init=init, n_init=1,
@@ -494,26 +279,27 @@ def _batched_fit(X: Any, n_clusters: int, *, mask: Any, sample_weight: Any, init
     generator = make_generator(random_state, compute_device)
     source = torch.arange(n_problems, device=compute_device).repeat_interleave(restarts)
     if isinstance(init, str):
-        seed = _plusplus if init == "k-means++" else _random
+        seed = (batched_kmeans_plusplus_centers if init == "k-means++"
+                else batched_random_centers)
         centers = seed(pb, source, n_clusters, generator)
     else:
         centers = _init_array(init, pb, n_clusters, metric)
-    centers, n_iter = _lloyd(pb, source, centers, max_iter=max_iter, tol=tol,
-                             spherical=metric == "cosine", deterministic=deterministic)
-    labels, inertia = _final(pb, source, centers, deterministic)
+    centers, n_iter = batched_lloyd(pb, source, centers, max_iter=max_iter, tol=tol,
+                                    spherical=metric == "cosine", deterministic=deterministic)
+    labels, inertia = final_assignment(pb, source, centers, deterministic)
     best = inertia.view(n_problems, restarts).argmin(dim=1)
     chosen = torch.arange(n_problems, device=compute_device) * restarts + best
     centers, labels, inertia, n_iter = centers[chosen], labels[chosen], inertia[chosen], \
         n_iter[chosen]
     if restarts > 1:  # the final pass as predict runs it (one problem each), for equal labels
-        labels, inertia = _final(pb, source[chosen], centers, deterministic)
+        labels, inertia = final_assignment(pb, source[chosen], centers, deterministic)
     if metric == "cosine":
         inertia = inertia / 2  # cosine distance 1 - x.c is half the squared distance
     return BatchedKMeansResult(centers + pb.offset[:, None], labels, inertia, n_iter), \
         (pb.offset, centers)
 
 
-def _init_array(init: Any, pb: _Problems, n_clusters: int, metric: str) -> Tensor:
+def _init_array(init: Any, pb: ProblemBatch, n_clusters: int, metric: str) -> Tensor:
     """Return the user's ``(B, k, D)`` initial centers in each problem's shifted space."""
     centers = init.detach() if isinstance(init, Tensor) else torch.as_tensor(np.asarray(init))
     expected = (pb.x.shape[0], n_clusters, pb.x.shape[2])
@@ -609,4 +395,4 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         shifted = getattr(self, "_shifted_centers", None)
         if shifted is None or shifted.shape != centers.shape:  # centers set by hand
             shifted = centers.to(pb.x.dtype) - pb.offset[:, None]
-        return _assign_pass(pb, problems, shifted, unlabelled, self.deterministic).labels
+        return batched_pass(pb, problems, shifted, unlabelled, self.deterministic)[0]
