@@ -333,3 +333,34 @@ def test_no_warning_for_read_only_maps(mapped):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         KMeans(3, random_state=0, n_init=1).fit(mapped).predict(mapped)
+
+
+def test_long_double_maps_fit_as_their_float64_copy(rows, tmp_path):
+    # torch has no long double: such a map goes through check_array (a float64 copy), and an
+    # explicit source reads its blocks as float64.
+    wide = rows[:500].astype(np.longdouble)
+    mapped = memmap_of(wide, tmp_path, "wide.npy")
+    assert as_stream(mapped) is mapped
+    in_memory = KMeans(3, random_state=0, n_init=1).fit(wide)
+    assert_same_fit(KMeans(3, random_state=0, n_init=1).fit(mapped), in_memory)
+    explicit = KMeans(3, random_state=0, n_init=1).fit(sources.from_array(mapped))
+    assert explicit.cluster_centers_.dtype == np.float64
+    assert explicit.inertia_ == pytest.approx(in_memory.inertia_, rel=1e-12)
+
+
+def test_a_callable_init_gets_scikit_learns_array(rows, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    integers = (rows[:400] * 10).astype(np.int32)
+    seen = []
+
+    def init(X, k, random_state):
+        seen.append((type(X), X.dtype))
+        return X[np.array([5, 1, 3])]
+
+    with h5py.File(tmp_path / "rows.h5", "w") as file:
+        file["X"] = integers
+    with h5py.File(tmp_path / "rows.h5", "r") as file:
+        streamed = KMeans(3, n_init=1, init=init).fit(file["X"])
+    in_memory = KMeans(3, n_init=1, init=init).fit(integers)
+    assert seen == [(np.ndarray, np.dtype(np.float64))] * 2
+    assert_same_fit(streamed, in_memory)

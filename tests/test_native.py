@@ -294,6 +294,46 @@ def test_a_stale_or_incomplete_build_is_refused(tmp_path, damage):
     assert "make native" in done.stdout
 
 
+@pytest.mark.parametrize("info", ["[]", '{"variants": 1}', '{"variants": [3]}', "{"])
+def test_a_malformed_build_record_falls_back_to_torch(tmp_path, info):
+    (tmp_path / _build.INFO_NAME).write_text(info)
+    done = _run(_with_library_dir(tmp_path, """
+        import numpy as np
+        from torchmeans import KMeans
+        print(_native.available(), _native.unavailable_reason())
+        KMeans(2, n_init=1, random_state=0).fit(np.random.default_rng(0).random((50, 2)))
+    """))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("False ")
+    assert "not built" in done.stdout or "malformed" in done.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_openmp_runtime_found_on_paths_with_spaces(monkeypatch):
+    maps = ("7f00-7f01 r-xp 00000000 08:01 42   /opt/my envs/lib/torch/lib/libgomp.so.1\n"
+            "7f02-7f03 r-xp 00000000 08:01 43   /usr/lib/libc.so.6 (deleted)\n"
+            "7f04-7f05 rw-p 00000000 00:00 0 \n")
+    monkeypatch.setattr(_native.Path, "read_text", lambda self, *a, **k: maps)
+    monkeypatch.setattr(_native.Path, "exists", lambda self: True)
+    assert _native._loaded_libraries() == {_native.Path("/opt/my envs/lib/torch/lib/libgomp.so.1"),
+                                           _native.Path("/usr/lib/libc.so.6")}
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm (another file system)")
+def test_the_build_does_not_move_files_across_file_systems(tmp_path, monkeypatch):
+    """The scratch folder is inside the output folder: os.replace cannot cross devices."""
+    try:
+        _build.find_compiler()
+    except OSError:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("TMPDIR", "/dev/shm")
+    monkeypatch.setattr(_build.tempfile, "tempdir", None)  # re-read TMPDIR
+    result = _build.build(tmp_path, log=open(os.devnull, "w"))  # noqa: SIM115
+    assert result.error is None, result.error
+    assert "portable" in result.variants
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".torchmeans-native-")]
+
+
 def test_disabled_by_environment():
     done = _run("from torchmeans.backends.native import kernel as _native; "
                 "print(_native.unavailable_reason())",

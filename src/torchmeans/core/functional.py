@@ -130,6 +130,13 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
             return centers
         return seed
     if callable(init):
+        streamed = as_stream(callable_input)
+        if streamed is not callable_input:  # a memmap or h5py/zarr dataset: the callable
+            # gets a float array, as from check_array (a float memmap: itself)
+            wanted = torch.empty(0, dtype=streamed.compute_dtype).numpy().dtype
+            if not (isinstance(callable_input, np.ndarray) and callable_input.dtype == wanted):
+                callable_input = np.asarray(callable_input, dtype=wanted)
+
         def call_user_init(data: KMeansData, k: int, generator: torch.Generator) -> Tensor:
             seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
             centers = init(callable_input, k, random_state=np.random.RandomState(seed))

@@ -486,7 +486,8 @@ def batched_lloyd(problems: ProblemBatch, source: Tensor, centers: Tensor, *, ma
     update, the relocation of empty clusters and the stopping rule are the single fit's
     (:func:`update_centers`, :func:`relocate_empty_clusters`, :func:`converged`, with
     ``tol`` scaled by each problem's variance), so each problem ends as :func:`lloyd`
-    would end on it alone. A problem that stops costs nothing in later passes.
+    would on it alone, up to rounding (no round trip through the offset, own reduction
+    order). A problem that stops costs nothing in later passes.
     """
     n_problems, n_clusters, n_features = centers.shape
     labels = torch.full((n_problems, problems.x.shape[1]), -1, dtype=torch.int64,

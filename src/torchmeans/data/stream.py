@@ -315,7 +315,7 @@ def _zero_copy(array: Any) -> Tensor | None:
     if isinstance(array, Tensor):
         return array if array.device.type == "cpu" and array.is_contiguous() else None
     if (isinstance(array, np.ndarray) and array.flags.c_contiguous and array.dtype.isnative
-            and array.dtype.kind in "fiub"):
+            and array.dtype.kind in "fiub" and array.dtype.itemsize <= 8):
         with warnings.catch_warnings():  # read-only memory maps: the rows are only read
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             return torch.from_numpy(np.asarray(array))
@@ -357,7 +357,9 @@ def as_stream(X: Any, *, estimator_name: str | None = None) -> Any:
         dtype = np.dtype(dtype)
     except TypeError:  # (zarr 3 string dtypes and the like)
         return X
-    if (len(shape) != 2 or min(shape) < 1 or dtype.kind not in "fiub" or not dtype.isnative):
+    # (long doubles: torch takes no float128; check_array's float64 copy handles them)
+    if (len(shape) != 2 or min(shape) < 1 or dtype.kind not in "fiub" or not dtype.isnative
+            or dtype.itemsize > 8):
         return X
     source = _Array(X, "X")
     source.sklearn_rules, source.estimator_name = True, estimator_name
@@ -609,8 +611,9 @@ def _torch_dtype(block: np.ndarray | Tensor) -> torch.dtype:
     if isinstance(block, Tensor):
         dtype = block.dtype
     else:
-        dtype = torch.from_numpy(np.empty(0, dtype=block.dtype)).dtype if block.dtype.kind == "f" \
-            else torch.float32
+        kind, itemsize = block.dtype.kind, block.dtype.itemsize
+        dtype = (torch.float32 if kind != "f" else torch.float64 if itemsize > 8  # long double
+                 else torch.from_numpy(np.empty(0, dtype=block.dtype)).dtype)
     return dtype if dtype.is_floating_point else torch.float32
 
 
@@ -619,6 +622,8 @@ def _to_tensor(block: np.ndarray | Tensor, device: torch.device, dtype: torch.dt
         block = np.ascontiguousarray(block)
         if block.dtype.kind not in "fiub":
             raise ValueError(f"rows must be numeric, got dtype {block.dtype}")
+        if block.dtype.itemsize > 8:  # long double: torch has no such dtype
+            block = block.astype(np.float64)
         with warnings.catch_warnings():  # read-only memory maps: the rows are only read
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             block = torch.from_numpy(block)

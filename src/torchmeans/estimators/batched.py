@@ -23,11 +23,12 @@ candidate draw and choice).
   the problems left, so finished problems cost nothing.
 - **Memory** is bounded by ``chunk_bytes``: problems are taken in groups, and rows
   in chunks, so that the ``(problems, rows, k)`` score block stays within it.
-- **Same answers as separate fits**: given the same initial centers, each problem
-  gets the labels, centers, inertia and iteration count of
-  :func:`torchmeans.kmeans` on that problem alone (tested); the centering by each
-  problem's mean, the empty-cluster relocation and the final exact inertia are the
-  single fit's.
+- **The answers of separate fits, up to rounding**: given the same initial centers,
+  each problem gets the labels and iteration count of :func:`torchmeans.kmeans` on
+  that problem alone and its centers and inertia to rounding (tested); the batch
+  reduces its means and center shifts in its own order and does not round-trip
+  updates through the offset (``lloyd.as_returned``), so the last bits can differ.
+  The empty-cluster relocation and the final exact inertia are the single fit's.
 """
 
 from __future__ import annotations

@@ -227,7 +227,8 @@ def build(out_dir: Path = HERE, *, mode: str | None = None, source: Path = SOURC
         variants = variants_for(machine)
         print(f"torchmeans: compiling the native kernel ({', '.join(variants)}) with "
               f"{description}", file=log)
-        with tempfile.TemporaryDirectory(prefix="torchmeans-native-") as scratch, \
+        # (the scratch folder inside out_dir: os.replace cannot cross file systems)
+        with tempfile.TemporaryDirectory(prefix=".torchmeans-native-", dir=out_dir) as scratch, \
                 ThreadPoolExecutor(max_workers=len(variants)) as pool:
             errors = dict(zip(variants, pool.map(
                 lambda v: _compile_variant(compiler, v, machine, source, Path(scratch), out_dir),

@@ -122,8 +122,12 @@ def _loaded_libraries() -> set[Path]:
     maps = Path("/proc/self/maps")
     if not maps.exists():
         raise OSError("no /proc/self/maps: cannot find torch's OpenMP runtime")
-    return {Path(fields[-1]) for fields in map(str.split, maps.read_text().splitlines())
-            if len(fields) >= 6 and fields[-1].startswith("/")}
+    # address perms offset dev inode pathname: the path may hold spaces, and a file
+    # replaced on disk since it was mapped ends in " (deleted)".
+    paths = (fields[5].removesuffix(" (deleted)") for fields in
+             (line.split(maxsplit=5) for line in maps.read_text().splitlines())
+             if len(fields) == 6)
+    return {Path(path) for path in paths if path.startswith("/")}
 
 
 def _openmp_runtime() -> Path:
@@ -151,9 +155,13 @@ def _openmp_runtime() -> Path:
 def build_info() -> dict[str, Any] | None:
     """Return what the install built (``_build_info.json``), or None if it is missing."""
     try:
-        return json.loads((LIBRARY_DIR / _build.INFO_NAME).read_text())
+        info = json.loads((LIBRARY_DIR / _build.INFO_NAME).read_text())
     except (OSError, ValueError):
         return None
+    if not (isinstance(info, dict) and isinstance(info.get("variants", []), list)
+            and all(isinstance(name, str) for name in info.get("variants", []))):
+        return {"variants": [], "error": f"{_build.INFO_NAME} is malformed: {REBUILD}"}
+    return info
 
 
 def _variant_name(level: int) -> str:
