@@ -334,6 +334,14 @@ def test_the_build_does_not_move_files_across_file_systems(tmp_path, monkeypatch
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".torchmeans-native-")]
 
 
+def test_user_flags_cannot_change_a_variants_code_or_numerics():
+    flags = _build.environment_flags(
+        "-I/opt/include -DNDEBUG", "-O2 -g -march=native -mavx2 -mfma -mtune=haswell "
+        "-ffast-math -Ofast -funsafe-math-optimizations -mmacosx-version-min=11.0 -Wall")
+    assert flags == ["-I/opt/include", "-DNDEBUG", "-O2", "-g",
+                     "-mmacosx-version-min=11.0", "-Wall"]
+
+
 def test_disabled_by_environment():
     done = _run("from torchmeans.backends.native import kernel as _native; "
                 "print(_native.unavailable_reason())",

@@ -158,11 +158,25 @@ def _run(command: list[str]) -> str | None:
     return None
 
 
+def environment_flags(*values: str) -> list[str]:
+    """``$CPPFLAGS``/``$CFLAGS`` without what would change a variant's code or numerics.
+
+    Instruction-set flags (``-m...``, ``-march``, ``-mcpu``) would put, say, AVX2 code
+    into the portable library (which also holds the CPU probe), and fast-math flags would
+    break the kernel's fixed FMA order (labels) and NaN handling; each variant sets its
+    own. Everything else (include paths, ``-g``, warnings, ``-isystem``...) is kept.
+    """
+    dropped = ("-m", "-Ofast", "-ffast-math", "-funsafe-math-optimizations",
+               "-fassociative-math", "-freciprocal-math", "-ffinite-math-only")
+    kept = ("-mmacosx-version-min",)  # a deployment target, not an instruction set
+    return [flag for value in values for flag in shlex.split(value)
+            if flag.startswith(kept) or not flag.startswith(dropped)]
+
+
 def _compile_variant(compiler: list[str], variant: str, machine: str, source: Path,
                      scratch: Path, out_dir: Path) -> str | None:
     """Build one variant into ``out_dir`` (atomically); the error or None."""
-    env_flags = [*shlex.split(os.environ.get("CPPFLAGS", "")),
-                 *shlex.split(os.environ.get("CFLAGS", ""))]
+    env_flags = environment_flags(os.environ.get("CPPFLAGS", ""), os.environ.get("CFLAGS", ""))
     arch = shlex.split(os.environ.get("ARCHFLAGS", "")) if sys.platform == "darwin" else []
     choices = X86_FLAGS[variant] if machine == "x86_64" else ((),)
     obj, library = scratch / f"{variant}.o", scratch / library_name(variant)
