@@ -139,3 +139,17 @@ def tiled_kernel(on: bool):
         yield
     finally:
         kernel.tiled_vector_bytes = saved
+
+
+def write_blobs_memmap(path, n_rows, n_features, n_centers, *, scale=5.0, block=1 << 15):
+    """Write a float32 ``.npy`` of blobs block by block (never all rows in memory)."""
+    rows = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                     shape=(n_rows, n_features))
+    rng = np.random.default_rng(0)
+    centers = rng.normal(scale=scale, size=(n_centers, n_features)).astype(np.float32)
+    for start in range(0, n_rows, block):
+        stop = min(n_rows, start + block)
+        rows[start:stop] = centers[rng.integers(n_centers, size=stop - start)] + rng.normal(
+            size=(stop - start, n_features)).astype(np.float32)
+    rows.flush()
+    del rows

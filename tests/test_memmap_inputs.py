@@ -15,6 +15,7 @@ import pytest
 import torch
 from sklearn.datasets import make_blobs
 
+from _helpers import write_blobs_memmap
 from torchmeans import KMeans, MiniBatchKMeans, kmeans, sources
 from torchmeans.data.stream import as_stream, is_source
 
@@ -265,16 +266,7 @@ def test_memory_grows_far_less_than_the_memmap(tmp_path):
     n_features = 256
     n_rows = (320 << 20) // (4 * n_features)
     path = tmp_path / "big.npy"
-    big = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
-                                    shape=(n_rows, n_features))
-    rng = np.random.default_rng(0)
-    centers = rng.normal(scale=5, size=(8, n_features)).astype(np.float32)
-    for start in range(0, n_rows, 1 << 15):
-        stop = min(n_rows, start + (1 << 15))
-        big[start:stop] = centers[rng.integers(8, size=stop - start)] + rng.normal(
-            size=(stop - start, n_features)).astype(np.float32)
-    big.flush()
-    del big
+    write_blobs_memmap(path, n_rows, n_features, 8)
     size = path.stat().st_size
     code = textwrap.dedent(f"""
         import resource, threading, time

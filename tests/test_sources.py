@@ -12,6 +12,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 import torchmeans
+from _helpers import write_blobs_memmap
 from torchmeans import KMeans, kmeans, sources
 
 
@@ -158,15 +159,7 @@ def test_fits_a_memory_mapped_file_three_times_larger_than_a_memory_cap(tmp_path
     cap_mib, n_features = 600, 512
     rows = 3 * (cap_mib << 20) // (4 * n_features) + 1  # the file is 3x the cap
     path = tmp_path / "big.npy"
-    big = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, n_features))
-    rng = np.random.default_rng(0)
-    centers = rng.normal(scale=5, size=(8, n_features)).astype(np.float32)
-    for start in range(0, rows, 1 << 18):
-        stop = min(rows, start + (1 << 18))
-        big[start:stop] = centers[rng.integers(8, size=stop - start)] + rng.normal(
-            size=(stop - start, n_features)).astype(np.float32)
-    big.flush()
-    del big
+    write_blobs_memmap(path, rows, n_features, 8, block=1 << 18)
     assert path.stat().st_size >= 3 * (cap_mib << 20)
     code = textwrap.dedent(f"""
         import resource
