@@ -37,35 +37,25 @@ from pathlib import Path
 
 import numpy as np
 
-CHILD = textwrap.dedent("""
-    import hashlib, json, resource, sys, threading, time
-    import numpy as np, torchmeans
+from peak_memory import PEAK_SAMPLER
 
-    def anon_mib():
-        for line in open("/proc/self/status"):
-            if line.startswith("RssAnon"):
-                return int(line.split()[1]) / 1024
+CHILD = PEAK_SAMPLER + textwrap.dedent("""
+    import hashlib, json, resource, sys, time
+    import numpy as np, torchmeans
 
     path, k = sys.argv[1], int(sys.argv[2])
     X = np.load(path, mmap_mode="r")
     base, base_max = anon_mib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    peak, done = [0.0], False
-
-    def sample():
-        while not done:
-            peak[0] = max(peak[0], anon_mib())
-            time.sleep(0.002)
-
-    threading.Thread(target=sample, daemon=True).start()
+    stop = sample_peak()
     start = time.perf_counter()
     km = torchmeans.KMeans(k, max_iter=3, n_init=1, random_state=0).fit(X)
     seconds = time.perf_counter() - start
-    done = True
+    peak = stop()
     digest = hashlib.sha256()
     for part in (km.cluster_centers_, km.labels_, np.float64(km.inertia_), np.int64(km.n_iter_)):
         digest.update(np.ascontiguousarray(part).tobytes())
     print(json.dumps({
-        "anon_peak_mib": max(peak[0], anon_mib()) - base,
+        "anon_peak_mib": peak - base,
         "maxrss_growth_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_max,
         "seconds": seconds, "digest": digest.hexdigest()[:16],
         "labels_dtype": str(km.labels_.dtype), "centers_dtype": str(km.cluster_centers_.dtype),

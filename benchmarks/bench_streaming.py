@@ -27,32 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
-CHILD = textwrap.dedent("""
-    import json, sys, threading, time
+from peak_memory import PEAK_SAMPLER
+
+CHILD = PEAK_SAMPLER + textwrap.dedent("""
+    import json, sys, time
     import numpy as np, torchmeans
     from torchmeans import sources
 
-    def anon_mib():
-        for line in open("/proc/self/status"):
-            if line.startswith("RssAnon"):
-                return int(line.split()[1]) / 1024
-
     path, mode = sys.argv[1], sys.argv[2]
     init = np.load(path, mmap_mode="r")[:16].copy()
-    base, peak, done = anon_mib(), [0.0], False
-
-    def sample():
-        while not done:
-            peak[0] = max(peak[0], anon_mib())
-            time.sleep(0.002)
-
-    threading.Thread(target=sample, daemon=True).start()
+    base = anon_mib()
+    stop = sample_peak()
     start = time.perf_counter()
     X = sources.from_npy(path) if mode == "streamed" else np.load(path)
     km = torchmeans.KMeans(16, init=init, n_init=1, max_iter=5, tol=0).fit(X)
     seconds = time.perf_counter() - start
-    done = True
-    print(json.dumps({"peak_mib": peak[0] - base, "seconds_per_iter": seconds / km.n_iter_}))
+    print(json.dumps({"peak_mib": stop() - base, "seconds_per_iter": seconds / km.n_iter_}))
 """)
 
 
