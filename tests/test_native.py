@@ -462,6 +462,8 @@ def test_auto_uses_the_kernel_on_dense_cpu_data(monkeypatch, tiled, n_features, 
         return original(*args, **kwargs)
 
     monkeypatch.setattr(_native, entry, spy)
+    # one call per pass (not the whole run of small problems: tests/test_small_fits.py)
+    monkeypatch.setattr(native_backend_module, "SMALL_RUN_MAX_WORK", 0)
     X, init = random_row_data(300, n_features, 3, 3, seed=0)
     km = KMeans(3, init=init, n_init=1).fit(X)
     assert calls

@@ -1,8 +1,9 @@
 """k-means++ draws the same seeds whatever the kernel, layout, dtype or thread count.
 
-Every exact seeding path (the native tiled kernel, torch's windows of products, the
-chunked evaluation of sparse or large data) is checked against a float64 brute-force
-implementation of the same draws; then the seeds are compared across float32/float64
+Every exact path of the blocked seeding (the native tiled kernel, torch's windows of
+products, the chunked evaluation of sparse or large data) is checked against a float64
+brute-force implementation of the same draws (the greedy seeding of small problems is
+checked in tests/test_small_fits.py); then the seeds are compared across float32/float64
 copies, dense/sparse layouts and 1/2 threads, through the public API too.
 """
 
@@ -88,7 +89,8 @@ def test_every_path_draws_the_float64_reference_seeds(n, d, k, seed, path, monke
     trials = 2 + int(np.log(k))
     data = make_data(torch.as_tensor(X), torch.as_tensor(weight), copy=True)
     with seeding_paths()[path](monkeypatch):
-        _, indices = kmeans_plusplus_centers(data, k, make_generator(seed, data.device))
+        _, indices = init_module.blocked_kmeans_plusplus_centers(
+            data, k, make_generator(seed, data.device), evaluation_rows=n)
     assert indices.tolist() == reference_indices(X, weight, k, trials, seed)
 
 
@@ -96,8 +98,15 @@ def test_sparse_rows_draw_the_reference_seeds():
     X, _ = make_blobs(500, n_features=30, centers=8, random_state=3)
     X[np.abs(X) < 4] = 0  # sparse-ish
     weight = np.random.default_rng(3).uniform(0.5, 2.0, len(X))
-    _, indices = kmeans_plusplus(sp.csr_matrix(X), 12, sample_weight=weight, random_state=3)
+    csr = torch.as_tensor(X).to_sparse_csr()
+    data = make_data(csr, torch.as_tensor(weight))
+    _, indices = init_module.blocked_kmeans_plusplus_centers(
+        data, 12, make_generator(3, data.device), evaluation_rows=len(X))
     assert indices.tolist() == reference_indices(X, weight, 12, 2 + int(np.log(12)), 3)
+    # The public function (greedy at this size) draws the same seeds as for dense rows.
+    _, sparse_seeds = kmeans_plusplus(sp.csr_matrix(X), 12, sample_weight=weight, random_state=3)
+    _, dense_seeds = kmeans_plusplus(X, 12, sample_weight=weight, random_state=3)
+    assert sparse_seeds.tolist() == dense_seeds.tolist()
 
 
 def data_sets():

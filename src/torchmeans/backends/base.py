@@ -19,13 +19,35 @@ pass gives the fit's labels.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor
 
 from torchmeans.data.base import Chunk, KMeansData
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "LloydRun"]
+
+
+class LloydRun(NamedTuple):
+    """What :meth:`Backend.lloyd_run` returns: where a run of Lloyd's iterations ended.
+
+    A run that meets a cluster without weight hands it back (``outcome`` 2) before
+    counting that pass: the engine goes on from ``centers`` and ``labels`` (its empty-cluster
+    relocation is scikit-learn's and lives in one place, :mod:`torchmeans.core.lloyd`).
+    """
+
+    centers: Tensor
+    """``(k, d)`` the last centers: the final ones, or where a hand-back happened."""
+    labels: Tensor
+    """``(n,)`` int64 labels of the last counted pass (-1 before the first)."""
+    history: Tensor
+    """``(iterations, 4)`` float64: inertia, center shift, changed labels, 0 per iteration."""
+    outcome: int
+    """1 converged, 0 ``max_iter`` reached, 2 handed back at a cluster without weight."""
+    labels_final: bool
+    """Whether the last pass labelled the rows against the final centers (none moved)."""
+    sq_norms: Tensor
+    """``(k,)`` the norms the last pass scored with (the final centers' where final)."""
 
 
 class Backend:
@@ -103,6 +125,26 @@ class Backend:
                    labels: Tensor) -> int:
         """One Elkan pass over a chunk (bounds and labels in place); return rows recomputed."""
         raise NotImplementedError(f"backend={self.name!r} has no Elkan pass of its own")
+
+    def lloyd_run(self, data: KMeansData, centers: Tensor, *, max_iter: int, tol: float,
+                  inertia_offset: float) -> LloydRun | None:
+        """All of a small problem's Lloyd iterations in one call, or None (not run).
+
+        For problems whose per-call costs would outweigh the work of a pass (a few
+        hundred rows): the iterations :func:`torchmeans.core.lloyd.lloyd` would run with
+        this backend's passes, up to rounding (see :class:`LloydRun`). None: the engine
+        runs the passes itself.
+        """
+        return None
+
+    def greedy_seeding(self, x: Tensor, weight: Tensor | None, first: int,
+                       uniforms: Tensor) -> Tensor | None:
+        """Row indices of greedy k-means++ on all of ``x`` in one call, or None (not run).
+
+        What :func:`torchmeans.core.seeding.greedy_kmeans_plusplus_centers` computes with
+        torch ops, for small problems; None: it runs them.
+        """
+        return None
 
     def seeding_rows(self, x: Tensor, weight: Tensor | None) -> Any:
         """Rows held for the blocked k-means++ steps in this backend's layout, or None.

@@ -375,6 +375,27 @@ def lloyd(
                                      else data.sample_weight, total_dtype).reshape(1))[0]
     history: list[IterationStats] = []
     labels_are_final = False
+    inertia_scale = 0.5 if spherical else 1.0
+    # On the CPU the iteration's scalars are read as host floats (no device op per scalar:
+    # the fixed cost of a small fit); elsewhere they come back in one stacked transfer.
+    on_host = data.device.type == "cpu"
+    host_inertia_offset = float(inertia_offset) if on_host else 0.0
+    if start is None and on_host and algorithm == "lloyd" and not (
+            spherical or verbose or on_iteration is not None):
+        # A small problem: the backend may run every iteration in one call; it hands back
+        # a pass that leaves a cluster empty, which the loop below then relocates.
+        run = backend.lloyd_run(data, centers, max_iter=max_iter, tol=tol,
+                                inertia_offset=host_inertia_offset)
+        if run is not None:
+            history = [IterationStats(i, inertia * inertia_scale, shift, int(changed), 0)
+                       for i, (inertia, shift, changed, _) in enumerate(run.history.tolist())]
+            if run.outcome != 2:
+                # Final only if the pass scored with the norms nearest() computes.
+                final = run.labels_final and backend.exact_pass_labels and torch.equal(
+                    run.sq_norms, run.centers.square().sum(dim=1))
+                return LloydResult(run.centers, run.labels, len(history), history, final)
+            start = RunState(len(history), run.centers, run.labels, torch.empty(0),
+                             torch.empty(0), False, history)
     # Running per-cluster sums and weights. With unit weights, once few labels change,
     # a pass only adds the rows that moved (``incremental``); the totals are kept in
     # float64 so that adding and removing rows does not drift, and the weights stay
@@ -408,11 +429,6 @@ def lloyd(
         if bounded:
             return bounded[0](centers, labels, incremental)
         return backend.lloyd_pass(data, centers, labels, rows, incremental=incremental)
-    inertia_scale = 0.5 if spherical else 1.0
-    # On the CPU the iteration's scalars are read as host floats (no device op per scalar:
-    # the fixed cost of a small fit); elsewhere they come back in one stacked transfer.
-    on_host = data.device.type == "cpu"
-    host_inertia_offset = float(inertia_offset) if on_host else 0.0
     tiny = torch.finfo(total_dtype).tiny
 
     def update(sums: Tensor, weights: Tensor, every_weight_normal: bool = False) -> Tensor:

@@ -47,6 +47,7 @@ __all__ = [
     "best_candidate",
     "blocked_kmeans_plusplus_centers",
     "choose_candidates",
+    "greedy_kmeans_plusplus_centers",
     "kmeans_parallel_centers",
     "kmeans_plusplus_centers",
     "random_centers",
@@ -181,11 +182,81 @@ def kmeans_plusplus_centers(
     indices : Tensor
         Row index of each center.
     """
+    if not data.collective and (data.n_samples * n_clusters * data.n_features
+                                <= GREEDY_SEEDING_MAX_WORK):
+        return greedy_kmeans_plusplus_centers(data, n_clusters, generator,
+                                              n_local_trials=n_local_trials)
     exact = data.n_samples * n_clusters < BLOCKED_SEEDING_MIN_WORK
     return blocked_kmeans_plusplus_centers(data, n_clusters, generator,
                                            n_local_trials=n_local_trials,
                                            chunk_bytes=chunk_bytes,
                                            evaluation_rows=data.n_samples if exact else None)
+
+
+GREEDY_SEEDING_MAX_WORK = 1 << 18
+"""Up to ``n_samples * n_clusters * n_features`` this small, :func:`kmeans_plusplus_centers`
+runs :func:`greedy_kmeans_plusplus_centers`: a few hundred rows seed in microseconds, less
+than the fixed costs of the blocked seeding's calls (benchmarks/RESULTS.md, "Small fits")."""
+
+
+def greedy_kmeans_plusplus_centers(
+    data: KMeansData,
+    n_clusters: int,
+    generator: torch.Generator,
+    *,
+    n_local_trials: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """scikit-learn's greedy k-means++ on all rows: the seeding of small problems.
+
+    The first center is drawn by weight (:func:`choose_candidates`), then all the
+    uniform numbers of the later steps at once, ``(n_clusters - 1, n_local_trials)``:
+    each step draws its candidates by ``w D^2`` from its row of them and keeps the one
+    leaving the least potential (:func:`best_candidate`); where ``D`` is 0 on every row
+    (fewer distinct rows than clusters) the candidates are drawn by weight alone.
+    Distances and potentials are computed in :func:`draw_dtype`, so the seeding
+    backend's one-call kernel (:meth:`~torchmeans.backends.base.Backend.greedy_seeding`)
+    and these torch ops choose the same rows, unless a float64 rounding decides.
+
+    Returns
+    -------
+    centers : Tensor
+        ``(n_clusters, n_features)`` in the data's shifted space.
+    indices : Tensor
+        Row index of each center.
+    """
+    if n_local_trials is None:
+        n_local_trials = default_local_trials(n_clusters)
+    if n_local_trials < 1:
+        raise ValueError(f"n_local_trials must be at least 1, got {n_local_trials}")
+    device, wide = data.device, draw_dtype(data.device)
+    x = data.all_rows()
+    weight = None if data.unit_weights else data.sample_weight
+    first = choose_candidates(data.sample_weight, 1, generator, unit_weights=data.unit_weights)
+    uniforms = torch.rand(n_clusters - 1, n_local_trials, generator=generator, device=device,
+                          dtype=wide)
+    indices = seeding_backend(data).greedy_seeding(x, weight, int(first), uniforms)
+    if indices is None:
+        indices = _greedy_steps(x.to(wide), None if weight is None else weight.to(wide),
+                                first, uniforms)
+    return data.take(indices), indices
+
+
+def _greedy_steps(x: Tensor, weight: Tensor | None, first: Tensor, uniforms: Tensor) -> Tensor:
+    """Run the steps of :func:`greedy_kmeans_plusplus_centers` with torch ops (in x's dtype)."""
+    indices = [first.reshape(1)]
+    closest = (x - x[first]).square().sum(dim=1)
+    unit = weight is None
+    weight = torch.ones_like(closest) if unit else weight
+    for step_uniforms in uniforms:  # (the steps are sequential)
+        # Every row on a center (no potential left): by weight alone.
+        times = closest if bool((closest * weight).sum() > 0) else None
+        picks = choose_candidates(weight, step_uniforms.numel(), None, times,
+                                  unit_weights=unit, draws=step_uniforms)
+        distances = (x[None] - x[picks][:, None]).square().sum(dim=2)
+        best = best_candidate(distances, closest, None if unit else weight)
+        closest = distances[best]
+        indices.append(picks[best].reshape(1))
+    return torch.cat(indices)
 
 
 def blocked_kmeans_plusplus_centers(
@@ -627,8 +698,9 @@ class WeightedRows:
         return _search_cumulative(self.cumulative, draws * self.cumulative[-1:])
 
 
-def choose_candidates(weight: Tensor, size: int, generator: torch.Generator,
-                      times: Tensor | None = None, *, unit_weights: bool = False) -> Tensor:
+def choose_candidates(weight: Tensor, size: int, generator: torch.Generator | None,
+                      times: Tensor | None = None, *, unit_weights: bool = False,
+                      draws: Tensor | None = None) -> Tensor:
     """``size`` indices along the last dimension drawn with replacement, by weight.
 
     The candidate draw of every k-means++ strategy: with ``times = D^2`` (the rows'
@@ -641,15 +713,18 @@ def choose_candidates(weight: Tensor, size: int, generator: torch.Generator,
     float64) the closed form of the search (the cumulative weights are ``1..n``, so the
     interval holding ``u n`` is ``floor(u n)``).
 
-    Leading dimensions are independent draws (batched problems). Uniform draws scaled
+    ``draws``: the uniform numbers, drawn beforehand (``(..., size)`` in :func:`draw_dtype`;
+    greedy k-means++ draws all of its steps' at once). Leading dimensions are independent
+    draws (batched problems). Uniform draws scaled
     by the total weight, then ``searchsorted`` in the cumulative weights (any number of
     rows: ``torch.multinomial`` stops at 2^24); both in :func:`draw_dtype`, and the
     total is the cumulative sum's last entry (a sequential scan), so the draws depend
     neither on the weights' dtype nor on the thread count.
     """
     dtype = draw_dtype(weight.device)
-    draws = torch.rand(*weight.shape[:-1], size, generator=generator, device=weight.device,
-                       dtype=dtype)
+    if draws is None:
+        draws = torch.rand(*weight.shape[:-1], size, generator=generator, device=weight.device,
+                           dtype=dtype)
     if unit_weights and times is None and dtype == torch.float64:
         n = weight.shape[-1]
         return draws.mul_(n).floor_().long().clamp_(max=n - 1)

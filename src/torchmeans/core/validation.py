@@ -109,6 +109,8 @@ def check_device_available(device: torch.device) -> None:
 
 def numpy_to_tensor(array: np.ndarray) -> Tensor:
     """Return a tensor sharing ``array``'s memory (read-only arrays too; never written)."""
+    if array.flags.writeable:
+        return torch.from_numpy(array)
     with warnings.catch_warnings():
         # Read-only arrays (memory maps, broadcast views) are never written to.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

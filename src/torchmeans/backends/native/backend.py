@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from torchmeans.backends.base import LloydRun
 from torchmeans.backends.native import kernel
 from torchmeans.backends.torch import (
     TorchBackend,
@@ -55,6 +56,19 @@ def direct_pass_rows(data: KMeansData, rows: int, n_clusters: int) -> int:
     """
     rows = direct_chunk_rows(rows, n_clusters, data.n_features)
     return max(rows, DIRECT_VIEW_CHUNK_ROWS) if data.chunks_are_views else rows
+
+
+SMALL_RUN_MAX_WORK = 1 << 18
+"""Most ``n_samples * n_clusters * n_features`` for which :meth:`NativeBackend.lloyd_run`
+runs a fit's Lloyd iterations in one call on one thread: below it a pass takes less than
+the fixed costs of a call per pass (benchmarks/RESULTS.md, "Small fits")."""
+
+
+SMALL_RUN_MAX_FEATURES = 4
+"""Widest rows :meth:`NativeBackend.lloyd_run` takes: up to 4 features torch sums a
+center's squares in order, as the kernel does (wider rows torch sums in vector lanes), so
+the run scores with the norms of :meth:`NativeBackend.nearest` and its last labels are
+``predict``'s (tests/test_small_fits.py checks torch's order)."""
 
 
 class NativeBackend(TorchBackend):
@@ -121,6 +135,31 @@ class NativeBackend(TorchBackend):
             kernel.lloyd_step(scores, x, chunk.weight, chunk_labels, accumulators,
                               transposed=transposed, incremental=incremental)
         return accumulators.sum(dim=0)
+
+    def lloyd_run(self, data: KMeansData, centers: Tensor, *, max_iter: int, tol: float,
+                  inertia_offset: float) -> LloydRun | None:
+        """:func:`~.kernel.lloyd_run` for small single-process data held as one tensor."""
+        n_clusters, n_features = centers.shape
+        if (data.n_samples * n_clusters * n_features > SMALL_RUN_MAX_WORK
+                or n_features > SMALL_RUN_MAX_FEATURES or data.collective
+                or not data.chunks_are_views or data.low_dtype is not None
+                or not kernel.serial_run_applies(n_features)
+                or self.unsupported(data) is not None):
+            return None
+        x = data.all_rows()
+        if x.dtype != centers.dtype or not x.is_contiguous():
+            return None
+        return kernel.lloyd_run(x, None if data.unit_weights else data.sample_weight,
+                                data.offset, centers, max_iter=max_iter, tol=tol,
+                                inertia_offset=inertia_offset)
+
+    def greedy_seeding(self, x: Tensor, weight: Tensor | None, first: int,
+                       uniforms: Tensor) -> Tensor | None:
+        """:func:`~.kernel.greedy_seeding` (contiguous float32/float64 rows on the CPU)."""
+        if not (x.is_cpu and x.dtype in kernel.KERNEL_DTYPES and x.is_contiguous()
+                and uniforms.dtype == torch.float64 and kernel.available()):
+            return None
+        return kernel.greedy_seeding(x, weight, first, uniforms.contiguous())
 
     def nearest_chunk_rows(self, data: KMeansData, rows: int, n_clusters: int) -> int:  # noqa: D102
         return direct_pass_rows(data, rows, n_clusters) if self.own_scores(data) else rows

@@ -39,11 +39,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchmeans.backends.base import LloydRun
 from torchmeans.backends.native import build as _build
 
 __all__ = ["TiledRows", "available", "build_info", "direct_applies", "elkan_pass",
-           "lloyd_direct", "lloyd_step", "sq_distances_to", "tiled_available",
-           "unavailable_reason", "variant"]
+           "greedy_seeding", "lloyd_direct", "lloyd_run", "lloyd_step", "serial_run_applies",
+           "sq_distances_to",
+           "tiled_available", "unavailable_reason", "variant"]
 
 logger = logging.getLogger("torchmeans")
 
@@ -76,7 +78,7 @@ class _Kernel:
         elkan_args = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64] + [
             ctypes.c_void_p] * 10
         self.steps, self.direct, self.tiled, self.seeding_steps, self.elkan = {}, {}, {}, {}, {}
-        self.sq_distances = {}
+        self.sq_distances, self.lloyd_run, self.greedy_seeding = {}, {}, {}
         self.potential_tile_rows: dict[torch.dtype, int] = {}
         seeding_args = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [
             ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_void_p]
@@ -102,6 +104,17 @@ class _Kernel:
             function.restype = None
             self.sq_distances[dtype] = function
             self.potential_tile_rows[dtype] = getattr(library, f"tm_potential_tile_rows_{suffix}")()
+            function = getattr(library, f"tm_lloyd_run_{suffix}")
+            function.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 9 + [
+                ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_void_p,
+                ctypes.c_void_p]
+            function.restype = ctypes.c_int64
+            self.lloyd_run[dtype] = function
+            function = getattr(library, f"tm_greedy_seeding_{suffix}")
+            function.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 2 + [
+                ctypes.c_int64] * 2 + [ctypes.c_void_p] * 5
+            function.restype = None
+            self.greedy_seeding[dtype] = function
         self.max_threads = library.tm_max_threads
         self.max_threads.argtypes, self.max_threads.restype = [], ctypes.c_int
         self.direct_max_features = library.tm_direct_max_features()
@@ -722,3 +735,130 @@ class TiledRows:
         if steps < 0:
             raise RuntimeError("TiledRows.seeding_steps: the kernel was built without it")
         return winners[:steps]
+
+
+def lloyd_run(x: Tensor, weight: Tensor | None, offset: Tensor, centers: Tensor, *,
+              max_iter: int, tol: float, inertia_offset: float) -> LloydRun:
+    """Run Lloyd's iterations of a small problem in one call of ``tm_lloyd_run``.
+
+    Each pass is :func:`lloyd_direct`'s (the same scores and labels) on one thread, the
+    update and the stop those of :func:`torchmeans.core.lloyd.lloyd` (see
+    ``lloyd_kernel.c``). A pass that leaves a cluster without weight is handed back
+    uncounted (``outcome`` 2), with the centers and labels it started from, for the
+    engine to relocate.
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(n, d)`` contiguous shifted rows, float32 or float64, ``d`` at most the direct
+        kernel's width (:func:`direct_applies` without the tiled kernel).
+    weight : Tensor, optional
+        ``(n,)`` weights; None for unit weights.
+    offset : Tensor
+        ``(d,)`` the rows' shift (the updates are round-tripped through it).
+    centers : Tensor
+        ``(k, d)`` initial centers (not modified).
+    max_iter, tol, inertia_offset
+        The most iterations, the absolute tolerance on the squared center shift, and
+        ``sum_i w_i ||x_i||^2`` (added to each pass's partial inertia).
+    """
+    kernel = _kernel()
+    call = "lloyd_run"
+    n_rows, n_features = _check_x(call, x)
+    _check_buffer(call, "x (the rows)", x)
+    if not 1 <= n_features <= kernel.direct_max_features:
+        raise ValueError(f"lloyd_run takes 1 to {kernel.direct_max_features} features on "
+                         f"this CPU, not {n_features}")
+    dtype = x.dtype
+    _check_buffer(call, "centers", centers, contiguous=False)
+    k = centers.shape[0] if centers.dim() == 2 else 0
+    _check_k(call, k)
+    _check_buffer(call, "centers", centers, dtype=dtype, shape=(k, n_features),
+                  contiguous=False)
+    _check_buffer(call, "offset", offset, dtype=dtype, shape=(n_features,), contiguous=False)
+    weight = _weight_buffer(weight, dtype)
+    if weight is not None:
+        _check_buffer(call, "weight", weight, shape=(n_rows,))
+    try:
+        max_iter = operator.index(max_iter)
+    except TypeError:
+        max_iter = -1
+    if max_iter < 0:
+        raise ValueError(f"{call}: max_iter must be an integer >= 0, got {max_iter!r}")
+    # Three buffers (one per dtype) hold every array of the call.
+    integers = torch.full((2 * n_rows + 2,), -1, dtype=torch.int64)  # labels | previous | outcome
+    wide = torch.empty(k * n_features + k + 2 + 4 * max_iter, dtype=torch.float64)
+    narrow = torch.empty(2 * k * n_features + k, dtype=dtype)  # centers | new | sq_norms
+    run_centers = narrow[: k * n_features].view(k, n_features)
+    run_centers.copy_(centers)
+    sq_norms = narrow[2 * k * n_features :]
+    offset = offset.contiguous()
+    int_size, item = 8, narrow.element_size()
+    base = narrow.data_ptr()
+    iterations = kernel.lloyd_run[dtype](
+        n_rows, k, n_features, x.data_ptr(), None if weight is None else weight.data_ptr(),
+        offset.data_ptr(), base, integers.data_ptr(), integers.data_ptr() + n_rows * int_size,
+        wide.data_ptr(), base + k * n_features * item, base + 2 * k * n_features * item,
+        max_iter, float(tol), float(inertia_offset),
+        wide.data_ptr() + (k * n_features + k + 2) * 8,
+        integers.data_ptr() + 2 * n_rows * int_size)
+    status, final = integers[2 * n_rows :].tolist()
+    labels = integers[:n_rows]
+    history = wide[k * n_features + k + 2 :].view(max_iter, 4)[:iterations]
+    return LloydRun(run_centers, labels, history, status, bool(final), sq_norms)
+
+
+def serial_run_applies(n_features: int) -> bool:
+    """Whether :func:`lloyd_run` takes rows of ``n_features`` (the kernel is available)."""
+    loaded = _load()
+    return isinstance(loaded, _Kernel) and 1 <= n_features <= loaded.direct_max_features
+
+
+def greedy_seeding(x: Tensor, weight: Tensor | None, first: int, uniforms: Tensor) -> Tensor:
+    """scikit-learn's greedy k-means++ on all rows in one call of ``tm_greedy_seeding``.
+
+    The computation of :func:`torchmeans.core.seeding.greedy_kmeans_plusplus_centers`
+    (distances and potentials in float64) on one thread, for small problems.
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(n, d)`` contiguous rows, float32 or float64.
+    weight : Tensor, optional
+        ``(n,)`` weights; None for unit weights.
+    first : int
+        Row index of the first center.
+    uniforms : Tensor
+        ``(k - 1, n_trials)`` float64 uniform draws in ``[0, 1)``, a row per step.
+
+    Returns
+    -------
+    Tensor
+        ``(k,)`` int64 row indices of the centers.
+    """
+    kernel = _kernel()
+    call = "greedy_seeding"
+    n_rows, n_features = _check_x(call, x)
+    _check_buffer(call, "x (the rows)", x)
+    _check_buffer(call, "uniforms", uniforms, dtype=torch.float64)
+    if uniforms.dim() != 2 or uniforms.shape[1] < 1:
+        raise _inconsistent(call, f"uniforms have shape {tuple(uniforms.shape)}, expected "
+                                  "(k - 1, n_trials >= 1)")
+    steps, n_trials = uniforms.shape
+    _check_k(call, steps + 1)
+    weight = _weight_buffer(weight, x.dtype)
+    if weight is not None:
+        _check_buffer(call, "weight", weight, shape=(n_rows,))
+    first = operator.index(first)
+    if not 0 <= first < n_rows:
+        raise _fail(call, f"first={first} is not a row index (0..{n_rows - 1})")
+    if n_trials * n_rows * 8 >= 2**62:
+        raise MemoryError(f"{call}: {n_trials} candidates' distances do not fit in memory")
+    indices = torch.full((steps + 1,), first, dtype=torch.int64)
+    scratch = torch.empty((n_trials + 2) * n_rows, dtype=torch.float64)  # closest | cum | dist
+    at = scratch.data_ptr()
+    kernel.greedy_seeding[x.dtype](
+        n_rows, n_features, x.data_ptr(), None if weight is None else weight.data_ptr(),
+        steps + 1, n_trials, uniforms.data_ptr(), indices.data_ptr(), at, at + 8 * n_rows,
+        at + 16 * n_rows)
+    return indices

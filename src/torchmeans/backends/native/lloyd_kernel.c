@@ -15,6 +15,8 @@
  * - tm_seeding_steps_*: the blocked k-means++ seeding's steps over one pool of proposals.
  * - tm_elkan_pass_*: Elkan's bounded pass, scores only where bounds fail (see below).
  * - tm_sq_distances_*: exact distances of rows to their own centers (inertia).
+ * - tm_lloyd_run_*, tm_greedy_seeding_*: all of a small problem's Lloyd iterations, and its
+ *   greedy k-means++, in one call each on one thread (see the comment above them).
  * - tm_lloyd_direct_*: for few features (d <= DIRECT_MAX_FEATURES), computes the scores
  *   itself, block by block in registers and L1, so no rows x k score block ever reaches
  *   memory; at 1M x 8, k=16 that block is twice the size of the data and writing it was
@@ -45,9 +47,11 @@
 #if defined(__APPLE__)
 #define _DARWIN_C_SOURCE /* sysctlbyname */
 #endif
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <omp.h>
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -400,6 +404,187 @@ void FN(tm_lloyd_direct)(int64_t n_rows, int64_t k, int64_t d, const T *x, int64
 }
 
 #undef DIRECT_CASE
+
+/* Small problems in one call each (tm_lloyd_run, tm_greedy_seeding): a fit of a few hundred
+   rows runs in microseconds, so a pass per call (with its Python around it and a fork of
+   the threads) would cost many times the work. Both run on one thread and allocate
+   nothing: the caller passes every buffer. */
+
+/* One direct pass over all rows on this thread into acc (zeroed here; the layout of
+   tm_lloyd_direct's per-thread block). */
+static void FN(serial_direct_pass)(int64_t n_rows, int64_t k, int64_t d, const T *x,
+                                   const T *centers, const T *sq_norms, const T *weight,
+                                   int64_t *labels, double *acc) {
+    const int64_t width = k * d + k + 2, x_stride = d;
+    for (int64_t j = 0; j < width; ++j) acc[j] = 0.0;
+    double *sums = acc, *weights = acc + k * d;
+    double inertia = 0.0, changed = 0.0;
+    T best[BLOCK];
+    int32_t label[BLOCK];
+    T xt[DIRECT_MAX_FEATURES * BLOCK];
+    for (int64_t begin = 0; begin < n_rows; begin += BLOCK) {
+        const int64_t rows = n_rows - begin < BLOCK ? n_rows - begin : BLOCK;
+        switch (d) {
+#define SERIAL_CASE(D) \
+    case D: FN(direct_block)(rows, k, D, xt, x + begin * x_stride, x_stride, centers, sq_norms, best, label); break;
+            SERIAL_CASE(1) SERIAL_CASE(2) SERIAL_CASE(3) SERIAL_CASE(4)
+            SERIAL_CASE(5) SERIAL_CASE(6) SERIAL_CASE(7) SERIAL_CASE(8)
+            SERIAL_CASE(9) SERIAL_CASE(10) SERIAL_CASE(11) SERIAL_CASE(12)
+            SERIAL_CASE(13) SERIAL_CASE(14) SERIAL_CASE(15) SERIAL_CASE(16)
+#undef SERIAL_CASE
+        }
+        FN(finish_block)(begin, rows, d, best, label, x, x_stride, weight, labels, 0, sums,
+                         weights, &inertia, &changed, 0);
+    }
+    weights[k] = inertia;
+    weights[k + 1] = changed;
+}
+
+/* Squared norms of the centers as torch sums a short row: in order, each square rounded. */
+static void FN(center_sq_norms)(int64_t k, int64_t d, const T *centers, T *sq_norms) {
+    for (int64_t j = 0; j < k; ++j) {
+        T total = 0;
+        for (int64_t f = 0; f < d; ++f) total += centers[j * d + f] * centers[j * d + f];
+        sq_norms[j] = total;
+    }
+}
+
+/* Lloyd's iterations on a small problem, as torchmeans/core/lloyd.py's loop runs them with
+   the native backend: each pass is tm_lloyd_direct's (the same scores, so the same labels),
+   the update the plain quotient of the float64 sums, rounded to T and round-tripped
+   through the offset ((c + offset) - offset, lloyd.as_returned), the stop scikit-learn's
+   (no label changed, or the squared center shift within tol). The shift is summed in
+   float64 (the loop sums it in T: the two agree but for the last bits).
+   centers (k x d) in: the initial ones, out: the final ones; labels (n) out; previous (n),
+   acc (k*d + k + 2), new_centers (k x d) and sq_norms (k) scratch; history (max_iter x 4)
+   out: inertia (inertia_offset + the pass's partial inertia, at least 0), shift, changed
+   labels, 0. outcome[0]: 1 converged, 0 max_iter reached, 2 handed back: a pass left a
+   cluster without weight (or a weight below DBL_MIN); its iteration is not counted, and
+   centers and labels are those it started from (the engine relocates as scikit-learn
+   does). outcome[1]: whether the last pass's labels are final (no label changed and no
+   center moved); sq_norms then hold the final centers' norms that labelled them.
+   Returns the number of iterations counted. */
+int64_t FN(tm_lloyd_run)(int64_t n_rows, int64_t k, int64_t d, const T *x, const T *weight,
+                         const T *offset, T *centers, int64_t *labels, int64_t *previous,
+                         double *acc, T *new_centers, T *sq_norms, int64_t max_iter,
+                         double tol, double inertia_offset, double *history,
+                         int64_t *outcome) {
+    outcome[0] = 0;
+    outcome[1] = 0;
+    if (d < 1 || d > DIRECT_MAX_FEATURES) return 0; /* the caller checks */
+    const double *sums = acc, *weights = acc + k * d;
+    for (int64_t iteration = 0; iteration < max_iter; ++iteration) {
+        FN(center_sq_norms)(k, d, centers, sq_norms);
+        memcpy(previous, labels, (size_t)n_rows * sizeof(int64_t));
+        FN(serial_direct_pass)(n_rows, k, d, x, centers, sq_norms, weight, labels, acc);
+        for (int64_t j = 0; j < k; ++j)
+            if (!(weights[j] >= DBL_MIN)) {
+                memcpy(labels, previous, (size_t)n_rows * sizeof(int64_t));
+                outcome[0] = 2;
+                return iteration;
+            }
+        double shift = 0.0;
+        int moved = 0;
+        for (int64_t j = 0; j < k; ++j)
+            for (int64_t f = 0; f < d; ++f) {
+                T mean = (T)(sums[j * d + f] / weights[j]);
+                mean = (mean + offset[f]) - offset[f];
+                const T old = centers[j * d + f];
+                const double difference = (double)(T)(mean - old);
+                shift += difference * difference;
+                moved |= mean != old;
+                new_centers[j * d + f] = mean;
+            }
+        const double n_changed = weights[k + 1];
+        double inertia = weights[k] + inertia_offset;
+        inertia = inertia < 0.0 ? 0.0 : inertia; /* (NaN stays NaN) */
+        double *row = history + iteration * 4;
+        row[0] = inertia;
+        row[1] = shift;
+        row[2] = n_changed;
+        row[3] = 0.0;
+        memcpy(centers, new_centers, (size_t)(k * d) * sizeof(T));
+        if (n_changed == 0.0 || shift <= tol) {
+            outcome[0] = 1;
+            outcome[1] = n_changed == 0.0 && !moved;
+            return iteration + 1;
+        }
+    }
+    return max_iter;
+}
+
+/* Squared distance in float64, summed over the features in order. */
+INLINE double FN(wide_sq_distance)(int64_t d, const T *a, const T *b) {
+    double total = 0.0;
+    for (int64_t f = 0; f < d; ++f) {
+        const double difference = (double)a[f] - (double)b[f];
+        total += difference * difference;
+    }
+    return total;
+}
+
+/* First i with cumulative[i] > target (right), or >= target (left); n if none. */
+INLINE int64_t FN(search_cumulative)(const double *cumulative, int64_t n, double target, int right) {
+    int64_t low = 0, high = n;
+    while (low < high) {
+        const int64_t middle = low + (high - low) / 2;
+        if (right ? cumulative[middle] <= target : cumulative[middle] < target) low = middle + 1;
+        else high = middle;
+    }
+    return low;
+}
+
+/* scikit-learn's greedy k-means++ on all rows (torchmeans/core/seeding.py,
+   greedy_kmeans_plusplus_centers, computes the same with torch ops): indices[0] given; each
+   step draws n_trials rows by w D^2 with its row of uniforms ((k - 1) x n_trials, in [0, 1):
+   the row whose interval of the float64 cumulative sum holds u times the total, at most the
+   last of positive weight; by weight alone where D^2 is 0 everywhere) and keeps the one
+   leaving the least potential sum_i w_i min(D_i^2, |x_i - c|^2), the first on ties. Distances
+   and potentials in float64. closest, cumulative (n) and distances (n_trials x n) are
+   scratch; indices (k) out. */
+void FN(tm_greedy_seeding)(int64_t n, int64_t d, const T *x, const T *weight, int64_t k,
+                           int64_t n_trials, const double *uniforms, int64_t *indices,
+                           double *closest, double *cumulative, double *distances) {
+    const T *first = x + indices[0] * d;
+    for (int64_t i = 0; i < n; ++i) closest[i] = FN(wide_sq_distance)(d, x + i * d, first);
+    for (int64_t step = 1; step < k; ++step) {
+        double running = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+            running += weight ? closest[i] * (double)weight[i] : closest[i];
+            cumulative[i] = running;
+        }
+        if (!(running > 0.0)) { /* every row on a center: by weight */
+            running = 0.0;
+            for (int64_t i = 0; i < n; ++i) {
+                running += weight ? (double)weight[i] : 1.0;
+                cumulative[i] = running;
+            }
+        }
+        const double total = cumulative[n - 1];
+        const int64_t last_positive = FN(search_cumulative)(cumulative, n, total, 0);
+        int64_t winner = 0, winner_row = 0;
+        double least = INFINITY;
+        for (int64_t t = 0; t < n_trials; ++t) {
+            int64_t row = FN(search_cumulative)(cumulative, n, uniforms[(step - 1) * n_trials + t]
+                                                           * total, 1);
+            row = row < last_positive ? row : last_positive;
+            const T *candidate = x + row * d;
+            double *lowered = distances + t * n, potential = 0.0;
+            for (int64_t i = 0; i < n; ++i) {
+                const double distance = FN(wide_sq_distance)(d, x + i * d, candidate);
+                lowered[i] = distance < closest[i] ? distance : closest[i];
+                potential += weight ? (double)weight[i] * lowered[i] : lowered[i];
+            }
+            if (potential < least || t == 0) {
+                least = potential;
+                winner = t;
+                winner_row = row;
+            }
+        }
+        indices[step] = winner_row;
+        memcpy(closest, distances + winner * n, (size_t)n * sizeof(double));
+    }
+}
 
 #if TILED_BYTES
 /* The tiled kernel (d > DIRECT_MAX_FEATURES): a GEMM whose epilogue is the first minimum.
