@@ -1,7 +1,9 @@
 """Small problems: the per-fit cost of small fits against scikit-learn and FAISS.
 
-Three shapes (``make_blobs``, ``random_state=0``): the seed's demo, 300 x 2 with k=4
-(``cluster_std=0.6``), 5,000 x 16 with k=8 and 50,000 x 32 with k=16. Warm, in one process:
+Four shapes (``make_blobs``, ``random_state=0``): the seed's demo, 300 x 2 with k=4
+(``cluster_std=0.6``), 16,384 x 4 with k=4 (``n k d = 2^18``: the largest fit whose
+iterations and seeding each run in one native call), 5,000 x 16 with k=8 and 50,000 x 32
+with k=16. Warm, in one process:
 each library fits the same data ``--fits`` times per repeat (fewer for the larger shapes),
 with ``random_state`` cycling through 0-9 (the iteration count depends on the seeds); the
 libraries take turns repeat by repeat, and each time is the median per fit over
@@ -28,6 +30,8 @@ import torchmeans
 
 SHAPES = {  # name: (n_samples, n_features, k, cluster_std, fits per repeat at --fits 100)
     "300 x 2, k=4": (300, 2, 4, 0.6, 1.0),
+    # n k d = 2^18: the largest problem whose iterations and seeding run in one native call
+    "16,384 x 4, k=4": (16_384, 4, 4, 1.0, 0.1),
     "5,000 x 16, k=8": (5_000, 16, 8, 1.0, 0.2),
     "50,000 x 32, k=16": (50_000, 32, 16, 1.0, 0.03),
 }

@@ -13,8 +13,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 import torchmeans
-from torchmeans.core import batched as core_batched
-from torchmeans.core import lloyd as core_lloyd
+from torchmeans.backends.torch import TorchBackend
 from torchmeans.estimators.batched import BatchedKMeans, batched_kmeans
 
 
@@ -134,14 +133,13 @@ def test_finished_problems_stop_costing_work(monkeypatch):
     X = torch.cat([_problems(1, 300, 2, seed=0),
                    torch.randn(1, 300, 2, dtype=torch.float64)])  # blobs settle fast
     sizes = []
-    original = core_batched.batched_pass
+    original = TorchBackend.batched_pass
 
-    def counting(pb, source, centers, labels, deterministic):
+    def counting(self, pb, source, centers, labels, deterministic):
         sizes.append(source.numel())
-        return original(pb, source, centers, labels, deterministic)
+        return original(self, pb, source, centers, labels, deterministic)
 
-    monkeypatch.setattr(core_batched, "batched_pass", counting)  # the final pass
-    monkeypatch.setattr(core_lloyd, "batched_pass", counting)  # the Lloyd passes
+    monkeypatch.setattr(TorchBackend, "batched_pass", counting)  # Lloyd's and the final pass
     result = batched_kmeans(X, 4, init=X[:, :4].clone(), tol=0)
     assert int(result.n_iter[0]) != int(result.n_iter[1])
     lloyd_passes = sizes[:-1]  # the last pass is the final assignment of every problem

@@ -166,7 +166,7 @@ def test_verbose_and_checkpoints_run_the_engine_loop(monkeypatch, tmp_path, caps
 
 def greedy_oracle(x: np.ndarray, weight: np.ndarray | None, first: int,
                   uniforms: np.ndarray) -> list[int]:
-    """scikit-learn's greedy k-means++ in float64 NumPy, on given uniform numbers."""
+    """scikit-learn's greedy k-means++ in float64 NumPy, on given uniforms (row-order sums)."""
     x = x.astype(np.float64)
     w = np.ones(len(x)) if weight is None else weight.astype(np.float64)
     chosen = [first]
@@ -180,7 +180,7 @@ def greedy_oracle(x: np.ndarray, weight: np.ndarray | None, first: int,
         picks = np.minimum(np.searchsorted(cumulative, row * cumulative[-1], side="right"),
                            last_positive)
         distances = np.minimum(((x[None] - x[picks][:, None]) ** 2).sum(axis=2), closest)
-        best = int(np.argmin(distances @ w))
+        best = int(np.argmin(np.cumsum(distances * w, axis=1)[:, -1]))  # row order
         chosen.append(int(picks[best]))
         closest = distances[best]
     return chosen
@@ -198,13 +198,15 @@ def test_greedy_seeding_kernel_and_torch_match_the_oracle(monkeypatch, dtype, we
             weight[rng.random(n) < 0.2] = 0.0  # rows of weight 0 are never drawn
             weight[0] = 1.0
         uniforms = rng.random((k - 1, 2 + trial % 3))
-        first = int(rng.integers(0, n))
-        if weighted and weight[first] == 0:
-            first = 0
+        first_uniform = rng.random()
+        by_weight = np.cumsum(np.ones(n) if weight is None else weight)
+        first = min(int(np.searchsorted(by_weight, first_uniform * by_weight[-1], side="right")),
+                    int(np.searchsorted(by_weight, by_weight[-1], side="left")))
         expected = greedy_oracle(x, weight, first, uniforms)
         X = torch.from_numpy(x)
         W = None if weight is None else torch.from_numpy(weight).to(X.dtype)
-        native = kernel.greedy_seeding(X, W, first, torch.from_numpy(uniforms))
+        draws = torch.from_numpy(np.concatenate([[first_uniform], uniforms.ravel()]))
+        native = kernel.greedy_seeding(X, W, draws, uniforms.shape[1])
         assert native.tolist() == expected
         if weighted:
             assert bool((torch.from_numpy(weight)[native] > 0).all())
@@ -225,7 +227,8 @@ def test_greedy_seeding_with_fewer_distinct_rows_than_clusters():
     x = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]]), 5, axis=0)
     uniforms = np.random.default_rng(1).random((4, 3))
     expected = greedy_oracle(x, None, 0, uniforms)
-    native = kernel.greedy_seeding(torch.from_numpy(x), None, 0, torch.from_numpy(uniforms))
+    draws = torch.from_numpy(np.concatenate([[0.0], uniforms.ravel()]))  # the first: row 0
+    native = kernel.greedy_seeding(torch.from_numpy(x), None, draws, 3)
     assert native.tolist() == expected
     assert {tuple(x[i]) for i in expected} == {(0.0, 0.0), (1.0, 1.0)}
 
@@ -273,14 +276,17 @@ def test_lloyd_run_refuses_what_it_cannot_read():
 
 def test_greedy_seeding_refuses_what_it_cannot_read():
     x = torch.randn(20, 3, dtype=torch.float64)
-    uniforms = torch.rand(3, 2, dtype=torch.float64)
-    with pytest.raises(ValueError, match="first"):
-        kernel.greedy_seeding(x, None, 20, uniforms)
+    uniforms = torch.rand(7, dtype=torch.float64)  # k = 4 with 2 trials
+    assert kernel.greedy_seeding(x, None, uniforms, 2).shape == (4,)
     with pytest.raises(ValueError, match="uniforms"):
-        kernel.greedy_seeding(x, None, 0, uniforms.float())
+        kernel.greedy_seeding(x, None, uniforms.float(), 2)
     with pytest.raises(ValueError, match="uniforms"):
-        kernel.greedy_seeding(x, None, 0, torch.rand(3, 0, dtype=torch.float64))
+        kernel.greedy_seeding(x, None, uniforms, 4)  # 6 later draws are not steps of 4
+    with pytest.raises(ValueError, match="uniforms"):
+        kernel.greedy_seeding(x, None, uniforms, 0)
+    with pytest.raises(ValueError, match="uniforms"):
+        kernel.greedy_seeding(x, None, uniforms.view(7, 1), 1)
     with pytest.raises(ValueError, match="weight"):
-        kernel.greedy_seeding(x, torch.ones(19, dtype=torch.float64), 0, uniforms)
+        kernel.greedy_seeding(x, torch.ones(19, dtype=torch.float64), uniforms, 2)
     with pytest.raises(ValueError, match="contiguous"):
-        kernel.greedy_seeding(torch.randn(20, 6, dtype=torch.float64)[:, :3], None, 0, uniforms)
+        kernel.greedy_seeding(torch.randn(20, 6, dtype=torch.float64)[:, :3], None, uniforms, 2)

@@ -1,7 +1,8 @@
 """The interface every backend implements: what the engine asks of the code that runs a pass.
 
 A backend computes the engine's operations on a :class:`~torchmeans.data.KMeansData`: the
-Lloyd pass (labels and the flat accumulator of :mod:`torchmeans.core.accumulate`), the
+Lloyd pass (labels and the flat accumulator of :mod:`torchmeans.core.accumulate`; over many
+problems at once, :meth:`Backend.batched_pass`), the
 nearest centers (final assignment, ``predict``), the seeding's minima, exact distances, and
 where it has them its own Elkan pass and seeding steps. It says whether it can run on given
 data (:meth:`Backend.unsupported`, with the reason) and whether ``backend='auto'`` takes it
@@ -24,6 +25,7 @@ from typing import Any, ClassVar, NamedTuple
 from torch import Tensor
 
 from torchmeans.data.base import Chunk, KMeansData
+from torchmeans.data.batched import ProblemBatch
 
 __all__ = ["Backend", "LloydRun"]
 
@@ -48,6 +50,9 @@ class LloydRun(NamedTuple):
     """Whether the last pass labelled the rows against the final centers (none moved)."""
     sq_norms: Tensor
     """``(k,)`` the norms the last pass scored with (the final centers' where final)."""
+    distances: Tensor | None
+    """Where the labels are final: the rows' exact squared distances to their centers, the
+    numbers :meth:`Backend.sq_distances` gives (the inertia's terms); else None."""
 
 
 class Backend:
@@ -120,6 +125,16 @@ class Backend:
         """Exact ``||x_i - centers[labels_i]||^2`` of a chunk's rows."""
         raise NotImplementedError
 
+    def batched_pass(self, problems: ProblemBatch, source: Tensor, centers: Tensor,
+                     labels: Tensor, deterministic: bool) -> tuple[Tensor, Tensor]:
+        """One Lloyd pass over many problems: their new labels and one accumulator row each.
+
+        The problems are a leading dimension (:class:`~torchmeans.data.batched.ProblemBatch`;
+        ``source`` picks each pass problem's rows); see :meth:`TorchBackend.batched_pass
+        <torchmeans.backends.torch.TorchBackend.batched_pass>`.
+        """
+        raise NotImplementedError
+
     def elkan_pass(self, chunk: Chunk, margin: Tensor, centers: Tensor, center_sq_norms: Tensor,
                    drift: Tensor, half_gaps: Tensor, upper: Tensor, lower: Tensor,
                    labels: Tensor) -> int:
@@ -137,8 +152,8 @@ class Backend:
         """
         return None
 
-    def greedy_seeding(self, x: Tensor, weight: Tensor | None, first: int,
-                       uniforms: Tensor) -> Tensor | None:
+    def greedy_seeding(self, x: Tensor, weight: Tensor | None, uniforms: Tensor,
+                       n_trials: int) -> Tensor | None:
         """Row indices of greedy k-means++ on all of ``x`` in one call, or None (not run).
 
         What :func:`torchmeans.core.seeding.greedy_kmeans_plusplus_centers` computes with

@@ -16,9 +16,15 @@ import torch
 from torch import Tensor
 
 from torchmeans.backends.base import Backend
-from torchmeans.core.accumulate import new_accumulator
+from torchmeans.core.accumulate import (
+    Accumulator,
+    accumulator_width,
+    new_accumulator,
+    segment_sums,
+)
 from torchmeans.core.precision import certify, largest_norm, resolve_in_float64, top2
 from torchmeans.data.base import Chunk, KMeansData, supports_float64, weighted_sum
+from torchmeans.data.batched import ProblemBatch, block_sizes, groups, select
 
 __all__ = [
     "SMALL_K",
@@ -346,3 +352,58 @@ class TorchBackend(Backend):
                      labels: Tensor) -> Tensor:
         """Return ``||x_i - centers[labels_i]||^2`` of a chunk's rows (from the differences)."""
         return data.sq_distances_to(chunk, centers, labels)
+
+    def batched_pass(self, problems: ProblemBatch, source: Tensor, centers: Tensor,
+                     labels: Tensor, deterministic: bool) -> tuple[Tensor, Tensor]:
+        """Assign the rows of problems ``source`` to ``centers`` and sum them per cluster.
+
+        ``labels`` are the problems' previous labels (``-1`` before the first pass and outside
+        the mask). Returns the new labels and a ``(problems, k * d + k + 2)`` accumulator (one
+        :class:`~torchmeans.core.accumulate.Accumulator` row per problem: sums, weights, NaN
+        for the partial inertia, which the batched loop does not read, and the number of
+        labels that changed).
+        """
+        n_problems, n_clusters = centers.shape[:2]
+        n_samples, n_features = problems.x.shape[1:]
+        group, rows = block_sizes(n_problems, n_samples, n_clusters, problems.x.element_size(),
+                                  problems.budget)
+        new_labels = torch.empty_like(labels)
+        flat = centers.new_empty(n_problems, accumulator_width(n_clusters, n_features))
+        accumulator = Accumulator.split(flat, n_clusters, n_features)
+        # One scores buffer for every block: allocating it per block costs more than the
+        # product itself on the CPU (fresh pages).
+        buffer = centers.new_empty(min(group, n_problems) * rows * n_clusters)
+        for ids in groups(n_problems, group, source.device):
+            block = source[ids]
+            x, weight = select(problems.x, block), select(problems.weight, block)
+            transposed = centers[ids].transpose(1, 2)
+            sq_centers = centers[ids].square().sum(dim=2)[:, None, :]
+            segment = (torch.arange(ids.numel(), device=x.device) * n_clusters)[:, None]
+            n_segments = ids.numel() * n_clusters
+            group_sums = centers.new_zeros(n_segments, n_features)
+            group_weights = centers.new_zeros(n_segments)
+            for start in range(0, n_samples, rows):
+                stop = min(start + rows, n_samples)
+                chunk, chunk_weight = x[:, start:stop], weight[:, start:stop]
+                scores = torch.baddbmm(sq_centers, chunk, transposed, alpha=-2,
+                                       out=buffer[: chunk.numel() // n_features * n_clusters].view(
+                                           ids.numel(), stop - start, n_clusters))
+                # ``min`` gives the first minimum on ties (as a single fit), and is faster than
+                # ``argmin`` on the CPU.
+                chunk_labels = scores.min(dim=2).indices
+                index = (chunk_labels + segment).flatten()
+                weighted = (chunk if problems.unit_weights else
+                            chunk * chunk_weight[..., None]).reshape(-1, n_features)
+                segment_sums(weighted, index, n_segments, deterministic=deterministic,
+                             out=group_sums)
+                segment_sums(chunk_weight.flatten(), index, n_segments, deterministic=deterministic,
+                             out=group_weights)
+                if not problems.unit_weights:  # rows outside the mask get -1
+                    valid = select(problems.valid, block)[:, start:stop]
+                    chunk_labels = torch.where(valid, chunk_labels, -1)
+                new_labels[ids, start:stop] = chunk_labels
+            accumulator.sums[ids] = group_sums.view(-1, n_clusters, n_features)
+            accumulator.weights[ids] = group_weights.view(-1, n_clusters)
+        accumulator.partial_inertia.fill_(torch.nan)
+        accumulator.n_changed.copy_((new_labels != labels).sum(dim=1))
+        return new_labels, flat

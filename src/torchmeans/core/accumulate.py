@@ -4,7 +4,7 @@ A pass over the data fills one flat accumulator (:class:`Accumulator`): ``[sums 
 weights (k) | partial inertia | n changed]``. Every backend's pass returns this layout, a
 distributed fit all-reduces it in one call, and the Lloyd loop reads it back with
 :meth:`Accumulator.parts`; the pass over many independent problems
-(:func:`torchmeans.core.batched.batched_pass`) returns one such row per problem, read with
+(:meth:`~torchmeans.backends.base.Backend.batched_pass`) returns one such row per problem, read with
 :meth:`Accumulator.split`.
 
 Every per-cluster sum of the engine (Lloyd's accumulators, the batched problems'

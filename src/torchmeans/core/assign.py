@@ -116,18 +116,22 @@ def _weighted_total(distances: Tensor, weight: Tensor | None, dtype: torch.dtype
 
 
 def inertia_of(data: KMeansData, centers: Tensor, labels: Tensor, *,
-               backend: Backend | None = None, chunk_bytes: int | None = None) -> Tensor:
+               backend: Backend | None = None, chunk_bytes: int | None = None,
+               distances: Tensor | None = None) -> Tensor:
     """Exact weighted inertia ``sum_i w_i ||x_i - centers[labels_i]||^2`` (a 0-d tensor).
 
     The distances come from ``backend`` (default: the torch reference), summed in the
     chunks of its :meth:`~Backend.nearest`: the same total as :func:`assign`'s.
+    ``distances``: all rows' distances already computed as ``backend`` computes them
+    (:attr:`~torchmeans.core.lloyd.LloydResult.distances`), summed in the same chunks.
     """
     backend = backend or REGISTRY["torch"]
     rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
     inertia = torch.zeros((), dtype=_inertia_dtype(data), device=data.device)
     for chunk in data.chunks(backend.nearest_chunk_rows(data, rows, centers.shape[0])):
-        distances = backend.sq_distances(data, chunk, centers, labels[chunk.start : chunk.stop])
-        inertia += _weighted_total(distances, chunk.weight, inertia.dtype)
+        part = (backend.sq_distances(data, chunk, centers, labels[chunk.start : chunk.stop])
+                if distances is None else distances[chunk.start : chunk.stop])
+        inertia += _weighted_total(part, chunk.weight, inertia.dtype)
     return inertia
 
 

@@ -271,7 +271,8 @@ def fit_data(
             # are round-tripped through the offset, lloyd.as_returned, so they are equal).
             final = Assignment(result.labels, inertia_of(data, shifted, result.labels,
                                                          backend=backend,
-                                                         chunk_bytes=chunk_bytes))
+                                                         chunk_bytes=chunk_bytes,
+                                                         distances=result.distances))
         else:
             final = assign(data, shifted, backend=backend, chunk_bytes=chunk_bytes,
                            labels_out=result.labels, previous=result.labels)

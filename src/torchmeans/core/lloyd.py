@@ -11,7 +11,7 @@ iteration.
 The update itself (:func:`update_centers`, :func:`relocate_empty_clusters`,
 :func:`center_shift`, :func:`converged`) is written over leading batch dimensions: the
 single loop (:func:`lloyd`) and the loop over many independent problems
-(:func:`batched_lloyd`, passes of :mod:`torchmeans.core.batched`) run the same functions.
+(:func:`batched_lloyd`, the backend's ``batched_pass``) run the same functions.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from torchmeans.backends import get_backend
 from torchmeans.backends.base import Backend
 from torchmeans.core.accumulate import Accumulator
 from torchmeans.core.assign import chunk_rows_for
-from torchmeans.core.batched import ProblemBatch, batched_pass
 from torchmeans.core.bounds import BoundedPass, center_groups
 from torchmeans.data.base import KMeansData, supports_float64, wide_dot
+from torchmeans.data.batched import ProblemBatch
 from torchmeans.data.dense import DenseData
 
 __all__ = [
@@ -141,6 +141,9 @@ class LloydResult(NamedTuple):
     labels_are_final: bool = False
     """True when ``labels`` are already the nearest centers of ``centers``: the last
     iteration changed no label and left the centers bit-for-bit where they were."""
+    distances: Tensor | None = None
+    """Where labels are final and the backend's run computed them: the rows' exact squared
+    distances to their centers (the inertia's terms, :meth:`Backend.sq_distances`'s)."""
 
 
 def as_returned(centers: Tensor, offset: Tensor) -> Tensor:
@@ -365,8 +368,6 @@ def lloyd(
     if isinstance(backend, str):
         backend = get_backend(backend)
     n_clusters, n_features = centers.shape
-    rows = chunk_rows_for(data, n_clusters, chunk_bytes)
-    labels = torch.full((data.n_samples,), -1, dtype=torch.int64, device=data.device)
     first_iteration = 0
     # Running totals (sums, weights, inertia) in float64 where the device has it: they do
     # not drift as rows move in and out, and float32 inertias would overflow at 3e38.
@@ -393,9 +394,12 @@ def lloyd(
                 # Final only if the pass scored with the norms nearest() computes.
                 final = run.labels_final and backend.exact_pass_labels and torch.equal(
                     run.sq_norms, run.centers.square().sum(dim=1))
-                return LloydResult(run.centers, run.labels, len(history), history, final)
+                return LloydResult(run.centers, run.labels, len(history), history, final,
+                                   run.distances if final else None)
             start = RunState(len(history), run.centers, run.labels, torch.empty(0),
                              torch.empty(0), False, history)
+    rows = chunk_rows_for(data, n_clusters, chunk_bytes)
+    labels = torch.full((data.n_samples,), -1, dtype=torch.int64, device=data.device)
     # Running per-cluster sums and weights. With unit weights, once few labels change,
     # a pass only adds the rows that moved (``incremental``); the totals are kept in
     # float64 so that adding and removing rows does not drift, and the weights stay
@@ -492,19 +496,22 @@ def lloyd(
 
 
 def batched_lloyd(problems: ProblemBatch, source: Tensor, centers: Tensor, *, max_iter: int,
-                  tol: float, spherical: bool, deterministic: bool) -> tuple[Tensor, Tensor]:
+                  tol: float, spherical: bool, deterministic: bool,
+                  backend: Backend | None = None) -> tuple[Tensor, Tensor]:
     """Run Lloyd on many independent problems at once, each until it converges.
 
     ``centers`` ``(P, k, d)`` are the initial centers of the problems ``source`` (each an
     index into ``problems``: restarts read the same rows), in their shifted space; they
     are updated in place and returned with each problem's iteration count. Every pass is
-    :func:`~torchmeans.core.batched.batched_pass` over the problems still running; the
+    :meth:`backend.batched_pass <torchmeans.backends.base.Backend.batched_pass>` (default: the
+    torch backend's) over the problems still running; the
     update, the relocation of empty clusters and the stopping rule are the single fit's
     (:func:`update_centers`, :func:`relocate_empty_clusters`, :func:`converged`, with
     ``tol`` scaled by each problem's variance), so each problem ends as :func:`lloyd`
     would on it alone, up to rounding (no round trip through the offset, own reduction
     order). A problem that stops costs nothing in later passes.
     """
+    backend = backend or get_backend("torch")
     n_problems, n_clusters, n_features = centers.shape
     labels = torch.full((n_problems, problems.x.shape[1]), -1, dtype=torch.int64,
                         device=problems.x.device)
@@ -516,8 +523,8 @@ def batched_lloyd(problems: ProblemBatch, source: Tensor, centers: Tensor, *, ma
         if active.numel() == 0:
             break
         run_source, old_centers = source[active], centers[active]
-        new_labels, flat = batched_pass(problems, run_source, old_centers, labels[active],
-                                        deterministic)
+        new_labels, flat = backend.batched_pass(problems, run_source, old_centers,
+                                                labels[active], deterministic)
         accumulator = Accumulator.split(flat, n_clusters, n_features)
         sums, weights = accumulator.sums.to(wide), accumulator.weights.to(wide)
         if bool((weights == 0).any()):

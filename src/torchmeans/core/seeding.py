@@ -37,8 +37,8 @@ from torch import Tensor
 from torchmeans.backends import seeding_backend
 from torchmeans.backends.torch import center_terms, chunk_scores
 from torchmeans.core.assign import chunk_budget, chunk_rows_for
-from torchmeans.core.batched import ProblemBatch, block_sizes, groups, select
 from torchmeans.data.base import KMeansData, supports_float64
+from torchmeans.data.batched import ProblemBatch, block_sizes, groups, select
 
 __all__ = [
     "WeightedRows",
@@ -121,16 +121,23 @@ def fixed_order_potentials(distances: Tensor, weight: Tensor | None) -> Tensor:
     return total
 
 
-def best_candidate(distances: Tensor, closest: Tensor, weight: Tensor | None) -> Tensor:
+def best_candidate(distances: Tensor, closest: Tensor, weight: Tensor | None, *,
+                   in_row_order: bool = False) -> Tensor:
     """Index of the candidate leaving the least potential: every strategy's choice of winner.
 
     ``distances`` ``(..., trials, n)`` holds each candidate's squared distances to the
     rows, ``closest`` ``(..., n)`` the rows' current ``D^2``; ``distances`` is lowered to
     ``closest`` in place (each candidate's ``D^2`` after it is chosen) and the potentials
-    ``sum_i w_i min(D_i^2, d(x_i, c)^2)`` are summed by :func:`fixed_order_potentials`.
-    The first candidate wins ties. Leading dimensions are independent problems.
+    ``sum_i w_i min(D_i^2, d(x_i, c)^2)`` are summed by :func:`fixed_order_potentials`, or
+    with ``in_row_order`` one row after the other (a scan, in :func:`draw_dtype`: the order
+    of the greedy seeding's one-call kernel, so that the two break exact ties alike: two
+    candidates that are each other's nearest rows leave the same potential). The first
+    candidate wins ties. Leading dimensions are independent problems.
     """
     torch.minimum(distances, closest.unsqueeze(-2), out=distances)
+    if in_row_order:
+        terms = distances if weight is None else distances * weight.unsqueeze(-2)
+        return terms.to(draw_dtype(distances.device)).cumsum(dim=-1)[..., -1].argmin(dim=-1)
     return fixed_order_potentials(distances, weight).argmin(dim=-1)
 
 
@@ -208,9 +215,9 @@ def greedy_kmeans_plusplus_centers(
 ) -> tuple[Tensor, Tensor]:
     """scikit-learn's greedy k-means++ on all rows: the seeding of small problems.
 
-    The first center is drawn by weight (:func:`choose_candidates`), then all the
-    uniform numbers of the later steps at once, ``(n_clusters - 1, n_local_trials)``:
-    each step draws its candidates by ``w D^2`` from its row of them and keeps the one
+    The uniform numbers of every draw are drawn at once (``1 + (n_clusters - 1) *
+    n_local_trials``): the first center is drawn by weight (:func:`choose_candidates`), then
+    each step draws its ``n_local_trials`` candidates by ``w D^2`` and keeps the one
     leaving the least potential (:func:`best_candidate`); where ``D`` is 0 on every row
     (fewer distinct rows than clusters) the candidates are drawn by weight alone.
     Distances and potentials are computed in :func:`draw_dtype`, so the seeding
@@ -231,13 +238,14 @@ def greedy_kmeans_plusplus_centers(
     device, wide = data.device, draw_dtype(data.device)
     x = data.all_rows()
     weight = None if data.unit_weights else data.sample_weight
-    first = choose_candidates(data.sample_weight, 1, generator, unit_weights=data.unit_weights)
-    uniforms = torch.rand(n_clusters - 1, n_local_trials, generator=generator, device=device,
-                          dtype=wide)
-    indices = seeding_backend(data).greedy_seeding(x, weight, int(first), uniforms)
+    uniforms = torch.rand(1 + (n_clusters - 1) * n_local_trials, generator=generator,
+                          device=device, dtype=wide)
+    indices = seeding_backend(data).greedy_seeding(x, weight, uniforms, n_local_trials)
     if indices is None:
+        first = choose_candidates(data.sample_weight, 1, None, unit_weights=data.unit_weights,
+                                  draws=uniforms[:1])
         indices = _greedy_steps(x.to(wide), None if weight is None else weight.to(wide),
-                                first, uniforms)
+                                first, uniforms[1:].view(n_clusters - 1, n_local_trials))
     return data.take(indices), indices
 
 
@@ -253,7 +261,7 @@ def _greedy_steps(x: Tensor, weight: Tensor | None, first: Tensor, uniforms: Ten
         picks = choose_candidates(weight, step_uniforms.numel(), None, times,
                                   unit_weights=unit, draws=step_uniforms)
         distances = (x[None] - x[picks][:, None]).square().sum(dim=2)
-        best = best_candidate(distances, closest, None if unit else weight)
+        best = best_candidate(distances, closest, None if unit else weight, in_row_order=True)
         closest = distances[best]
         indices.append(picks[best].reshape(1))
     return torch.cat(indices)

@@ -101,9 +101,10 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
     _default_n_init = 10
     """``n_init='auto'`` for ``'random'`` and callables (scikit-learn: 10, mini-batch 3)."""
 
-    def _validate_params(self) -> None:
-        """Check the parameters against their constraints (``InvalidParameterError``)."""
-        validate_parameters(self.get_params(deep=False), type(self).__name__)
+    def _validate_params(self, params: dict[str, Any] | None = None) -> None:
+        """Check the parameters (``params``: ``get_params()``'s, when the caller has them)."""
+        validate_parameters(self.get_params(deep=False) if params is None else params,
+                            type(self).__name__)
 
     @classmethod
     def _get_param_names(cls) -> list[str]:

@@ -8,7 +8,7 @@ large one rather than as a Python-level fit each.
 
 This module checks the input and orchestrates the fit (restarts, the best restart,
 ``predict``). The engine is the core's, with the problems as a leading dimension: the
-passes in :mod:`torchmeans.core.batched`, the Lloyd loop
+backend's ``batched_pass`` (the torch backend's: no other has its own yet), the Lloyd loop
 :func:`torchmeans.core.lloyd.batched_lloyd` (the single fit's update, relocation and
 stopping rule) and the seeding
 :func:`torchmeans.core.seeding.batched_kmeans_plusplus_centers` (k-means++'s shared
@@ -40,8 +40,9 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from torch import Tensor
 
+from torchmeans.backends import get_backend
 from torchmeans.core.assign import DEFAULT_CHUNK_BYTES, FALLBACK_CHUNK_BYTES
-from torchmeans.core.batched import ProblemBatch, batched_pass, final_assignment
+from torchmeans.core.batched import final_assignment
 from torchmeans.core.lloyd import batched_lloyd
 from torchmeans.core.precision import full_float32_matmul, with_full_float32_matmul
 from torchmeans.core.seeding import batched_kmeans_plusplus_centers, batched_random_centers
@@ -55,6 +56,7 @@ from torchmeans.core.validation import (
     to_device,
 )
 from torchmeans.data.base import accumulation_dtype
+from torchmeans.data.batched import ProblemBatch
 
 __all__ = ["BatchedKMeans", "BatchedKMeansResult", "batched_kmeans"]
 
@@ -396,4 +398,5 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         shifted = getattr(self, "_shifted_centers", None)
         if shifted is None or shifted.shape != centers.shape:  # centers set by hand
             shifted = centers.to(pb.x.dtype) - pb.offset[:, None]
-        return batched_pass(pb, problems, shifted, unlabelled, self.deterministic)[0]
+        return get_backend("torch").batched_pass(pb, problems, shifted, unlabelled,
+                                                 self.deterministic)[0]

@@ -250,11 +250,11 @@ class KMeans(BaseKMeans):
         self : KMeans
             Fitted estimator.
         """
-        self._validate_params()
+        params = self.get_params(deep=False)
+        self._validate_params(params)
         checkpoint, checkpoint_every = self._checkpoint_arguments(checkpoint, checkpoint_every)
         validate_parameters({"checkpoint": checkpoint, "checkpoint_every": checkpoint_every},
                             "KMeans.fit")
-        params = self.get_params(deep=False)
         distributed = Collective(self.distributed)
         X_tensor, validated, output = self._prepare(X, reset=True,
                                                     allow_empty=bool(distributed))

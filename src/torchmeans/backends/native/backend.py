@@ -153,13 +153,13 @@ class NativeBackend(TorchBackend):
                                 data.offset, centers, max_iter=max_iter, tol=tol,
                                 inertia_offset=inertia_offset)
 
-    def greedy_seeding(self, x: Tensor, weight: Tensor | None, first: int,
-                       uniforms: Tensor) -> Tensor | None:
+    def greedy_seeding(self, x: Tensor, weight: Tensor | None, uniforms: Tensor,
+                       n_trials: int) -> Tensor | None:
         """:func:`~.kernel.greedy_seeding` (contiguous float32/float64 rows on the CPU)."""
         if not (x.is_cpu and x.dtype in kernel.KERNEL_DTYPES and x.is_contiguous()
                 and uniforms.dtype == torch.float64 and kernel.available()):
             return None
-        return kernel.greedy_seeding(x, weight, first, uniforms.contiguous())
+        return kernel.greedy_seeding(x, weight, uniforms.contiguous(), n_trials)
 
     def nearest_chunk_rows(self, data: KMeansData, rows: int, n_clusters: int) -> int:  # noqa: D102
         return direct_pass_rows(data, rows, n_clusters) if self.own_scores(data) else rows

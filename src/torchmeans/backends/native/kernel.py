@@ -106,8 +106,7 @@ class _Kernel:
             self.potential_tile_rows[dtype] = getattr(library, f"tm_potential_tile_rows_{suffix}")()
             function = getattr(library, f"tm_lloyd_run_{suffix}")
             function.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 9 + [
-                ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_void_p,
-                ctypes.c_void_p]
+                ctypes.c_int64, ctypes.c_double, ctypes.c_double] + [ctypes.c_void_p] * 3
             function.restype = ctypes.c_int64
             self.lloyd_run[dtype] = function
             function = getattr(library, f"tm_greedy_seeding_{suffix}")
@@ -788,10 +787,11 @@ def lloyd_run(x: Tensor, weight: Tensor | None, offset: Tensor, centers: Tensor,
     # Three buffers (one per dtype) hold every array of the call.
     integers = torch.full((2 * n_rows + 2,), -1, dtype=torch.int64)  # labels | previous | outcome
     wide = torch.empty(k * n_features + k + 2 + 4 * max_iter, dtype=torch.float64)
-    narrow = torch.empty(2 * k * n_features + k, dtype=dtype)  # centers | new | sq_norms
+    # centers | new centers | sq_norms | distances
+    narrow = torch.empty(2 * k * n_features + k + n_rows, dtype=dtype)
     run_centers = narrow[: k * n_features].view(k, n_features)
     run_centers.copy_(centers)
-    sq_norms = narrow[2 * k * n_features :]
+    sq_norms = narrow[2 * k * n_features : 2 * k * n_features + k]
     offset = offset.contiguous()
     int_size, item = 8, narrow.element_size()
     base = narrow.data_ptr()
@@ -801,11 +801,12 @@ def lloyd_run(x: Tensor, weight: Tensor | None, offset: Tensor, centers: Tensor,
         wide.data_ptr(), base + k * n_features * item, base + 2 * k * n_features * item,
         max_iter, float(tol), float(inertia_offset),
         wide.data_ptr() + (k * n_features + k + 2) * 8,
-        integers.data_ptr() + 2 * n_rows * int_size)
+        integers.data_ptr() + 2 * n_rows * int_size, base + (2 * k * n_features + k) * item)
     status, final = integers[2 * n_rows :].tolist()
     labels = integers[:n_rows]
     history = wide[k * n_features + k + 2 :].view(max_iter, 4)[:iterations]
-    return LloydRun(run_centers, labels, history, status, bool(final), sq_norms)
+    distances = narrow[2 * k * n_features + k :] if final else None
+    return LloydRun(run_centers, labels, history, status, bool(final), sq_norms, distances)
 
 
 def serial_run_applies(n_features: int) -> bool:
@@ -814,7 +815,7 @@ def serial_run_applies(n_features: int) -> bool:
     return isinstance(loaded, _Kernel) and 1 <= n_features <= loaded.direct_max_features
 
 
-def greedy_seeding(x: Tensor, weight: Tensor | None, first: int, uniforms: Tensor) -> Tensor:
+def greedy_seeding(x: Tensor, weight: Tensor | None, uniforms: Tensor, n_trials: int) -> Tensor:
     """scikit-learn's greedy k-means++ on all rows in one call of ``tm_greedy_seeding``.
 
     The computation of :func:`torchmeans.core.seeding.greedy_kmeans_plusplus_centers`
@@ -826,10 +827,11 @@ def greedy_seeding(x: Tensor, weight: Tensor | None, first: int, uniforms: Tenso
         ``(n, d)`` contiguous rows, float32 or float64.
     weight : Tensor, optional
         ``(n,)`` weights; None for unit weights.
-    first : int
-        Row index of the first center.
     uniforms : Tensor
-        ``(k - 1, n_trials)`` float64 uniform draws in ``[0, 1)``, a row per step.
+        ``(1 + (k - 1) * n_trials,)`` float64 uniform draws in ``[0, 1)``: the first
+        center's, then ``n_trials`` per later step.
+    n_trials : int
+        Candidates per step.
 
     Returns
     -------
@@ -841,24 +843,25 @@ def greedy_seeding(x: Tensor, weight: Tensor | None, first: int, uniforms: Tenso
     n_rows, n_features = _check_x(call, x)
     _check_buffer(call, "x (the rows)", x)
     _check_buffer(call, "uniforms", uniforms, dtype=torch.float64)
-    if uniforms.dim() != 2 or uniforms.shape[1] < 1:
+    try:
+        n_trials = operator.index(n_trials)
+    except TypeError:
+        n_trials = 0
+    if n_trials < 1 or uniforms.dim() != 1 or (uniforms.numel() - 1) % n_trials:
         raise _inconsistent(call, f"uniforms have shape {tuple(uniforms.shape)}, expected "
-                                  "(k - 1, n_trials >= 1)")
-    steps, n_trials = uniforms.shape
-    _check_k(call, steps + 1)
+                                  f"(1 + (k - 1) * n_trials,) with n_trials={n_trials!r} >= 1")
+    k = 1 + (uniforms.numel() - 1) // n_trials
+    _check_k(call, k)
     weight = _weight_buffer(weight, x.dtype)
     if weight is not None:
         _check_buffer(call, "weight", weight, shape=(n_rows,))
-    first = operator.index(first)
-    if not 0 <= first < n_rows:
-        raise _fail(call, f"first={first} is not a row index (0..{n_rows - 1})")
     if n_trials * n_rows * 8 >= 2**62:
         raise MemoryError(f"{call}: {n_trials} candidates' distances do not fit in memory")
-    indices = torch.full((steps + 1,), first, dtype=torch.int64)
+    indices = torch.empty(k, dtype=torch.int64)
     scratch = torch.empty((n_trials + 2) * n_rows, dtype=torch.float64)  # closest | cum | dist
     at = scratch.data_ptr()
     kernel.greedy_seeding[x.dtype](
         n_rows, n_features, x.data_ptr(), None if weight is None else weight.data_ptr(),
-        steps + 1, n_trials, uniforms.data_ptr(), indices.data_ptr(), at, at + 8 * n_rows,
+        k, n_trials, uniforms.data_ptr(), indices.data_ptr(), at, at + 8 * n_rows,
         at + 16 * n_rows)
     return indices

@@ -462,13 +462,17 @@ static void FN(center_sq_norms)(int64_t k, int64_t d, const T *centers, T *sq_no
    cluster without weight (or a weight below DBL_MIN); its iteration is not counted, and
    centers and labels are those it started from (the engine relocates as scikit-learn
    does). outcome[1]: whether the last pass's labels are final (no label changed and no
-   center moved); sq_norms then hold the final centers' norms that labelled them.
+   center moved); sq_norms then hold the final centers' norms that labelled them, and
+   distances (n) the rows' exact squared distances to their centers (tm_sq_distances').
    Returns the number of iterations counted. */
+void FN(tm_sq_distances)(int64_t n_rows, int64_t d, const T *x, int64_t x_stride,
+                         const T *centers, const int64_t *labels, T *out);
+
 int64_t FN(tm_lloyd_run)(int64_t n_rows, int64_t k, int64_t d, const T *x, const T *weight,
                          const T *offset, T *centers, int64_t *labels, int64_t *previous,
                          double *acc, T *new_centers, T *sq_norms, int64_t max_iter,
                          double tol, double inertia_offset, double *history,
-                         int64_t *outcome) {
+                         int64_t *outcome, T *distances) {
     outcome[0] = 0;
     outcome[1] = 0;
     if (d < 1 || d > DIRECT_MAX_FEATURES) return 0; /* the caller checks */
@@ -507,6 +511,8 @@ int64_t FN(tm_lloyd_run)(int64_t n_rows, int64_t k, int64_t d, const T *x, const
         if (n_changed == 0.0 || shift <= tol) {
             outcome[0] = 1;
             outcome[1] = n_changed == 0.0 && !moved;
+            if (outcome[1]) /* the exact inertia's terms, as the engine's pass computes them */
+                FN(tm_sq_distances)(n_rows, d, x, d, centers, labels, distances);
             return iteration + 1;
         }
     }
@@ -535,16 +541,27 @@ INLINE int64_t FN(search_cumulative)(const double *cumulative, int64_t n, double
 }
 
 /* scikit-learn's greedy k-means++ on all rows (torchmeans/core/seeding.py,
-   greedy_kmeans_plusplus_centers, computes the same with torch ops): indices[0] given; each
-   step draws n_trials rows by w D^2 with its row of uniforms ((k - 1) x n_trials, in [0, 1):
-   the row whose interval of the float64 cumulative sum holds u times the total, at most the
-   last of positive weight; by weight alone where D^2 is 0 everywhere) and keeps the one
-   leaving the least potential sum_i w_i min(D_i^2, |x_i - c|^2), the first on ties. Distances
-   and potentials in float64. closest, cumulative (n) and distances (n_trials x n) are
-   scratch; indices (k) out. */
+   greedy_kmeans_plusplus_centers, computes the same with torch ops). uniforms (in [0, 1)):
+   1 + (k - 1) x n_trials. A draw by values v with uniform u is the row whose interval of the
+   float64 cumulative sum of v holds u times the total (at most the last row of positive v).
+   The first center is drawn by weight; each later step draws n_trials rows by w D^2 (by
+   weight alone where D^2 is 0 everywhere) and keeps the one leaving the least potential
+   sum_i w_i min(D_i^2, |x_i - c|^2), the first on ties. Distances and potentials in float64.
+   closest, cumulative (n) and distances (n_trials x n) are scratch; indices (k) out. */
 void FN(tm_greedy_seeding)(int64_t n, int64_t d, const T *x, const T *weight, int64_t k,
                            int64_t n_trials, const double *uniforms, int64_t *indices,
                            double *closest, double *cumulative, double *distances) {
+    double running = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        running += weight ? (double)weight[i] : 1.0;
+        cumulative[i] = running;
+    }
+    {
+        const int64_t last_positive = FN(search_cumulative)(cumulative, n, running, 0);
+        const int64_t row = FN(search_cumulative)(cumulative, n, uniforms[0] * running, 1);
+        indices[0] = row < last_positive ? row : last_positive;
+    }
+    uniforms += 1;
     const T *first = x + indices[0] * d;
     for (int64_t i = 0; i < n; ++i) closest[i] = FN(wide_sq_distance)(d, x + i * d, first);
     for (int64_t step = 1; step < k; ++step) {
