@@ -292,6 +292,8 @@ def test_a_stale_or_incomplete_build_is_refused(tmp_path, damage):
     assert done.returncode == 0, done.stderr
     assert expected in done.stdout
     assert "make native" in done.stdout
+    # a stale source is said once on stderr (logging's warning), a missing file only asked
+    assert done.stderr.count(expected) == (damage == "stale source")
 
 
 @pytest.mark.parametrize("info", ["[]", '{"variants": 1}', '{"variants": [3]}', "{"])

@@ -251,7 +251,10 @@ def _load() -> _Kernel | str:
     try:
         return _open()
     except OSError as error:
-        logger.debug("native kernel unavailable: %s", error)
+        # A source tree whose C file changed since its build: say so once (the torch path
+        # runs, slower), since nothing else would tell the developer.
+        stale = "changed since the kernel was built" in str(error)
+        (logger.warning if stale else logger.debug)("native kernel unavailable: %s", error)
         return str(error)
 
 
