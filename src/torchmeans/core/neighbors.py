@@ -66,16 +66,18 @@ def check_temperature(temperature: Any) -> float:
 def first_m(scores: Tensor, m: int) -> Tensor:
     """Return the ``(rows, m)`` indices of each row's ``m`` least scores (lower index on ties).
 
-    ``topk`` picks among equal scores at the ``m``-th place in no documented order, so the
-    rows where more than ``m`` scores are at most the ``m``-th value are redone by a
-    stable sort: the choice is deterministic, the lower index kept. Not in a useful order.
+    ``topk`` picks among equal scores in no documented order, so it is asked for ``m + 1``:
+    the rows whose ``m``-th and ``m + 1``-th least scores are equal are redone by a stable
+    sort, keeping the lower indices. Not in a useful order.
     """
-    values, indices = scores.topk(m, dim=1, largest=False, sorted=False)
-    threshold = values.amax(dim=1, keepdim=True)
-    tied = torch.nonzero((scores <= threshold).sum(dim=1) > m).squeeze(1)
+    n_rows, k = scores.shape
+    if m == k:
+        return torch.arange(k, device=scores.device).expand(n_rows, k)
+    values, indices = scores.topk(m + 1, dim=1, largest=False, sorted=True)
+    tied = torch.nonzero(values[:, m - 1] == values[:, m]).squeeze(1)
     if tied.numel():
-        indices[tied] = scores[tied].sort(dim=1, stable=True).indices[:, :m]
-    return indices
+        indices[tied, :m] = scores[tied].sort(dim=1, stable=True).indices[:, :m]
+    return indices[:, :m]
 
 
 def nearest_k_centers(data: KMeansData, centers: Tensor, n_neighbors: int, *,
@@ -84,7 +86,8 @@ def nearest_k_centers(data: KMeansData, centers: Tensor, n_neighbors: int, *,
     """Return the ``n_neighbors`` nearest centers of every row of ``data`` and their distances.
 
     Two passes: ``backend.nearest`` labels the rows as ``predict`` does, so column 0 is
-    ``predict``'s label whatever the backend's rounding; then per chunk the scores
+    ``predict``'s label whatever the backend's rounding (for ``m = 1`` and dense rows that pass
+    and the exact distances are all); then per chunk the scores
     ``||c||^2 - 2 x.c`` (one GEMM) give the other candidates (:func:`first_m`). The kept
     pairs' squared distances are those of ``transform``: the own center's from the
     difference of the vectors (``backend.sq_distances``), the others from the expansion
@@ -110,8 +113,16 @@ def nearest_k_centers(data: KMeansData, centers: Tensor, n_neighbors: int, *,
     k = centers.shape[0]
     m = check_n_neighbors(n_neighbors, k)
     labels = torch.empty(data.n_samples, dtype=torch.int64, device=data.device)
+    own_only = m == 1 and data.dense_rows  # predict's pass gives it all (sparse: see below)
+    if own_only:
+        sq_out = torch.empty(data.n_samples, 1, dtype=centers.dtype, device=data.device)
     for chunk, chunk_labels in backend.nearest(data, centers, chunk_rows_for(data, k, chunk_bytes)):
         labels[chunk.start : chunk.stop] = chunk_labels
+        if own_only:
+            sq_out[chunk.start : chunk.stop, 0] = backend.sq_distances(data, chunk, centers,
+                                                                       chunk_labels)
+    if own_only:
+        return Neighbors(sq_out, labels[:, None])
     terms = center_terms(centers)
     cancels = NEAR_PAIR_SCALE * torch.finfo(centers.dtype).eps ** 0.5
     itemsize = torch.finfo(centers.dtype).bits // 8
