@@ -1,4 +1,4 @@
-"""Queries of a fitted model: kneighbors and predict_proba against predict, transform and sklearn.
+"""Queries of a fitted model: kneighbors and soft_assign against predict, transform and sklearn.
 
 One fitted ``KMeans`` (float32 blobs, ``--n`` x ``--d``, ``--k`` clusters, a few Lloyd
 iterations: the centers only need to exist), then per query, each in a process of its own
@@ -7,7 +7,7 @@ iterations: the centers only need to exist), then per query, each in a process o
 ``--repeats`` more calls. The queries: ``predict``; ``kneighbors`` with ``m = 1`` and ``--m``; the
 same ``m`` nearest from ``transform`` and a stable ``argsort`` (the way without
 ``kneighbors``); scikit-learn's ``NearestNeighbors(algorithm='brute')`` fitted on the centers;
-``predict_proba`` over all centers and over the ``m`` nearest.
+``soft_assign`` over all centers and over the ``m`` nearest.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def queries(km: KMeans, X: np.ndarray, m: int) -> dict:
         f"transform + argsort, m={m}": lambda: np.argsort(km.transform(X), axis=1,
                                                           kind="stable")[:, :m],
         f"sklearn NearestNeighbors (brute), m={m}": lambda: nn.kneighbors(X),
-        "predict_proba, all centers": lambda: km.predict_proba(X),
-        f"predict_proba, m={m}": lambda: km.predict_proba(X, n_neighbors=m),
+        "soft_assign, all centers": lambda: km.soft_assign(X),
+        f"soft_assign, m={m}": lambda: km.soft_assign(X, n_neighbors=m),
     }
 
 

@@ -1,4 +1,4 @@
-"""Queries of a fitted model: kneighbors, predict_proba and to_faiss, against float64 oracles."""
+"""Queries of a fitted model: kneighbors, soft_assign and to_faiss, against float64 oracles."""
 
 import subprocess
 import sys
@@ -122,12 +122,12 @@ def test_ties_go_to_the_lower_index(data, model):
 def test_tiny_chunks_give_identical_results(data):
     km = KMeans(K, random_state=0, n_init=1).fit(data)
     distances, indices = km.kneighbors(data, 3)
-    proba = km.predict_proba(data, n_neighbors=3)
+    proba = km.soft_assign(data, n_neighbors=3)
     km.set_params(chunk_bytes=1 << 10)
     small_d, small_i = km.kneighbors(data, 3)
     np.testing.assert_array_equal(small_i, indices)
     np.testing.assert_allclose(small_d, distances, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(km.predict_proba(data, n_neighbors=3), proba, rtol=1e-13,
+    np.testing.assert_allclose(km.soft_assign(data, n_neighbors=3), proba, rtol=1e-13,
                                atol=1e-15)
 
 
@@ -154,41 +154,47 @@ def test_cosine_distances_are_those_of_transform(data):
     np.testing.assert_allclose(distances, d, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(np.take_along_axis(km.transform(data), indices, 1), distances,
                                rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(km.predict_proba(data, temperature=0.1),
+    np.testing.assert_allclose(km.soft_assign(data, temperature=0.1),
                                softmax(-full / 0.1, axis=1), rtol=1e-9, atol=1e-15)
 
 
 @pytest.mark.parametrize("temperature", [0.05, 1.0, 30.0])
 def test_soft_assignments_equal_the_oracle_softmax(data, model, temperature):
-    proba = model.predict_proba(data, temperature=temperature)
+    proba = model.soft_assign(data, temperature=temperature)
     full = oracle(data, model.cluster_centers_, K)[2]
     assert proba.shape == (len(data), K)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
     np.testing.assert_allclose(proba, softmax(-full / temperature, axis=1), rtol=1e-9,
                                atol=1e-15)
-    np.testing.assert_allclose(model.predict_proba(data, temperature=temperature, n_neighbors=K),
+    np.testing.assert_allclose(model.soft_assign(data, temperature=temperature, n_neighbors=K),
                                proba, rtol=1e-10, atol=1e-15)
 
 
 def test_soft_assignments_on_the_nearest_centers_only(data, model):
-    proba = model.predict_proba(data, temperature=2.0, n_neighbors=3)
+    proba = model.soft_assign(data, temperature=2.0, n_neighbors=3)
     sq, order, _ = oracle(data, model.cluster_centers_, 3)
     expected = np.zeros((len(data), K))
     np.put_along_axis(expected, order, softmax(-sq / 2.0, axis=1), axis=1)
     np.testing.assert_allclose(proba, expected, rtol=1e-9, atol=1e-15)
     assert ((proba > 0).sum(axis=1) == 3).all()
-    np.testing.assert_array_equal(model.predict_proba(data, n_neighbors=1),
+    np.testing.assert_array_equal(model.soft_assign(data, n_neighbors=1),
                                   np.eye(K)[model.predict(data)])
 
 
 def test_soft_assignments_are_stable_far_away(model):
     far = model.cluster_centers_[:3] * 1e6  # squared distances ~1e12: exp underflows unshifted
-    proba = model.predict_proba(far, temperature=1e-3)
+    proba = model.soft_assign(far, temperature=1e-3)
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    tensor = model.predict_proba(torch.from_numpy(far).float())
+    tensor = model.soft_assign(torch.from_numpy(far).float())
     assert isinstance(tensor, torch.Tensor)
     assert tensor.dtype == torch.float32
+
+
+def test_no_predict_proba():
+    # scikit-learn's checks and tools take predict_proba for a classifier's (soft_assign instead)
+    assert not hasattr(KMeans(), "predict_proba")
+    assert not hasattr(MiniBatchKMeans(), "predict_proba")
 
 
 @pytest.mark.parametrize("bad", [0, K + 1, -1, 2.5, True, "3", np.float64(2.0)])
@@ -196,16 +202,16 @@ def test_bad_n_neighbors(model, data, bad):
     with pytest.raises(ValueError, match=r"n_neighbors must be an integer in \[1, n_clusters=7\]"):
         model.kneighbors(data, bad)
     with pytest.raises(ValueError, match="n_neighbors"):
-        model.predict_proba(data, n_neighbors=bad)
+        model.soft_assign(data, n_neighbors=bad)
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), "1", True])
 def test_bad_temperature(model, data, bad):
     with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
-        model.predict_proba(data, temperature=bad)
+        model.soft_assign(data, temperature=bad)
 
 
-@pytest.mark.parametrize("method", ["kneighbors", "predict_proba", "to_faiss"])
+@pytest.mark.parametrize("method", ["kneighbors", "soft_assign", "to_faiss"])
 def test_not_fitted(data, method):
     args = () if method == "to_faiss" else (data,)
     with pytest.raises(NotFittedError):
@@ -235,7 +241,7 @@ def test_kneighbors_properties(seed, n, k, d, m_fraction, duplicates, chunk_byte
     assert (np.diff(distances, axis=1) >= 0).all()
     assert all(len(set(row)) == m for row in indices.tolist())
     np.testing.assert_array_equal(indices, oracle(Q, km.cluster_centers_, m)[1])
-    proba = km.predict_proba(Q, n_neighbors=m)
+    proba = km.soft_assign(Q, n_neighbors=m)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
 
 

@@ -2,9 +2,9 @@
 
 :func:`nearest_k_centers` is ``kneighbors`` (scikit-learn's ``NearestNeighbors`` convention:
 ascending distances, their center indices) with the centers as the indexed points;
-:func:`soft_assignments` turns per-sample costs into the rows of ``predict_proba``. Like
-:mod:`torchmeans.core.assign` they work chunk by chunk within the working-memory budget:
-no ``N x K`` block beyond one chunk's.
+:func:`soft_assignments` turns per-sample costs into the rows of ``soft_assign``. Like
+:mod:`torchmeans.core.assign` they work chunk by chunk within the working-memory budget: no
+``N x K`` block beyond one chunk's.
 """
 
 from __future__ import annotations

@@ -348,14 +348,15 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
         return output(distances), output(indices)
 
     @with_full_float32_matmul
-    def predict_proba(self, X: Any, *, temperature: float = 1.0,
-                      n_neighbors: int | None = None) -> Any:
+    def soft_assign(self, X: Any, *, temperature: float = 1.0,
+                    n_neighbors: int | None = None) -> Any:
         """Return soft assignments: ``softmax(-cost / temperature)`` over the centers.
 
         The cost of a center is the sample's term of the inertia: the squared Euclidean
         distance (``1 - cos`` for ``metric='cosine'``), so a small temperature tends to
-        ``predict``'s one-hot rows and a large one to uniform rows. The name follows
-        scikit-learn's mixture models.
+        ``predict``'s one-hot rows and a large one to uniform rows. Not ``predict_proba``:
+        scikit-learn's estimator checks and tools (scorers, calibration) read that as a
+        classifier's class probabilities.
 
         Parameters
         ----------
