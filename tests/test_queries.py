@@ -101,6 +101,25 @@ def test_nearest_is_predict_on_every_input_kind(data, tmp_path, dtype, estimator
             assert indices.dtype == torch.int64
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tensors_on_the_device_under_test(data, device, dtype):
+    if dtype == torch.float64 and device.type == "mps":
+        pytest.skip("MPS has no float64")
+    X = torch.from_numpy(data).to(device, dtype)
+    km = KMeans(K, random_state=0, n_init=1).fit(X)
+    distances, indices = km.kneighbors(X, 3)
+    assert distances.device == indices.device == X.device
+    assert distances.dtype == dtype
+    torch.testing.assert_close(indices[:, 0], km.predict(X), rtol=0, atol=0)
+    proba = km.soft_assign(X, n_neighbors=3)
+    assert proba.device == X.device
+    torch.testing.assert_close(proba.sum(dim=1), torch.ones(len(X), dtype=dtype, device=device))
+    sq, order, _ = oracle(data, to_numpy(km.cluster_centers_), 3)
+    if dtype == torch.float64:
+        np.testing.assert_array_equal(to_numpy(indices), order)
+    np.testing.assert_allclose(to_numpy(distances), np.sqrt(sq), rtol=1e-4, atol=1e-4)
+
+
 def test_ties_go_to_the_lower_index(data, model):
     km = KMeans(K, random_state=0, n_init=1).fit(data)
     centers = km.cluster_centers_.copy()
