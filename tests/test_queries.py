@@ -138,6 +138,26 @@ def test_ties_go_to_the_lower_index(data, model):
     assert km.kneighbors(rows, 2, return_distance=False).tolist() == [[1, 4]]
 
 
+@pytest.mark.parametrize("backend", ["torch", "native"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_between_two_centers(data, backend, dtype):
+    # Midpoints are ties in exact arithmetic that rounding splits either way: predict's label
+    # still comes first and the distances stay ascending.
+    km = KMeans(K, random_state=0, n_init=1, backend=backend).fit(data.astype(dtype))
+    c = km.cluster_centers_
+    first, second = np.triu_indices(K, 1)
+    rows = ((c[first] + c[second]) / 2).astype(dtype)
+    distances, indices = km.kneighbors(rows, 3)
+    np.testing.assert_array_equal(indices[:, 0], km.predict(rows))
+    assert (np.diff(distances, axis=1) >= 0).all()
+    d = sq_distances(rows, c)
+    pair = np.stack([first, second], axis=1)
+    d[np.arange(len(rows))[:, None], pair] = np.inf
+    alone = d.min(axis=1) > 1.01 * sq_distances(rows, c)[np.arange(len(rows)), first]
+    assert alone.sum() > 5  # midpoints whose two centers are the nearest two
+    np.testing.assert_array_equal(np.sort(indices[alone, :2], axis=1), pair[alone])
+
+
 def test_tiny_chunks_give_identical_results(data):
     km = KMeans(K, random_state=0, n_init=1).fit(data)
     distances, indices = km.kneighbors(data, 3)

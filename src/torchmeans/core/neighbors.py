@@ -86,8 +86,8 @@ def nearest_k_centers(data: KMeansData, centers: Tensor, n_neighbors: int, *,
     """Return the ``n_neighbors`` nearest centers of every row of ``data`` and their distances.
 
     Two passes: ``backend.nearest`` labels the rows as ``predict`` does, so column 0 is
-    ``predict``'s label whatever the backend's rounding (for ``m = 1`` and dense rows that pass
-    and the exact distances are all); then per chunk the scores
+    ``predict``'s label whatever the backend's rounding (with ``m = 1`` on dense rows, that
+    pass and its exact distances are the answer); then per chunk the scores
     ``||c||^2 - 2 x.c`` (one GEMM) give the other candidates (:func:`first_m`). The kept
     pairs' squared distances are those of ``transform``: the own center's from the
     difference of the vectors (``backend.sq_distances``), the others from the expansion
@@ -150,7 +150,7 @@ def nearest_k_centers(data: KMeansData, centers: Tensor, n_neighbors: int, *,
         sq, is_own = sq.gather(1, by_index), is_own.gather(1, by_index)
         order = sq.masked_fill(is_own, -1.0).sort(dim=1, stable=True).indices
         sq, kept = sq.gather(1, order), kept.gather(1, order)
-        torch.maximum(sq[:, 1:], sq[:, :1], out=sq[:, 1:])
+        sq[:, 1:] = sq[:, 1:].maximum(sq[:, :1])
         sq_out[chunk.start : chunk.stop] = sq
         index_out[chunk.start : chunk.stop] = kept
     return Neighbors(sq_out, index_out)
