@@ -16,7 +16,7 @@ from torch import Tensor
 from torchmeans.backends import REGISTRY
 from torchmeans.backends.base import Backend
 from torchmeans.backends.torch import center_terms, chunk_scores
-from torchmeans.data.base import KMeansData, rows_per_chunk, supports_float64
+from torchmeans.data.base import Chunk, KMeansData, rows_per_chunk, supports_float64
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -25,6 +25,7 @@ __all__ = [
     "chunk_budget",
     "chunk_rows_for",
     "inertia_of",
+    "pair_sq_distances",
     "pairwise_distances",
 ]
 
@@ -173,10 +174,24 @@ def pairwise_distances(
         if data.dense_rows:  # (the own center's distance is exact now)
             near[torch.arange(near.shape[0], device=near.device), nearest] = False
         if bool(near.any()):  # other near pairs (a row between close centers): gathered
-            for pairs in torch.nonzero(near).split(gathered):
-                row, center = pairs.unbind(dim=1)
-                x = data.select(chunk, row).x
-                x = x.to_dense() if x.layout != torch.strided else x
-                block[row, center] = (x.to(centers.dtype) - centers[center]).square_().sum(1)
+            row, center = torch.nonzero(near).unbind(dim=1)
+            block[row, center] = pair_sq_distances(data, chunk, centers, row, center, gathered)
         scores.sqrt_()
+    return out
+
+
+def pair_sq_distances(data: KMeansData, chunk: Chunk, centers: Tensor, rows: Tensor,
+                      center_index: Tensor, block: int) -> Tensor:
+    """Return ``||x_rows[i] - centers[center_index[i]]||^2`` from the differences.
+
+    For the pairs the norm expansion cancels on: the rows (indices within ``chunk``) are
+    gathered ``block`` pairs at a time (sparse rows densified), so the temporaries stay
+    within the chunk budget.
+    """
+    out = torch.empty(rows.numel(), dtype=centers.dtype, device=centers.device)
+    for start in range(0, rows.numel(), block):
+        row, center = rows[start : start + block], center_index[start : start + block]
+        x = data.select(chunk, row).x
+        x = x.to_dense() if x.layout != torch.strided else x
+        out[start : start + row.numel()] = (x.to(centers.dtype) - centers[center]).square_().sum(1)
     return out

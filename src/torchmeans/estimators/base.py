@@ -29,6 +29,7 @@ from torchmeans.backends import predict_backend
 from torchmeans.backends.base import Backend
 from torchmeans.core.assign import assign, pairwise_distances
 from torchmeans.core.functional import resolve_init
+from torchmeans.core.neighbors import check_temperature, nearest_k_centers, soft_assignments
 from torchmeans.core.precision import with_full_float32_matmul
 from torchmeans.core.validation import (
     NUMPY_FLOAT_DTYPES,
@@ -310,6 +311,86 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
         return output(distances)
 
     @with_full_float32_matmul
+    def kneighbors(self, X: Any, n_neighbors: int | None = None,
+                   return_distance: bool = True) -> Any:
+        """Return the ``n_neighbors`` nearest centers of each sample, nearest first.
+
+        scikit-learn's ``NearestNeighbors.kneighbors`` convention with the centers as the
+        indexed points: ``indices[:, 0]`` is ``predict(X)``; computed chunk by chunk
+        (:func:`torchmeans.core.neighbors.nearest_k_centers`), never all ``n_samples x
+        n_clusters`` distances at once.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor, source} of shape (n_samples, n_features)
+            New samples (a :mod:`torchmeans.sources` source is streamed).
+        n_neighbors : int, default=None
+            How many centers per sample, in ``[1, n_clusters]``; None: all, sorted.
+        return_distance : bool, default=True
+            Also return the distances.
+
+        Returns
+        -------
+        distances : ndarray or Tensor of shape (n_samples, n_neighbors)
+            Ascending; the distances ``transform`` reports (Euclidean, or ``1 - cos``
+            for ``metric='cosine'``). Only when ``return_distance``.
+        indices : ndarray or Tensor of shape (n_samples, n_neighbors)
+            int64 center indices; on equal distances the lower index comes first.
+        """
+        check_is_fitted(self)
+        X_tensor, _, output = self._prepare(X, reset=False)
+        data, centers = self._fitted_terms(X_tensor)
+        m = centers.shape[0] if n_neighbors is None else n_neighbors
+        sq, indices = nearest_k_centers(data, centers, m, backend=self._predict_backend(data),
+                                        chunk_bytes=self.chunk_bytes)
+        if not return_distance:
+            return output(indices)
+        distances = sq.mul_(0.5) if self.metric == "cosine" else sq.sqrt_()
+        return output(distances), output(indices)
+
+    @with_full_float32_matmul
+    def soft_assign(self, X: Any, *, temperature: float = 1.0,
+                    n_neighbors: int | None = None) -> Any:
+        """Return soft assignments: ``softmax(-cost / temperature)`` over the centers.
+
+        The cost of a center is the sample's term of the inertia: the squared Euclidean
+        distance (``1 - cos`` for ``metric='cosine'``), so a small temperature tends to
+        ``predict``'s one-hot rows and a large one to uniform rows. Not ``predict_proba``:
+        scikit-learn's estimator checks and tools (scorers, calibration) read that as a
+        classifier's class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor, source} of shape (n_samples, n_features)
+            New samples.
+        temperature : float, default=1.0
+            Finite, above 0, in the units of the cost.
+        n_neighbors : int, default=None
+            Spread each row over its ``n_neighbors`` nearest centers only (the others get
+            exactly 0; memory ``n_samples x n_neighbors`` beside the output); None: all.
+
+        Returns
+        -------
+        proba : ndarray or Tensor of shape (n_samples, n_clusters)
+            Rows summing to 1.
+        """
+        check_is_fitted(self)
+        temperature = check_temperature(temperature)
+        X_tensor, _, output = self._prepare(X, reset=False)
+        data, centers = self._fitted_terms(X_tensor)
+        backend = self._predict_backend(data)
+        if n_neighbors is None:
+            costs, indices = pairwise_distances(data, centers, backend=backend,
+                                                chunk_bytes=self.chunk_bytes).square_(), None
+        else:
+            costs, indices = nearest_k_centers(data, centers, n_neighbors, backend=backend,
+                                               chunk_bytes=self.chunk_bytes)
+        if self.metric == "cosine":
+            costs.mul_(0.5)
+        return output(soft_assignments(costs, temperature, indices=indices,
+                                       n_clusters=centers.shape[0]))
+
+    @with_full_float32_matmul
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Return the opposite of the (weighted) inertia of ``X`` against the centers.
 
@@ -350,6 +431,18 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
         from torchmeans.io.model_files import save
 
         return save(self, path)
+
+    def to_faiss(self) -> Any:
+        """Return a FAISS index holding the centers (float32), e.g. an IVF coarse quantizer.
+
+        ``faiss.IndexFlatL2`` for Euclidean models, ``faiss.IndexFlatIP`` over unit-norm
+        centers for cosine ones (:func:`torchmeans.io.faiss.centers_index`). Needs faiss:
+        ``pip install "torchmeans[faiss]"``.
+        """
+        check_is_fitted(self)
+        from torchmeans.io.faiss import centers_index
+
+        return centers_index(self._centers_tensor(), self.metric)
 
     def to_module(self, *, return_distances: bool = False) -> KMeansModule:
         """Return a ``torch.nn.Module`` mapping vectors to their nearest center's index.
