@@ -30,6 +30,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from _helpers import EXACT_TIES, blob_data, exact_lloyd, random_row_data, to_numpy
 from torchmeans import KMeans, kmeans
+from torchmeans.backends.native import backend as native_backend_module
 from torchmeans.backends.native import kernel as _native
 from torchmeans.backends.torch import TorchBackend
 from torchmeans.core.assign import center_terms, chunk_rows_for
@@ -37,6 +38,15 @@ from torchmeans.core.bounds import BoundedPass, center_groups
 from torchmeans.core.lloyd import lloyd
 from torchmeans.core.validation import make_data
 from torchmeans.data import DenseData, SparseData, csr_tensor
+
+
+@pytest.fixture(autouse=True)
+def passes_one_call_each(monkeypatch):
+    """Every fit here runs the engine's loop of passes: small problems would otherwise run
+    all their iterations in one native call whatever the algorithm (tests/test_small_fits.py),
+    and these tests are about the bounded passes."""
+    monkeypatch.setattr(native_backend_module, "SMALL_RUN_MAX_WORK", 0)
+
 
 BOUNDED = ["elkan", "hamerly", "yinyang", "auto"]
 RTOL = {np.float64: 1e-12, np.float32: 1e-5}

@@ -20,6 +20,7 @@ from _helpers import EXACT_TIES, blob_data, exact_lloyd, to_numpy
 from test_algorithms import CASES, assert_same_as_lloyd, fit, problems
 from torchmeans import KMeans
 from torchmeans.backends.native import NativeBackend
+from torchmeans.backends.native import backend as native_backend_module
 from torchmeans.backends.native import kernel as _native
 from torchmeans.core import lloyd as _lloyd
 from torchmeans.core.assign import chunk_rows_for
@@ -33,6 +34,14 @@ pytestmark = pytest.mark.skipif(not _native.direct_applies(1),
 
 def native_fit(X, init, algorithm, weight=None, **params):
     return fit(X, init, algorithm, "cpu", weight, backend="auto", **params)
+
+
+@pytest.fixture(autouse=True)
+def passes_one_call_each(monkeypatch):
+    """Every fit here runs the engine's loop of passes: small problems would otherwise run
+    all their iterations in one native call whatever the algorithm (tests/test_small_fits.py),
+    and these tests are about the bounded passes."""
+    monkeypatch.setattr(native_backend_module, "SMALL_RUN_MAX_WORK", 0)
 
 
 @pytest.fixture

@@ -141,6 +141,19 @@ def test_labels_equal_predict(n_features, dtype):
         assert km.inertia_ == -km.score(X)
 
 
+@pytest.mark.parametrize("seed", range(40, 45))
+def test_every_algorithm_gives_the_same_small_fit(seed):
+    """scikit-learn's test_kmeans_elkan_results case: lloyd and elkan agree to the bit."""
+    X, _ = make_blobs(random_state=np.random.RandomState(seed))
+    X[X < 0] = 0  # whole clusters at 0 in a feature: centers there are 0 up to rounding
+    fits = [torchmeans.KMeans(5, random_state=seed, n_init=1, tol=1e-8, algorithm=name).fit(X)
+            for name in ("lloyd", "elkan", "hamerly", "yinyang")]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
+        np.testing.assert_array_equal(other.labels_, fits[0].labels_)
+        assert other.n_iter_ == fits[0].n_iter_
+
+
 def test_verbose_and_checkpoints_run_the_engine_loop(monkeypatch, tmp_path, capsys):
     """The whole run is skipped where each iteration is reported or saved."""
     calls = []

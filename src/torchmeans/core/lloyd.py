@@ -381,10 +381,11 @@ def lloyd(
     # the fixed cost of a small fit); elsewhere they come back in one stacked transfer.
     on_host = data.device.type == "cpu"
     host_inertia_offset = float(inertia_offset) if on_host else 0.0
-    if start is None and on_host and algorithm == "lloyd" and not (
-            spherical or verbose or on_iteration is not None):
+    if start is None and on_host and not (spherical or verbose or on_iteration is not None):
         # A small problem: the backend may run every iteration in one call; it hands back
-        # a pass that leaves a cluster empty, which the loop below then relocates.
+        # a pass that leaves a cluster empty, which the loop below then relocates. Whatever
+        # the algorithm: the bounded ones change the work, never the labels or iterations,
+        # and at this size bounds save nothing (so every algorithm gives the same centers).
         run = backend.lloyd_run(data, centers, max_iter=max_iter, tol=tol,
                                 inertia_offset=host_inertia_offset)
         if run is not None:
