@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 
@@ -55,6 +56,8 @@ def split_init(init: Any, n_features: int, dtype: torch.dtype, device: torch.dev
             seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
             centers = init(callable_rows(part, indices), 2,
                            random_state=np.random.RandomState(seed))
+            if sp.issparse(centers):  # (scikit-learn takes sparse centers from a callable)
+                centers = centers.toarray()
             return check_init_array(centers, 2, n_features, dtype, device)
         return call_user_init
     seed = resolve_init(init, 2, n_features, dtype, device)
