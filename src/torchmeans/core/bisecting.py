@@ -23,7 +23,7 @@ from torch import Tensor
 from torchmeans.backends.base import Backend
 from torchmeans.core.assign import chunk_rows_for
 from torchmeans.core.functional import resolve_init
-from torchmeans.core.lloyd import lloyd
+from torchmeans.core.lloyd import LloydResult, lloyd
 from torchmeans.core.validation import check_init_array
 from torchmeans.data.base import KMeansData, supports_float64
 
@@ -131,7 +131,7 @@ def bisecting_kmeans(data: KMeansData, n_clusters: int, *, init: SplitInit, n_in
             run = lloyd(part, initial, backend=backend, max_iter=max_iter, tol=tol,
                         chunk_bytes=chunk_bytes, verbose=verbose, algorithm=algorithm)
             labels, inertias = _split_assignment(part, run.centers, backend, chunk_bytes,
-                                                 previous=run.labels)
+                                                 run=run)
             inertia = float(inertias.sum())
             if best is None or inertia < best[0] * (1 - RELATIVE_IMPROVEMENT):
                 best = (inertia, labels, run.centers, inertias)
@@ -180,21 +180,34 @@ def descend(tree: BisectingTree, data: KMeansData, *, backend: Backend,
 
 
 def _split_assignment(data: KMeansData, centers: Tensor, backend: Backend,
-                      chunk_bytes: int | None, *, previous: Tensor | None = None,
+                      chunk_bytes: int | None, *, run: LloydResult | None = None,
                       inertia: bool = True) -> tuple[Tensor, Tensor | None]:
     """Label the rows against two centers; return the labels and each side's inertia.
 
     The inertias are exact weighted sums of ``||x - c||^2`` (float64 where the device
-    has it), scikit-learn's ``_inertia_per_cluster``; skipped when not ``inertia``.
+    has it), scikit-learn's ``_inertia_per_cluster``; skipped when not ``inertia``. After
+    a Lloyd ``run`` whose labels are final (as in ``fit_data``) no pass labels the rows
+    again, and the run's distances are used where it has them.
     """
     rows = chunk_rows_for(data, centers.shape[0], chunk_bytes)
-    labels = torch.empty(data.n_samples, dtype=torch.int64, device=data.device)
+    final = run is not None and run.labels_are_final
+    if final:
+        labels = run.labels
+        pairs = ((chunk, labels[chunk.start : chunk.stop])
+                 for chunk in data.chunks(backend.nearest_chunk_rows(data, rows, 2)))
+    else:
+        labels = torch.empty(data.n_samples, dtype=torch.int64, device=data.device)
+        pairs = backend.nearest(data, centers, rows,
+                                previous=None if run is None else run.labels)
     wide = torch.float64 if supports_float64(data.device) else data.acc_dtype
     totals = torch.zeros(centers.shape[0], dtype=wide, device=data.device) if inertia else None
-    for chunk, chunk_labels in backend.nearest(data, centers, rows, previous=previous):
-        labels[chunk.start : chunk.stop] = chunk_labels
+    for chunk, chunk_labels in pairs:
+        if not final:
+            labels[chunk.start : chunk.stop] = chunk_labels
         if totals is not None:
-            distances = backend.sq_distances(data, chunk, centers, chunk_labels).to(wide)
+            distances = (run.distances[chunk.start : chunk.stop]
+                         if final and run.distances is not None
+                         else backend.sq_distances(data, chunk, centers, chunk_labels)).to(wide)
             if chunk.weight is not None:
                 distances = distances * chunk.weight.to(wide)
             totals.index_add_(0, chunk_labels, distances)
