@@ -24,6 +24,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_batched.py", "loop of torchmeans.kmeans"),
         ("bench_precision.py", "fast / exact time"),
         ("bench_small.py", "scikit-learn KMeans(n_init=1)"),
+        ("bench_bisecting.py", "inertia torchmeans / scikit-learn"),
     ],
 )
 def test_benchmark_quick_mode_runs(script, expected):

@@ -1,11 +1,11 @@
-"""scikit-learn's estimator API checks, on both estimators (``check_estimator``)."""
+"""scikit-learn's estimator API checks, on the estimators (``check_estimator``)."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from torchmeans import KMeans, MiniBatchKMeans
+from torchmeans import BisectingKMeans, KMeans, MiniBatchKMeans
 
-# scikit-learn lists exactly these two as expected failures for its own KMeans and
-# MiniBatchKMeans (sklearn/utils/_test_common/instance_generator.py,
+# scikit-learn lists exactly these two as expected failures for its own KMeans,
+# MiniBatchKMeans and BisectingKMeans (sklearn/utils/_test_common/instance_generator.py,
 # PER_ESTIMATOR_XFAIL_CHECKS): the checks compare a weighted fit with a fit on
 # repeated/removed rows, but the seeding draws differ once rows are repeated and
 # shuffled, so the fits land in different local optima. scikit-learn's own estimators
@@ -26,7 +26,8 @@ EXPECTED_FAILED_CHECKS = {
 # (sklearn/utils/_test_common/instance_generator.py, INIT_PARAMS).
 @parametrize_with_checks(
     [KMeans(n_clusters=2, n_init=2, max_iter=5),
-     MiniBatchKMeans(n_clusters=2, n_init=2, max_iter=5, batch_size=10)],
+     MiniBatchKMeans(n_clusters=2, n_init=2, max_iter=5, batch_size=10),
+     BisectingKMeans(n_clusters=2, n_init=2, max_iter=5)],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible_estimator(estimator, check):

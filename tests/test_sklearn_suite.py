@@ -1,9 +1,10 @@
-"""scikit-learn's own KMeans/MiniBatchKMeans test module, run against torchmeans' classes.
+"""scikit-learn's own KMeans/MiniBatchKMeans/BisectingKMeans tests, run against torchmeans.
 
-The module is the installed scikit-learn's ``sklearn/cluster/tests/test_k_means.py``,
-imported in a fresh pytest process after ``tests/sklearn_suite/swap_estimators.py`` has put
-torchmeans' ``KMeans`` and ``MiniBatchKMeans`` in ``sklearn.cluster`` (nothing is copied),
-with its float32 tests on and its global random seed at five values. The tests it
+The modules are the installed scikit-learn's ``sklearn/cluster/tests/test_k_means.py`` and
+``test_bisect_k_means.py``, imported in one fresh pytest process after
+``tests/sklearn_suite/swap_estimators.py`` has put torchmeans' ``KMeans``,
+``MiniBatchKMeans`` and ``BisectingKMeans`` in ``sklearn.cluster`` (nothing is copied),
+with their float32 tests on and the global random seed at five values. The tests it
 deselects, and why, are listed there (``EXCLUDED``): only tests of scikit-learn's private
 helpers and module-level functions.
 """
@@ -25,9 +26,12 @@ from packaging.version import Version
 SUITE = Path(__file__).parent / "sklearn_suite"
 SEEDS = range(40, 45)
 """Values of ``SKLEARN_TESTS_GLOBAL_RANDOM_SEED`` (scikit-learn's default, 42, among them)."""
-FEWEST_TESTS_PER_SEED = 250
-"""Fewer passing tests than this at a seed means the module was not really run (1.6 and 1.9
-run 256 at each seed: 132 with the seed, 124 without)."""
+MODULES = ("test_k_means", "test_bisect_k_means")
+"""scikit-learn's test modules run (``sklearn/cluster/tests/``)."""
+FEWEST_TESTS_PER_SEED = {"test_k_means": 250, "test_bisect_k_means": 24}
+"""Fewer passing tests than this at a seed (its own and the seedless ones) means a module was
+not really run: 1.6 and 1.9 run 256 of test_k_means.py at each seed (132 with the seed, 124
+without); test_bisect_k_means.py has 24 (1.6) or 25 (1.9) tests, none with the seed."""
 
 
 def claimed_scikit_learn() -> Requirement:
@@ -49,16 +53,18 @@ def run_scikit_learns_suite(tmp_path: Path, site: Path | None = None
     command = [sys.executable, "-m", "pytest", "-c", str(SUITE / "pytest.ini"),
                "--rootdir", str(package), "-p", "swap_estimators", "-p", "no:cacheprovider",
                "-q", "--tb=short", f"--junitxml={report}",
-               str(package / "cluster" / "tests" / "test_k_means.py")]
+               *(str(package / "cluster" / "tests" / f"{module}.py") for module in MODULES)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path,
                             timeout=3000)
     return result, report
 
 
-def outcomes_by_seed(report: Path) -> dict[str, Counter]:
-    """Count the outcomes of each seed's tests (tests without a seed under ``'none'``)."""
+def outcomes_by_seed(report: Path, module: str) -> dict[str, Counter]:
+    """Count the outcomes of each seed's tests of ``module`` (seedless ones under ``'none'``)."""
     counts: dict[str, Counter] = {}
     for case in ElementTree.parse(report).iter("testcase"):
+        if case.get("classname", "").rpartition(".")[2] != module:
+            continue
         name = case.get("name", "")
         parameters = name.partition("[")[2].rstrip("]").split("-")
         seed = next((p for p in parameters if p.isdigit() and int(p) in SEEDS), "none")
@@ -75,18 +81,21 @@ def check_outcomes(result: subprocess.CompletedProcess, report: Path, version: s
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert f"scikit-learn {version}" in result.stdout  # the version meant was the one run
-    counts = outcomes_by_seed(report)
-    print(f"scikit-learn {version}: {summary}; by seed: "
-          + ", ".join(f"{seed}: {dict(c)}" for seed, c in sorted(counts.items())))
     outcomes = re.findall(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)",
                           summary)
     assert {word for _, word in outcomes} == {"passed", "deselected"}, summary
     deselected = int(dict((word, n) for n, word in outcomes)["deselected"])
     assert f"deselected {deselected} tests of scikit-learn's own helpers" in result.stdout
-    per_seed = {seed: counts[str(seed)] for seed in SEEDS}
-    assert all(c == per_seed[SEEDS[0]] for c in per_seed.values()), per_seed  # same tests
-    assert set(per_seed[SEEDS[0]]) == {"passed"}
-    assert per_seed[SEEDS[0]]["passed"] + counts["none"]["passed"] >= FEWEST_TESTS_PER_SEED
+    for module in MODULES:
+        counts = outcomes_by_seed(report, module)
+        print(f"scikit-learn {version} {module}: {summary}; by seed: "
+              + ", ".join(f"{seed}: {dict(c)}" for seed, c in sorted(counts.items())))
+        per_seed = {seed: counts.get(str(seed), Counter()) for seed in SEEDS}
+        assert all(c == per_seed[SEEDS[0]] for c in per_seed.values()), per_seed  # same tests
+        assert set(per_seed[SEEDS[0]]) <= {"passed"}
+        assert set(counts.get("none", {"passed": 0})) == {"passed"}, counts
+        passed = per_seed[SEEDS[0]]["passed"] + counts.get("none", Counter())["passed"]
+        assert passed >= FEWEST_TESTS_PER_SEED[module], (module, counts)
 
 
 @pytest.mark.slow

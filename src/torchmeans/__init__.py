@@ -5,6 +5,7 @@ from torchmeans._version import __version__
 from torchmeans.core.functional import KMeansResult, kmeans, kmeans_plusplus
 from torchmeans.core.lloyd import IterationStats
 from torchmeans.estimators.batched import BatchedKMeans, batched_kmeans
+from torchmeans.estimators.bisecting import BisectingKMeans
 from torchmeans.estimators.kmeans import KMeans
 from torchmeans.estimators.minibatch import MiniBatchKMeans
 from torchmeans.io.model_files import ModelFileError, load
@@ -12,6 +13,7 @@ from torchmeans.module import KMeansModule
 
 __all__ = [
     "BatchedKMeans",
+    "BisectingKMeans",
     "IterationStats",
     "KMeans",
     "KMeansModule",

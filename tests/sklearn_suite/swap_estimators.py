@@ -1,9 +1,11 @@
-"""A pytest plugin that runs scikit-learn's own ``test_k_means.py`` against torchmeans.
+"""A pytest plugin that runs scikit-learn's own k-means test modules against torchmeans.
 
 Loaded with ``-p swap_estimators`` before collection, it replaces
-``sklearn.cluster.KMeans`` and ``sklearn.cluster.MiniBatchKMeans`` by torchmeans' classes,
-so the test module, imported afterwards from the installed scikit-learn, tests ours
-(``from sklearn.cluster import KMeans, MiniBatchKMeans``). Nothing is copied: the tests
+``sklearn.cluster.KMeans``, ``sklearn.cluster.MiniBatchKMeans`` and
+``sklearn.cluster.BisectingKMeans`` by torchmeans' classes, so the test modules
+(``test_k_means.py``, ``test_bisect_k_means.py``), imported afterwards from the installed
+scikit-learn, test ours (``from sklearn.cluster import KMeans, MiniBatchKMeans``, ``from
+sklearn.cluster import BisectingKMeans``). Nothing is copied: the tests
 are those of the installed wheel. The only tests deselected are listed in ``EXCLUDED``
 with the reason: each tests a private helper of scikit-learn or one of its module-level
 functions, never the estimators.
@@ -13,8 +15,11 @@ import sklearn.cluster
 
 import torchmeans
 
-sklearn.cluster.KMeans = torchmeans.KMeans
-sklearn.cluster.MiniBatchKMeans = torchmeans.MiniBatchKMeans
+SWAPPED = {name: getattr(torchmeans, name)
+           for name in ("KMeans", "MiniBatchKMeans", "BisectingKMeans")}
+"""The estimators replaced in ``sklearn.cluster``, by name."""
+for _name, _estimator in SWAPPED.items():
+    setattr(sklearn.cluster, _name, _estimator)
 
 EXCLUDED = {
     "test_relocate_empty_clusters": "scikit-learn's private _relocate_empty_clusters_* helpers",
@@ -30,7 +35,8 @@ EXCLUDED = {
     "test_kmeans_plusplus_dataorder": "scikit-learn's module-level kmeans_plusplus function",
     "test_is_same_clustering": "scikit-learn's private _is_same_clustering helper",
 }
-"""Tests of scikit-learn's private helpers and module-level functions (not of the estimators)."""
+"""Tests of scikit-learn's private helpers and module-level functions (not of the estimators).
+``test_bisect_k_means.py`` tests only the estimator: nothing of it is deselected."""
 
 
 def pytest_collection_modifyitems(config, items):
@@ -38,8 +44,8 @@ def pytest_collection_modifyitems(config, items):
     kept, dropped = [], []
     for item in items:
         module = item.module
-        if module.KMeans is not torchmeans.KMeans or (
-                module.MiniBatchKMeans is not torchmeans.MiniBatchKMeans):
+        used = [name for name in SWAPPED if hasattr(module, name)]
+        if not used or any(getattr(module, name) is not SWAPPED[name] for name in used):
             raise RuntimeError(f"{module.__name__} did not import torchmeans' estimators")
         (dropped if item.originalname in EXCLUDED else kept).append(item)
     items[:] = kept

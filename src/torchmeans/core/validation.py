@@ -432,8 +432,13 @@ def constraints(*names: str) -> dict[str, list[Any]]:
     return {name: PARAMETER_CONSTRAINTS[name] for name in names}
 
 
-def validate_parameters(params: dict[str, Any], caller: str, *, always: bool = False) -> None:
+def validate_parameters(params: dict[str, Any], caller: str, *, always: bool = False,
+                        table: dict[str, list[Any]] | None = None) -> None:
     """Check ``params`` against :data:`PARAMETER_CONSTRAINTS` (``InvalidParameterError``).
+
+    ``table`` gives an estimator's own constraints for some names (``BisectingKMeans``
+    takes fewer inits than ``KMeans``); those are checked every time (the cache below
+    holds values the shared table accepts).
 
     Counts are integers, not booleans (scikit-learn's ``Interval(Integral)`` takes
     ``True`` for 1): a boolean where an integer count is expected raises too. As in
@@ -444,15 +449,16 @@ def validate_parameters(params: dict[str, Any], caller: str, *, always: bool = F
     if get_config()["skip_parameter_validation"] and not always:
         return
     # Each parameter is checked on its own: plain values checked before pass at once.
-    unchecked = {name: value for name, value in params.items()
-                 if type(value) not in _PLAIN_TYPES
-                 or (name, type(value), value) not in _CHECKED_PLAIN_VALUES}
-    if not unchecked:
+    own = {} if table is None else {name: params[name] for name in table if name in params}
+    unchecked = {name: value for name, value in params.items() if name not in own and (
+                 type(value) not in _PLAIN_TYPES
+                 or (name, type(value), value) not in _CHECKED_PLAIN_VALUES)}
+    if not unchecked and not own:
         return
-    table = constraints(*unchecked)
-    validate_parameter_constraints(table, unchecked, caller_name=caller)
-    for name, value in unchecked.items():
-        counts = [c for c in table[name] if isinstance(c, Interval) and c.type is numbers.Integral]
+    checks = {**constraints(*unchecked), **{name: table[name] for name in own}}
+    validate_parameter_constraints(checks, {**unchecked, **own}, caller_name=caller)
+    for name, value in {**unchecked, **own}.items():
+        counts = [c for c in checks[name] if isinstance(c, Interval) and c.type is numbers.Integral]
         if isinstance(value, bool | np.bool_) and counts:
             raise InvalidParameterError(
                 f"The {name!r} parameter of {caller} must be an int, not a bool. Got {value!r} "
