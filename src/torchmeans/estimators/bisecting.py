@@ -44,6 +44,9 @@ class BisectingKMeans(BaseKMeans):
     until there are ``n_clusters``. The splits form a tree; :meth:`predict` descends it,
     taking at each split the nearer of its two centers (scikit-learn's rule), so a new
     sample's label may differ from its nearest center in ``cluster_centers_``.
+    :meth:`kneighbors`, :meth:`soft_assign` and :meth:`to_faiss` see the flat centers (the
+    nearest ones, not the tree's descent: ``kneighbors``' first column may differ from
+    ``predict``).
 
     Parameters
     ----------
