@@ -18,6 +18,7 @@ import torchmeans
 from torchmeans.backends import REGISTRY
 from torchmeans.backends.base import Backend
 from torchmeans.backends.native import NativeBackend, kernel
+from torchmeans.backends.native import backend as native_backend_module
 from torchmeans.backends.native.backend import SMALL_RUN_MAX_FEATURES
 from torchmeans.core.lloyd import lloyd
 from torchmeans.core.seeding import (
@@ -114,6 +115,26 @@ def test_an_empty_cluster_is_handed_back_and_relocated(monkeypatch):
     assert fast.n_iter == slow.n_iter
     assert torch.equal(fast.labels, slow.labels)
     torch.testing.assert_close(fast.centers, slow.centers, rtol=1e-12, atol=1e-12)
+
+
+def test_a_run_longer_than_one_call_goes_on_in_the_engine_loop(monkeypatch):
+    """More iterations than one call runs (or a huge max_iter): the loop takes over."""
+    x, _, init = problem(5, 300, 2, 6, np.float64, False)
+    data = dense(x)
+    start = torch.from_numpy(init) - data.offset
+    with monkeypatch.context() as patch:
+        engine_loop(patch)
+        slow = lloyd(data, start, backend=NATIVE, max_iter=300, tol=0.0)
+    assert slow.n_iter > 3
+    with monkeypatch.context() as patch:
+        patch.setattr(native_backend_module, "SMALL_RUN_MAX_ITER", 2)
+        handed = lloyd(data, start, backend=NATIVE, max_iter=300, tol=0.0)
+    huge = lloyd(data, start, backend=NATIVE, max_iter=10**12, tol=0.0)  # no 10^12-row buffer
+    for fast in (handed, huge):
+        assert fast.n_iter == slow.n_iter
+        assert torch.equal(fast.labels, slow.labels)
+        assert [s.n_changed for s in fast.history] == [s.n_changed for s in slow.history]
+        torch.testing.assert_close(fast.centers, slow.centers, rtol=1e-12, atol=1e-12)
 
 
 def test_max_iter_and_tolerance_stop_as_the_engine_loop(monkeypatch):

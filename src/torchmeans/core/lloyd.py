@@ -391,12 +391,14 @@ def lloyd(
         if run is not None:
             history = [IterationStats(i, inertia * inertia_scale, shift, int(changed), 0)
                        for i, (inertia, shift, changed, _) in enumerate(run.history.tolist())]
-            if run.outcome != 2:
+            if run.outcome == 1 or len(history) >= max_iter:  # converged, or max_iter run
                 # Final only if the pass scored with the norms nearest() computes.
                 final = run.labels_final and backend.exact_pass_labels and torch.equal(
                     run.sq_norms, run.centers.square().sum(dim=1))
                 return LloydResult(run.centers, run.labels, len(history), history, final,
                                    run.distances if final else None)
+            # Handed back (an empty cluster, or more iterations than one call runs): the
+            # loop goes on from where the run stands, summing all rows at its first pass.
             start = RunState(len(history), run.centers, run.labels, torch.empty(0),
                              torch.empty(0), False, history)
     rows = chunk_rows_for(data, n_clusters, chunk_bytes)

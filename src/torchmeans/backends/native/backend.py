@@ -71,6 +71,11 @@ the run scores with the norms of :meth:`NativeBackend.nearest` and its last labe
 ``predict``'s (tests/test_small_fits.py checks torch's order)."""
 
 
+SMALL_RUN_MAX_ITER = 1024
+"""Most iterations one :meth:`NativeBackend.lloyd_run` call runs (its history buffer is
+allocated for them): a run that needs more is handed to the engine's loop to go on."""
+
+
 class NativeBackend(TorchBackend):
     """The compiled CPU kernel; torch's GEMM where the kernel does not score the rows itself."""
 
@@ -150,8 +155,8 @@ class NativeBackend(TorchBackend):
         if x.dtype != centers.dtype or not x.is_contiguous():
             return None
         return kernel.lloyd_run(x, None if data.unit_weights else data.sample_weight,
-                                data.offset, centers, max_iter=max_iter, tol=tol,
-                                inertia_offset=inertia_offset)
+                                data.offset, centers, max_iter=min(max_iter, SMALL_RUN_MAX_ITER),
+                                tol=tol, inertia_offset=inertia_offset)
 
     def greedy_seeding(self, x: Tensor, weight: Tensor | None, uniforms: Tensor,
                        n_trials: int) -> Tensor | None:
