@@ -6,9 +6,11 @@ candidate leaving the least potential, :func:`best_candidate` (summed in the fix
 of :func:`fixed_order_potentials`; where the native kernel judges the candidates, its
 seeding steps apply the same rule in C, with their own fixed per-tile order).
 
-- **greedy**: scikit-learn's greedy k-means++, candidates compared on all rows; it runs
-  as the blocked strategy with every row evaluated (:func:`kmeans_plusplus_centers`
-  below ``BLOCKED_SEEDING_MIN_WORK``);
+- **greedy** (:func:`greedy_kmeans_plusplus_centers`, small problems, up to
+  ``GREEDY_SEEDING_MAX_WORK``): scikit-learn's greedy k-means++ on all rows, every uniform
+  drawn at once, potentials summed in row order (so the native one-call kernel and torch
+  ops break exact ties alike); above that size, the blocked strategy with every row
+  evaluated is greedy k-means++ too (below ``BLOCKED_SEEDING_MIN_WORK``);
 - **blocked** (:func:`blocked_kmeans_plusplus_centers`): ``D^2`` over all rows brought up
   to date once per block of centers, candidates exact draws by rejection from a pool,
   compared on a fixed subsample for large problems;
@@ -176,11 +178,14 @@ def kmeans_plusplus_centers(
     """Greedy k-means++ seeding (scikit-learn's algorithm).
 
     Each new center is the best, by resulting potential, of ``n_local_trials`` rows
-    sampled with probability proportional to ``w * D(x)^2``. It runs as
+    sampled with probability proportional to ``w * D(x)^2``. Small problems (``n k d``
+    up to ``GREEDY_SEEDING_MAX_WORK``, single-process data) run
+    :func:`greedy_kmeans_plusplus_centers`; the others
     :func:`blocked_kmeans_plusplus_centers`: the candidates are exact draws by
     rejection from a pool drawn once per block of centers, so one random stream serves
     every data kind and kernel. Below ``BLOCKED_SEEDING_MIN_WORK`` the candidates are
     compared on all rows (the greedy seeding itself); above it, on a uniform subsample.
+    The choice depends on the sizes only, never on the backend or the layout.
 
     Returns
     -------
