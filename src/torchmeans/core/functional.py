@@ -430,6 +430,10 @@ def fit(
         if random_state is None:  # one seed for all ranks
             random_state = collective.broadcast_int(
                 int(np.random.default_rng().integers(2**31 - 1)), data.device)
+    generator = make_generator(random_state, data.device)
+    # Drawn before any run (and before a resumed fit restores the generator): a resumed
+    # fit draws the same rows.
+    train = training_subset(data, n_clusters, max_samples_per_cluster, generator, caller)
     checkpointer = None
     if checkpoint is not None:
         fingerprint = checkpoint_fingerprint(dict(
@@ -437,6 +441,8 @@ def fit(
             metric=metric, init_size=init_size, oversampling_factor=oversampling_factor,
             init_rounds=init_rounds, random_state=random_state,
             max_samples_per_cluster=max_samples_per_cluster), n_init)
+        if train is not data:  # the runs' states hold the subsample's labels
+            fingerprint["lloyd_rows"] = train.n_samples
         checkpointer = Checkpointer(checkpoint, checkpoint_every,
                                     data_fingerprint(data, fingerprint))
     elif resume:
@@ -444,10 +450,6 @@ def fit(
     init_fn = resolve_init(init, n_clusters, n_features, data.acc_dtype, data.device,
                            callable_input=callable_input, init_size=init_size, metric=metric,
                            oversampling_factor=oversampling_factor, init_rounds=init_rounds)
-    generator = make_generator(random_state, data.device)
-    # Drawn before any run (and before a resumed fit restores the generator): a resumed
-    # fit draws the same rows.
-    train = training_subset(data, n_clusters, max_samples_per_cluster, generator, caller)
     result, backend = fit_data(
         data, n_clusters, init=init_fn, n_init=n_init, max_iter=max_iter, tol=tol,
         generator=generator, options=options,
