@@ -137,7 +137,9 @@ class KMeans(BaseKMeans):
         ``n_clusters * max_samples_per_cluster / n_samples`` of a full one (RESULTS.md,
         "max_samples_per_cluster"). Never silent: an INFO record on the ``torchmeans``
         logger says how many rows were used. None (default), or no more rows than
-        that: every row, the same fit as without the parameter. Not in distributed fits.
+        that: every row, the same fit as without the parameter. A streamed source's
+        sample is read into memory (one pass for a sequential source); distributed fits
+        refuse it (``ValueError``).
 
     Attributes
     ----------
