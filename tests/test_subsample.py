@@ -150,8 +150,8 @@ def test_given_centers_are_in_the_same_space(blobs):
     # the sample keeps the data's shift: initial centers (unshifted) start where they are
     X = blobs + 100.0
     start = KMeans(K, random_state=0).fit(X).cluster_centers_
-    km = KMeans(K, init=start, n_init=1, max_samples_per_cluster=M).fit(X)
-    np.testing.assert_allclose(km.cluster_centers_, start, atol=0.2)
+    km = KMeans(K, init=start, n_init=1, random_state=0, max_samples_per_cluster=M).fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, start, atol=0.5)  # (a lost shift: ~100)
     np.testing.assert_array_equal(km.labels_, km.predict(X))
 
 
