@@ -43,6 +43,7 @@ PARAMS = {
     "init_size": None,
     "precision": "exact",
     "deterministic": True,
+    "max_samples_per_cluster": None,
 }
 
 
@@ -108,6 +109,7 @@ def test_get_set_params_round_trip():
         distributed=False,
         precision="fast",
         deterministic=False,
+        max_samples_per_cluster=64,
     )
     assert km.set_params(**new) is km
     assert km.get_params() == new

@@ -25,6 +25,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_precision.py", "fast / exact time"),
         ("bench_small.py", "scikit-learn KMeans(n_init=1)"),
         ("bench_bisecting.py", "inertia torchmeans / scikit-learn"),
+        ("bench_subsample.py", "max_samples_per_cluster=256"),
     ],
 )
 def test_benchmark_quick_mode_runs(script, expected):

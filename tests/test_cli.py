@@ -408,6 +408,25 @@ def test_backend_and_precision_options(cli, tmp_path):
     assert "half" in bad.output
 
 
+def test_max_samples_per_cluster_option(cli, tmp_path):
+    X, _ = make_blobs(n_samples=2000, centers=4, n_features=3, random_state=0)
+    path, model = tmp_path / "x.npy", tmp_path / "m.safetensors"
+    np.save(path, X)
+    summary = json.loads(run(cli, "fit", path, "-k", 4, "--seed", 0,
+                             "--max-samples-per-cluster", 50, "--out", model, "--json").output)
+    expected = torchmeans.KMeans(4, random_state=0, algorithm="auto",
+                                 max_samples_per_cluster=50).fit(X)
+    assert summary["fitted_on_rows"] == 200
+    assert summary["n_samples"] == 2000
+    assert summary["inertia"] == pytest.approx(expected.inertia_, rel=1e-12)
+    assert torchmeans.load(model).max_samples_per_cluster == 50
+    full = json.loads(run(cli, "fit", path, "-k", 4, "--seed", 0,
+                          "--max-samples-per-cluster", 500, "--json").output)
+    assert "fitted_on_rows" not in full
+    bad = CliRunner().invoke(cli, ["fit", str(path), "-k", "2", "--max-samples-per-cluster", "0"])
+    assert bad.exit_code == 2
+
+
 def test_backend_choices_are_the_registrys(cli, monkeypatch):
     from torchmeans import backends
 

@@ -349,6 +349,9 @@ def build_cli() -> Any:
                                                     "auto"]), default="auto", show_default=True)
     @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean",
                   show_default=True, help="cosine: spherical k-means on unit-normalised rows.")
+    @click.option("--max-samples-per-cluster", type=click.IntRange(min=1), default=None,
+                  help="Fit on at most k times this many rows drawn at random, then label "
+                       "all rows (faster, not exact; default: every row).")
     @click.option("--backend", type=click.Choice(BACKENDS),
                   default="auto", show_default=True,
                   help="Lloyd pass: native C kernel (CPU), Triton kernels (CUDA) or torch.")
@@ -374,8 +377,8 @@ def build_cli() -> Any:
     @json_option
     @quiet_option
     def fit(data: str, n_clusters: int, init: str, n_init: str, max_iter: int, tol: float,
-            algorithm: str, metric: str, backend: str, precision: str, device: str, dtype: str,
-            seed: int | None,
+            algorithm: str, metric: str, max_samples_per_cluster: int | None, backend: str,
+            precision: str, device: str, dtype: str, seed: int | None,
             sample_weight: str | None, columns: str | None, array: str | None,
             out: str | None, labels_path: str | None, plot: str | None, as_json: bool,
             quiet: bool) -> None:
@@ -420,7 +423,8 @@ def build_cli() -> Any:
             weight = None if weight is None else weight[first:last]
         km = KMeans(n_clusters, init=init, n_init=n_init_value, max_iter=max_iter, tol=tol,
                     algorithm=algorithm, device=device_name, random_state=seed,
-                    metric=metric, backend=backend, precision=precision, verbose=0)
+                    metric=metric, backend=backend, precision=precision, verbose=0,
+                    max_samples_per_cluster=max_samples_per_cluster)
         start = time.perf_counter()
         try:
             with warnings.catch_warnings(record=True) as caught, _captured_output(
@@ -451,6 +455,9 @@ def build_cli() -> Any:
             "device": str(resolve_device(device_name)),
             "cluster_size_min": min(sizes), "cluster_size_max": max(sizes),
         }
+        if max_samples_per_cluster is not None and (
+                summary["n_samples"] > n_clusters * max_samples_per_cluster):
+            summary["fitted_on_rows"] = n_clusters * max_samples_per_cluster  # (labels: all)
         if rank != 0:  # rank 0 writes the files and the summary
             return
         if world > 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import numbers
 import os
 from collections.abc import Callable
@@ -49,6 +50,8 @@ from torchmeans.data.stream import as_stream, is_source
 from torchmeans.io.checkpoint import BestRun, Checkpointer, data_fingerprint
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
+
+logger = logging.getLogger("torchmeans")
 
 InitFunction = Callable[[KMeansData, int, torch.Generator], Tensor]
 """An init resolved for the core: returns centers in the data's shifted space."""
@@ -207,27 +210,33 @@ def fit_data(
     metric: str = "euclidean",
     checkpointer: Checkpointer | None = None,
     resume: bool = False,
+    train: KMeansData | None = None,
 ) -> tuple[KMeansResult, Backend]:
     """Run ``n_init`` initializations of Lloyd on prepared data; keep the best.
 
     Returns centers in the original (unshifted) space, and labels and inertia
     computed against exactly those centers (as ``predict`` and ``score`` will), with the
-    backend that ran. ``options.backend`` is resolved here, once. With a ``checkpointer``
-    the state is written every few iterations; with ``resume`` a fit continues from the
-    checkpoint (when there is one) to the result the uninterrupted fit would have had.
+    backend that ran. With ``train`` (a ``data.subset``: :func:`training_subset`) the
+    seeding and the iterations run on those rows; the final assignment, labels and
+    inertia are still of all of ``data``. ``options.backend`` is resolved here, once.
+    With a ``checkpointer`` the state is written every few iterations; with ``resume`` a
+    fit continues from the checkpoint (when there is one) to the result the uninterrupted
+    fit would have had.
     Distributed data (``data.collective``) run the same iterations on every rank.
     """
     collective = data.collective
+    subsampled = train is not None and train is not data
+    train = data if train is None else train
     chunk_bytes = options.chunk_bytes
-    tol_abs = global_mean_variance(data) * tol if tol > 0 else 0.0
+    tol_abs = global_mean_variance(train) * tol if tol > 0 else 0.0
     backend = resolve_backend(options.backend, data, n_clusters,
                               chunk_budget(data, chunk_bytes))
     requested = algorithm
-    algorithm = resolve_algorithm(algorithm, data, n_clusters, backend)
+    algorithm = resolve_algorithm(algorithm, train, n_clusters, backend)
     # An explicit backend that does not run the algorithm's passes itself refuses it; with
     # 'auto' the bounded passes use torch ops, the Lloyd passes the resolved backend.
     problem = None if options.backend == "auto" else backend.algorithm_unsupported(
-        algorithm, data)
+        algorithm, train)
     if problem is not None:
         if requested != "auto":
             raise ValueError(problem)
@@ -249,7 +258,7 @@ def fit_data(
     for run in range(first_run, n_init):
         start = resumed.state if resumed is not None and run == resumed.run else None
         if start is None:
-            initial = init(data, n_clusters, generator).to(data.acc_dtype)
+            initial = init(train, n_clusters, generator).to(data.acc_dtype)
             if verbose:
                 print("Initialization complete")
         else:
@@ -259,13 +268,15 @@ def fit_data(
             on_iteration = partial(_save_checkpoint, checkpointer, run, generator.get_state(),
                                    None if best is None else BestRun(
                                        best.centers, best.inertia, best.n_iter, best.history))
-        result = lloyd(data, initial, backend=backend, max_iter=max_iter, tol=tol_abs,
+        result = lloyd(train, initial, backend=backend, max_iter=max_iter, tol=tol_abs,
                        chunk_bytes=chunk_bytes, verbose=verbose, algorithm=algorithm,
                        spherical=metric == "cosine", start=start, on_iteration=on_iteration)
         centers = result.centers + data.offset
         # predict() shifts the returned centers back; label against exactly those.
         shifted = centers - data.offset
-        if result.labels_are_final and torch.equal(shifted, result.centers):
+        if subsampled:  # Lloyd's labels are the subsample's: assign all rows
+            final = assign(data, shifted, backend=backend, chunk_bytes=chunk_bytes)
+        elif result.labels_are_final and torch.equal(shifted, result.centers):
             # Converged with labels unchanged: the last pass already assigned against
             # these exact centers (scikit-learn skips this step then, too; Lloyd's updates
             # are round-tripped through the offset, lloyd.as_returned, so they are equal).
@@ -295,6 +306,37 @@ def fit_data(
     return best, backend
 
 
+def training_subset(data: KMeansData, n_clusters: int, max_samples_per_cluster: int | None,
+                    generator: torch.Generator, caller: str) -> KMeansData:
+    """Return the rows Lloyd runs on: ``data``, or ``n_clusters * max_samples_per_cluster``.
+
+    When ``data`` has more rows than that, as many are drawn uniformly without replacement
+    from ``generator`` (their weights kept, so sums over them estimate the full sums
+    without bias; FAISS's points-per-centroid), and the choice is logged on the
+    ``torchmeans`` logger. Otherwise ``data`` itself and nothing drawn: the fit is the
+    one without the parameter, to the bit.
+    """
+    if max_samples_per_cluster is None:
+        return data
+    if data.collective:
+        raise ValueError(
+            "max_samples_per_cluster is not supported in a distributed fit: each rank holds "
+            "only its own rows, so a uniform sample of all rows is not drawn; pass "
+            "max_samples_per_cluster=None, or subsample the rows before the fit.")
+    size = n_clusters * max_samples_per_cluster
+    if data.n_samples <= size:
+        return data
+    rows = torch.randperm(data.n_samples, generator=generator, device=data.device)[:size]
+    train = data.subset(rows.sort().values)  # (in row order: reads stay sequential)
+    # The rows are in data's shifted space; keeping its offset makes Lloyd's round trip
+    # through the offset and the cosine projection those of a fit on all rows.
+    train.offset = data.offset
+    fitted = "labels and inertia" if caller == "kmeans" else "labels_ and inertia_"
+    logger.info("%s: fitting on %s of %s rows (max_samples_per_cluster=%d); %s are of all rows",
+                caller, f"{size:,}", f"{data.n_samples:,}", max_samples_per_cluster, fitted)
+    return train
+
+
 def checkpoint_fingerprint(params: dict[str, Any], n_init: int) -> dict[str, Any]:
     """Return the parameters a checkpoint must agree with to be resumed."""
     init = params["init"]
@@ -308,13 +350,15 @@ def checkpoint_fingerprint(params: dict[str, Any], n_init: int) -> dict[str, Any
     seed = params["random_state"]
     seed = int(seed) if isinstance(seed, numbers.Integral) else None
     init_size, init_rounds = params["init_size"], params["init_rounds"]
+    per_cluster = params.get("max_samples_per_cluster")
     return {"n_clusters": int(params["n_clusters"]), "init": init, "n_init": int(n_init),
             "max_iter": int(params["max_iter"]), "tol": float(params["tol"]),
             "algorithm": params["algorithm"], "metric": params["metric"],
             "init_size": None if init_size is None else int(init_size),
             "oversampling_factor": float(params["oversampling_factor"]),
             "init_rounds": None if init_rounds is None else int(init_rounds),
-            "random_state": seed}
+            "random_state": seed,
+            "max_samples_per_cluster": None if per_cluster is None else int(per_cluster)}
 
 
 def fit(
@@ -333,6 +377,7 @@ def fit(
     metric: str = "euclidean",
     oversampling_factor: float = 2.0,
     init_rounds: int | None = None,
+    max_samples_per_cluster: int | None = None,
     copy: bool = True,
     options: ExecutionOptions,
     checkpoint: str | os.PathLike | None = None,
@@ -385,12 +430,19 @@ def fit(
         if random_state is None:  # one seed for all ranks
             random_state = collective.broadcast_int(
                 int(np.random.default_rng().integers(2**31 - 1)), data.device)
+    generator = make_generator(random_state, data.device)
+    # Drawn before any run (and before a resumed fit restores the generator): a resumed
+    # fit draws the same rows.
+    train = training_subset(data, n_clusters, max_samples_per_cluster, generator, caller)
     checkpointer = None
     if checkpoint is not None:
         fingerprint = checkpoint_fingerprint(dict(
             n_clusters=n_clusters, init=init, max_iter=max_iter, tol=tol, algorithm=algorithm,
             metric=metric, init_size=init_size, oversampling_factor=oversampling_factor,
-            init_rounds=init_rounds, random_state=random_state), n_init)
+            init_rounds=init_rounds, random_state=random_state,
+            max_samples_per_cluster=max_samples_per_cluster), n_init)
+        if train is not data:  # the runs' states hold the subsample's labels
+            fingerprint["lloyd_rows"] = train.n_samples
         checkpointer = Checkpointer(checkpoint, checkpoint_every,
                                     data_fingerprint(data, fingerprint))
     elif resume:
@@ -400,9 +452,9 @@ def fit(
                            oversampling_factor=oversampling_factor, init_rounds=init_rounds)
     result, backend = fit_data(
         data, n_clusters, init=init_fn, n_init=n_init, max_iter=max_iter, tol=tol,
-        generator=make_generator(random_state, data.device), options=options,
+        generator=generator, options=options,
         verbose=bool(verbose), algorithm=warn_elkan_single_cluster(algorithm, n_clusters),
-        metric=metric, checkpointer=checkpointer, resume=resume)
+        metric=metric, checkpointer=checkpointer, resume=resume, train=train)
     return Fitted(result, backend, data.offset, n_init)
 
 
@@ -448,6 +500,7 @@ def kmeans(
     checkpoint_every: int = 10,
     resume: bool = False,
     distributed: bool | None = None,
+    max_samples_per_cluster: int | None = None,
 ) -> KMeansResult:
     """Exact Lloyd k-means on any torch device.
 
@@ -513,6 +566,12 @@ def kmeans(
         Fit across the ranks of the initialised ``torch.distributed`` process group, each
         passing its own rows (None: whenever a group of more than one process is
         initialised; see :class:`torchmeans.KMeans`).
+    max_samples_per_cluster : int, optional
+        Speed over exactness (FAISS's points per centroid): with more than
+        ``n_clusters * max_samples_per_cluster`` rows, seed and iterate on that many
+        drawn uniformly (weights kept) and assign all rows to the centers found; logged
+        at INFO on the ``torchmeans`` logger. ``labels`` and ``inertia`` are of all rows
+        (see :class:`torchmeans.KMeans`). None (default): every row.
 
     Returns
     -------
@@ -533,7 +592,8 @@ def kmeans(
         algorithm=algorithm, init_size=init_size, metric=metric,
         oversampling_factor=oversampling_factor, init_rounds=init_rounds,
         random_state=random_state, verbose=verbose, checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every, distributed=distributed)
+        checkpoint_every=checkpoint_every, distributed=distributed,
+        max_samples_per_cluster=max_samples_per_cluster)
     validate_parameters({**params, **dict(device=device, backend=backend, precision=precision,
                                           chunk_bytes=chunk_bytes,
                                           deterministic=deterministic)}, "kmeans")

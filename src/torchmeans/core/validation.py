@@ -421,6 +421,7 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "precision": [StrOptions(set(PRECISIONS))],
     "deterministic": ["boolean"],
     "n_local_trials": [*_positive_int(), None],
+    "max_samples_per_cluster": [*_positive_int(), None],
 }
 """What every parameter of the estimators and of the functional API accepts: one table,
 checked by scikit-learn's own validator, so a bad value raises its

@@ -125,6 +125,21 @@ class KMeans(BaseKMeans):
         added in a fixed order (a sorted segmented sum, not atomics). False allows
         atomic additions on GPUs (faster when clusters are large; the CPU is
         deterministic either way).
+    max_samples_per_cluster : int, default=None
+        Speed over exactness, FAISS's points per centroid. When ``X`` has more than
+        ``n_clusters * max_samples_per_cluster`` rows, the seeding and the Lloyd
+        iterations (of every ``n_init`` run) use that many rows drawn uniformly
+        without replacement from the fit's generator, their sample weights kept (an
+        unbiased estimate of the full sums); then all rows are assigned to the centers
+        found, so ``labels_`` and ``inertia_`` are of all rows (``labels_ ==
+        predict(X)``, ``inertia_ == -score(X)``). The centers are those of the sample:
+        close to, not equal to, a full fit's; each iteration costs
+        ``n_clusters * max_samples_per_cluster / n_samples`` of a full one (RESULTS.md,
+        "max_samples_per_cluster"). Never silent: an INFO record on the ``torchmeans``
+        logger says how many rows were used. None (default), or no more rows than
+        that: every row, the same fit as without the parameter. A streamed source's
+        sample is read into memory (one pass for a sequential source); distributed fits
+        refuse it (``ValueError``).
 
     Attributes
     ----------
@@ -165,7 +180,7 @@ class KMeans(BaseKMeans):
         **BaseKMeans._parameter_constraints,
         **constraints("copy_x", "algorithm", "backend", "oversampling_factor", "init_rounds",
                       "checkpoint", "checkpoint_every", "distributed", "precision",
-                      "deterministic"),
+                      "deterministic", "max_samples_per_cluster"),
     }
 
     def __init__(
@@ -192,6 +207,7 @@ class KMeans(BaseKMeans):
         distributed: bool | None = None,
         precision: str = "exact",
         deterministic: bool = True,
+        max_samples_per_cluster: int | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -214,6 +230,7 @@ class KMeans(BaseKMeans):
         self.distributed = distributed
         self.precision = precision
         self.deterministic = deterministic
+        self.max_samples_per_cluster = max_samples_per_cluster
 
     # -- estimator API ------------------------------------------------------------
 
@@ -264,7 +281,8 @@ class KMeans(BaseKMeans):
             random_state=self.random_state, verbose=self.verbose, algorithm=self.algorithm,
             init_size=self.init_size, metric=self.metric,
             oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
-            copy=self.copy_x, options=ExecutionOptions.from_params(params, validated=True),
+            max_samples_per_cluster=self.max_samples_per_cluster, copy=self.copy_x,
+            options=ExecutionOptions.from_params(params, validated=True),
             checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
             distributed=self.distributed, callable_input=validated,
             caller=type(self).__name__, default_n_init=self._default_n_init)

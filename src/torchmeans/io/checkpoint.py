@@ -90,7 +90,8 @@ class Checkpointer:
     fingerprint : dict
         What the fit is (:func:`data_fingerprint`: parameters, data shape, dtype and
         checksums): a checkpoint whose fingerprint differs is refused on resume. Its
-        ``n_clusters``, ``n_init``, ``max_iter``, ``n_samples``, ``n_features`` and
+        ``n_clusters``, ``n_init``, ``max_iter``, ``n_samples`` (``lloyd_rows`` when
+        Lloyd runs on a subsample: ``max_samples_per_cluster``), ``n_features`` and
         ``dtype`` bound what a checkpoint may hold.
     """
 
@@ -167,7 +168,9 @@ def _checked_state(fields: Fields, tensors: dict[str, Tensor], fingerprint: dict
                    device: torch.device) -> Resumed:
     """Return the checkpoint's state, every tensor and field checked against the resuming fit."""
     k, d = int(fingerprint["n_clusters"]), int(fingerprint["n_features"])
-    n, n_init = int(fingerprint["n_samples"]), int(fingerprint["n_init"])
+    # The run's labels are of the rows Lloyd runs on (a subsample: lloyd_rows).
+    n = int(fingerprint.get("lloyd_rows", fingerprint["n_samples"]))
+    n_init = int(fingerprint["n_init"])
     max_iter = int(fingerprint["max_iter"])
     acc_dtype = accumulation_dtype(getattr(torch, fingerprint["dtype"]))
     # as core.lloyd.lloyd keeps its running totals
