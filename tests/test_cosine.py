@@ -133,3 +133,16 @@ def test_kmeans_parallel_cosine_seeds_are_unit_vectors():
     X = np.random.default_rng(0).normal(size=(3000, 5))
     km = KMeans(8, init="k-means||", metric="cosine", random_state=0, max_iter=1).fit(X)
     np.testing.assert_allclose(np.linalg.norm(km.cluster_centers_, axis=1), 1, rtol=1e-6)
+
+
+def test_kmeans_parallel_seeds_on_a_sample_lie_on_the_sphere():
+    """init_size with k-means||: the seeds are projected in the data's space, not the sample's."""
+    from torchmeans.core.functional import resolve_init
+    from torchmeans.core.validation import make_data
+
+    rng = np.random.default_rng(0)
+    X = torch.from_numpy(rng.normal(size=(2000, 8)) + 3.0)
+    data = make_data(X, torch.ones(2000, dtype=X.dtype), metric="cosine")
+    seed = resolve_init("k-means||", 6, 8, X.dtype, X.device, init_size=300, metric="cosine")
+    centers = seed(data, 6, torch.Generator().manual_seed(0)) + data.offset
+    torch.testing.assert_close(centers.norm(dim=1), torch.ones(6, dtype=X.dtype))

@@ -121,6 +121,7 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
                 if metric == "cosine":
                     centers = project_to_sphere(centers, data.offset)
                 return centers
+            offset = data.offset  # (a sample's rows are in this space; its own offset is 0)
             if collective:
                 data = _gathered_sample(data, k, init_size, generator)
             elif init_size is not None and init_size < data.n_samples:
@@ -129,7 +130,7 @@ def resolve_init(init: Any, n_clusters: int, n_features: int, dtype: torch.dtype
                 data = data.subset(rows)
             centers = sampler(data, k, generator)[0]
             if metric == "cosine" and init == "k-means||":  # means of rows: back on the sphere
-                centers = project_to_sphere(centers, data.offset)
+                centers = project_to_sphere(centers, offset)
             return centers
         return seed
     if callable(init):
