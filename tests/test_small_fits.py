@@ -175,8 +175,8 @@ def test_every_algorithm_gives_the_same_small_fit(seed):
         assert other.n_iter_ == fits[0].n_iter_
 
 
-def test_verbose_and_checkpoints_run_the_engine_loop(monkeypatch, tmp_path, capsys):
-    """The whole run is skipped where each iteration is reported or saved."""
+def test_verbose_runs_the_engine_loop_checkpoints_do_not(monkeypatch, tmp_path, capsys):
+    """Each iteration printed: the loop; a checkpointed small fit runs in one call."""
     calls = []
     original = NativeBackend.lloyd_run
 
@@ -188,11 +188,27 @@ def test_verbose_and_checkpoints_run_the_engine_loop(monkeypatch, tmp_path, caps
     X, _ = make_blobs(n_samples=300, centers=4, cluster_std=0.6, random_state=0)
     torchmeans.KMeans(4, random_state=0, verbose=1).fit(X)
     assert "Iteration 0" in capsys.readouterr().out
+    assert calls == []
     torchmeans.kmeans(torch.from_numpy(X), 4, random_state=0,
                       checkpoint=tmp_path / "run.ckpt")
-    assert calls == []
-    torchmeans.KMeans(4, random_state=0).fit(X)
     assert calls == [1]
+    torchmeans.KMeans(4, random_state=0).fit(X)
+    assert calls == [1, 1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_checkpointed_small_fit_is_the_fit_without_one(tmp_path, dtype):
+    """float64 sums summed another way would move the centers' last bits: none differ."""
+    X, _ = make_blobs(n_samples=2000, centers=40, n_features=2, cluster_std=2.0, random_state=0)
+    X = X.astype(dtype)
+    params = {"n_clusters": 20, "n_init": 3, "init": "random", "random_state": 5, "tol": 0.0}
+    plain = torchmeans.KMeans(**params).fit(X)
+    for resume in (False, True):  # (the second resumes a finished fit's file, if any)
+        saved = torchmeans.KMeans(**params).fit(X, checkpoint=tmp_path / "run.ckpt",
+                                                checkpoint_every=1, resume=resume)
+        np.testing.assert_array_equal(saved.cluster_centers_, plain.cluster_centers_)
+        np.testing.assert_array_equal(saved.labels_, plain.labels_)
+        assert saved.inertia_ == plain.inertia_
 
 
 # -- greedy k-means++ ----------------------------------------------------------------------

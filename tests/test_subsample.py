@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import torchmeans
 from torchmeans import KMeans, sources
+from torchmeans.backends.native import backend as native_backend_module
 from torchmeans.core import functional
 from torchmeans.core.functional import training_subset
 from torchmeans.core.validation import make_data, make_generator
@@ -218,6 +219,8 @@ def test_checkpoint_fingerprint_includes_it():
 def test_a_resumed_fit_draws_the_same_sample(monkeypatch, tmp_path):
     X, _ = make_blobs(4000, centers=12, n_features=4, cluster_std=2.0, random_state=0)
     X = X.astype(np.float32)  # (as test_checkpoint's fits)
+    # checkpoints every few iterations: the loop of passes, not one call per run
+    monkeypatch.setattr(native_backend_module, "SMALL_RUN_MAX_WORK", 0)
     params = dict(n_clusters=12, n_init=3, init="random", random_state=5, tol=0.0,
                   max_iter=40, max_samples_per_cluster=100)
     reference = KMeans(**params).fit(X)
@@ -228,9 +231,9 @@ def test_a_resumed_fit_draws_the_same_sample(monkeypatch, tmp_path):
         save(self, *args, **kwargs)
         snapshots.append(self.path.read_bytes())
 
-    monkeypatch.setattr(torchmeans.io.checkpoint.Checkpointer, "save", save_and_copy)
-    KMeans(**params).fit(X, checkpoint=path, checkpoint_every=5)
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(torchmeans.io.checkpoint.Checkpointer, "save", save_and_copy)
+        KMeans(**params).fit(X, checkpoint=path, checkpoint_every=5)
     assert len(snapshots) >= 3
     for snapshot in snapshots[1::3]:
         path.write_bytes(snapshot)

@@ -53,6 +53,10 @@ class LloydRun(NamedTuple):
     distances: Tensor | None
     """Where the labels are final: the rows' exact squared distances to their centers, the
     numbers :meth:`Backend.sq_distances` gives (the inertia's terms); else None."""
+    sums: Tensor
+    """``(k, d)`` float64 per-cluster sums of the last counted pass (a checkpoint's)."""
+    weights: Tensor
+    """``(k,)`` float64 per-cluster weights of the last counted pass."""
 
 
 class Backend:

@@ -381,17 +381,23 @@ def lloyd(
     # the fixed cost of a small fit); elsewhere they come back in one stacked transfer.
     on_host = data.device.type == "cpu"
     host_inertia_offset = float(inertia_offset) if on_host else 0.0
-    if start is None and on_host and not (spherical or verbose or on_iteration is not None):
+    if start is None and on_host and not (spherical or verbose):
         # A small problem: the backend may run every iteration in one call; it hands back
         # a pass that leaves a cluster empty, which the loop below then relocates. Whatever
         # the algorithm: the bounded ones change the work, never the labels or iterations,
         # and at this size bounds save nothing (so every algorithm gives the same centers).
+        # Checkpointed fits too (a run that reaches max_iter is saved once, at its end: the
+        # call takes milliseconds), so that a fit with a checkpoint is the one without, to
+        # the bit; a resumed state goes on in the loop (its first pass sums all rows).
         run = backend.lloyd_run(data, centers, max_iter=max_iter, tol=tol,
                                 inertia_offset=host_inertia_offset)
         if run is not None:
             history = [IterationStats(i, inertia * inertia_scale, shift, int(changed), 0)
                        for i, (inertia, shift, changed, _) in enumerate(run.history.tolist())]
             if run.outcome == 1 or len(history) >= max_iter:  # converged, or max_iter run
+                if run.outcome != 1 and on_iteration is not None:  # as the loop's last call
+                    on_iteration(RunState(len(history), run.centers, run.labels, run.sums,
+                                          run.weights, False, history))
                 # Final only if the pass scored with the norms nearest() computes.
                 final = run.labels_final and backend.exact_pass_labels and torch.equal(
                     run.sq_norms, run.centers.square().sum(dim=1))

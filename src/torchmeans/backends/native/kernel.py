@@ -809,7 +809,10 @@ def lloyd_run(x: Tensor, weight: Tensor | None, offset: Tensor, centers: Tensor,
     labels = integers[:n_rows]
     history = wide[k * n_features + k + 2 :].view(max_iter, 4)[:iterations]
     distances = narrow[2 * k * n_features + k :] if final else None
-    return LloydRun(run_centers, labels, history, status, bool(final), sq_norms, distances)
+    sums = wide[: k * n_features].view(k, n_features)
+    weights = wide[k * n_features : k * n_features + k]
+    return LloydRun(run_centers, labels, history, status, bool(final), sq_norms, distances,
+                    sums, weights)
 
 
 def serial_run_applies(n_features: int) -> bool:
