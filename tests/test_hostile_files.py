@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 import torchmeans
 from torchmeans import KMeans, ModelFileError
+from torchmeans.backends.native import backend as native_backend_module
 from torchmeans.backends.native import kernel as _native
 from torchmeans.io.checkpoint import Checkpointer, CheckpointError
 from torchmeans.io.model_files import content_checksum
@@ -70,7 +71,9 @@ def files(tmp_path_factory):
     X = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
     X[:100] += 6
     checkpoint = root / "checkpoint.safetensors"
-    km = KMeans(**FIT).fit(X, checkpoint=checkpoint, checkpoint_every=1)
+    with pytest.MonkeyPatch.context() as patch:  # mid-run checkpoints: the loop of passes
+        patch.setattr(native_backend_module, "SMALL_RUN_MAX_WORK", 0)
+        km = KMeans(**FIT).fit(X, checkpoint=checkpoint, checkpoint_every=1)
     model = km.save(root / "model.safetensors")
     np.save(root / "X.npy", X)
     _, metadata = parts(checkpoint)
